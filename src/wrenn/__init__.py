@@ -1,0 +1,93 @@
+"""wrenn: the async-first Python SDK for Wrenn capsules.
+
+Names are imported on first use, so ``import wrenn`` stays cheap for programs that
+need only part of the SDK (short-lived workers, CLIs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._async.client import AsyncWrennClient
+    from ._exceptions import (
+        WrennAgentError,
+        WrennAPIStatusError,
+        WrennAuthenticationError,
+        WrennCapsuleStateError,
+        WrennClientClosedError,
+        WrennConflictError,
+        WrennConnectionError,
+        WrennError,
+        WrennForbiddenError,
+        WrennGatewayTimeoutError,
+        WrennHostHasCapsulesError,
+        WrennHostUnavailableError,
+        WrennInternalError,
+        WrennNotFoundError,
+        WrennPayloadTooLargeError,
+        WrennRateLimitError,
+        WrennRedirectError,
+        WrennResponseTooLargeError,
+        WrennResponseValidationError,
+        WrennStreamError,
+        WrennStreamInterruptedError,
+        WrennStreamTimeoutError,
+        WrennTimeoutError,
+        WrennUsageError,
+        WrennValidationError,
+    )
+    from ._sync.client import WrennClient
+
+_EXCEPTIONS = (
+    "WrennAPIStatusError",
+    "WrennAgentError",
+    "WrennAuthenticationError",
+    "WrennCapsuleStateError",
+    "WrennClientClosedError",
+    "WrennConflictError",
+    "WrennConnectionError",
+    "WrennError",
+    "WrennForbiddenError",
+    "WrennGatewayTimeoutError",
+    "WrennHostHasCapsulesError",
+    "WrennHostUnavailableError",
+    "WrennInternalError",
+    "WrennNotFoundError",
+    "WrennPayloadTooLargeError",
+    "WrennRateLimitError",
+    "WrennRedirectError",
+    "WrennResponseTooLargeError",
+    "WrennResponseValidationError",
+    "WrennStreamError",
+    "WrennStreamInterruptedError",
+    "WrennStreamTimeoutError",
+    "WrennTimeoutError",
+    "WrennUsageError",
+    "WrennValidationError",
+)
+
+# name -> module that defines it
+_LAZY: dict[str, str] = {
+    "AsyncWrennClient": "wrenn._async.client",
+    "WrennClient": "wrenn._sync.client",
+    **dict.fromkeys(_EXCEPTIONS, "wrenn._exceptions"),
+}
+
+__all__ = ["AsyncWrennClient", "WrennClient", "__version__", *_EXCEPTIONS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wrenn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

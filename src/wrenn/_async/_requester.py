@@ -1,0 +1,480 @@
+"""The one path every HTTP call takes: build, send, retry, map errors, read the body.
+
+Resources never touch httpx themselves; they describe a call (method, path, body,
+accepted statuses, timeouts) and receive either a fully read ``RawResponse`` or, for
+streams, an open ``httpx.Response`` whose status is already known to be good.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+from collections.abc import Generator, Mapping
+from typing import Any
+
+import httpx
+
+from .._compat import AsyncLock, AsyncLoopGuard, asleep
+from .._config import (
+    RETRY_COUNT_HEADER,
+    USER_AGENT,
+    ClientOptions,
+    Secret,
+    default_limits,
+    keepalive_socket_options,
+)
+from .._exceptions import (
+    WrennClientClosedError,
+    WrennConnectionError,
+    WrennError,
+    WrennRateLimitError,
+    WrennResponseTooLargeError,
+    WrennTimeoutError,
+    WrennUsageError,
+    error_from_response,
+)
+from .._logs import logger
+from .._responses import RawResponse
+from .._retry import (
+    RetryBudget,
+    is_idempotent,
+    parse_retry_after,
+    retry_after_too_long,
+    retry_delay,
+    should_retry_status,
+)
+
+
+class _APIKeyAuth(httpx.Auth):
+    """Adds ``X-API-Key`` to each request as it is sent.
+
+    The key is never stored in the httpx client's default headers, so printing the
+    client, its headers or its variables cannot reveal it.
+    """
+
+    def __init__(self, key: Secret) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["X-API-Key"] = self._key.reveal()
+        yield request
+
+
+class AsyncRequester:
+    """Owns the connection pool and sends every request of one client and its copies."""
+
+    def __init__(
+        self,
+        *,
+        http_client: httpx.AsyncClient | None,
+        limits: httpx.Limits | None,
+        verify: ssl.SSLContext | str | bool,
+        trust_env: bool,
+    ) -> None:
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise TypeError(
+                f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
+            )
+        self._limits = limits or default_limits()
+        self._verify = verify
+        self._trust_env = trust_env
+        self._owns_client = http_client is None
+        self._client = http_client if http_client is not None else self._new_client()
+        self._pid = os.getpid()
+        self._loop_guard = AsyncLoopGuard()
+        self._close_lock = AsyncLock()
+        self.budget = RetryBudget()
+        self.closed = False
+
+    def _new_client(self) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(
+            verify=self._verify,
+            trust_env=self._trust_env,
+            limits=self._limits,
+            socket_options=keepalive_socket_options(),
+        )
+        return httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=False,
+            trust_env=self._trust_env,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._client
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def ensure_usable(self) -> httpx.AsyncClient:
+        """Return the client to send with, after checking closed, event loop and fork."""
+        if self.closed:
+            raise WrennClientClosedError("client_closed", "the client has been closed")
+        if not self._loop_guard.check():
+            raise WrennUsageError(
+                "wrong_event_loop",
+                "this async client is bound to the event loop it was first used on; "
+                "create one client per event loop (e.g. per asyncio.run() call)",
+            )
+        if os.getpid() != self._pid:
+            if not self._owns_client:
+                raise WrennUsageError(
+                    "used_after_fork",
+                    "the client was created before os.fork() with a caller-supplied "
+                    "http_client; create a new client in the child process",
+                )
+            # The child must never share the parent's sockets: responses would cross.
+            # The parent's pool objects are dropped, not closed, so the parent's
+            # connections stay intact.
+            self._client = self._new_client()
+            self._loop_guard = AsyncLoopGuard()
+            self._pid = os.getpid()
+        return self._client
+
+    async def aclose(self) -> None:
+        async with self._close_lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self._owns_client:
+                await self._client.aclose()
+
+    # --- requests -------------------------------------------------------------------
+
+    def _build(
+        self,
+        client: httpx.AsyncClient,
+        options: ClientOptions,
+        method: str,
+        path: str,
+        attempt: int,
+        timeout: httpx.Timeout,
+        *,
+        params: Mapping[str, str] | None,
+        content: Any,
+        files: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Request:
+        merged = {**options.default_headers, **(headers or {})}
+        merged[RETRY_COUNT_HEADER] = str(attempt)
+        return client.build_request(
+            method,
+            options.url(path),
+            params=params,
+            content=content,
+            files=files,
+            data=data,
+            headers=merged,
+            timeout=timeout,
+        )
+
+    async def request(
+        self,
+        options: ClientOptions,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        params: Mapping[str, str] | None = None,
+        content: Any = None,
+        files: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+        missing_ok_on_retry: bool = False,
+        replayable: bool = True,
+    ) -> RawResponse:
+        """Send one API call, retrying per policy, and return its fully read response.
+
+        ``missing_ok_on_retry`` makes a 404 on a *retry* count as success: a DELETE whose
+        first attempt timed out may well have been applied already.
+        """
+        response = await self._send(
+            options,
+            method,
+            path,
+            ok=ok,
+            params=params,
+            content=content,
+            files=files,
+            data=data,
+            headers=headers,
+            read_timeout=read_timeout,
+            missing_ok_on_retry=missing_ok_on_retry,
+            replayable=replayable,
+            stream=False,
+        )
+        assert isinstance(response, RawResponse)
+        return response
+
+    async def open_stream(
+        self,
+        options: ClientOptions,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        content: Any = None,
+        files: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+        replayable: bool = True,
+    ) -> httpx.Response:
+        """Open a streamed response with a 2xx status; the caller must close it.
+
+        Retries happen only until a good status arrives; once bytes of the body flow,
+        a failure is the stream's to report.
+        """
+        response = await self._send(
+            options,
+            method,
+            path,
+            ok=(200,),
+            params=params,
+            content=content,
+            files=files,
+            data=data,
+            headers=headers,
+            read_timeout=read_timeout,
+            missing_ok_on_retry=False,
+            replayable=replayable,
+            stream=True,
+        )
+        assert isinstance(response, httpx.Response)
+        return response
+
+    async def _send(
+        self,
+        options: ClientOptions,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...],
+        params: Mapping[str, str] | None,
+        content: Any,
+        files: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        read_timeout: float | None,
+        missing_ok_on_retry: bool,
+        replayable: bool,
+        stream: bool,
+    ) -> RawResponse | httpx.Response:
+        started = time.monotonic()
+        deadline = None if options.total_timeout is None else started + options.total_timeout
+        if read_timeout is not None and deadline is not None:
+            # A call that legitimately takes long (a VM boot, an exec) gets a deadline
+            # that fits its read budget instead of failing at the default.
+            deadline = max(deadline, started + read_timeout + options.timeout.connect + 5.0)
+        base_timeout = options.timeout
+        if read_timeout is not None:
+            base_timeout = httpx.Timeout(
+                connect=base_timeout.connect,
+                read=max(read_timeout, base_timeout.read or 0.0),
+                write=base_timeout.write,
+                pool=base_timeout.pool,
+            )
+        max_retries = options.max_retries if replayable else 0
+        scrub = options.api_key.scrub
+        attempt = 0
+        while True:
+            client = self.ensure_usable()
+            timeout = _clamp(base_timeout, deadline)
+            request = self._build(
+                client,
+                options,
+                method,
+                path,
+                attempt,
+                timeout,
+                params=params,
+                content=content,
+                files=files,
+                data=data,
+                headers=headers,
+            )
+            sent_at = time.monotonic()
+            try:
+                response = await client.send(
+                    request, auth=_APIKeyAuth(options.api_key), stream=True, follow_redirects=False
+                )
+            except httpx.TransportError as exc:
+                error = _transport_error(exc, method, path, scrub)
+                if await self._may_retry_transport(error, method, attempt, max_retries, deadline):
+                    attempt += 1
+                    continue
+                error.retries_taken = attempt
+                raise error from exc
+
+            status = response.status_code
+            if stream and status in ok:
+                logger.debug("%s %s -> %s (attempt %d, streaming)", method, path, status, attempt + 1)
+                self.budget.refund()
+                return response
+            try:
+                body = await _read_body(response, deadline, options.max_response_bytes, method, path)
+            except httpx.TransportError as exc:
+                error = _transport_error(exc, method, path, scrub)
+                if await self._may_retry_transport(error, method, attempt, max_retries, deadline):
+                    attempt += 1
+                    continue
+                error.retries_taken = attempt
+                raise error from exc
+            except WrennError as error:
+                error.retries_taken = attempt
+                raise
+            finally:
+                await response.aclose()
+
+            elapsed = (time.monotonic() - sent_at) * 1000
+            logger.debug(
+                "%s %s -> %s (attempt %d, %.1f ms, %d bytes)",
+                method, path, status, attempt + 1, elapsed, len(body),
+            )
+            response_headers = dict(response.headers)
+            if status in ok or (missing_ok_on_retry and status == 404 and attempt > 0):
+                self.budget.refund()
+                return RawResponse(status, response_headers, body, attempt)
+
+            api_error = error_from_response(status, response.headers, body, scrub=scrub)
+            api_error.retries_taken = attempt
+            retry_after = parse_retry_after(response.headers)
+            if isinstance(api_error, WrennRateLimitError):
+                api_error.retry_after = retry_after
+            if (
+                should_retry_status(method, status, response.headers)
+                and not retry_after_too_long(retry_after)
+                and attempt < max_retries
+            ):
+                delay = retry_delay(attempt, response.headers)
+                if _fits(delay, deadline) and self.budget.acquire():
+                    logger.info(
+                        "%s %s -> %s; retrying in %.2f s (%d of %d)",
+                        method, path, status, delay, attempt + 1, max_retries,
+                    )
+                    await asleep(delay)
+                    attempt += 1
+                    continue
+            raise api_error
+
+    async def _may_retry_transport(
+        self,
+        error: WrennConnectionError,
+        method: str,
+        attempt: int,
+        max_retries: int,
+        deadline: float | None,
+    ) -> bool:
+        """Sleep and return True if a failed attempt should be made again."""
+        if attempt >= max_retries or not _retryable_transport(error, method):
+            return False
+        delay = retry_delay(attempt, None)
+        if not _fits(delay, deadline):
+            return False
+        if not self.budget.acquire(timeout=isinstance(error, WrennTimeoutError)):
+            return False
+        logger.info("%s; retrying in %.2f s (%d of %d)", error.message, delay, attempt + 1, max_retries)
+        await asleep(delay)
+        return True
+
+
+async def _read_body(
+    response: httpx.Response, deadline: float | None, limit: int, method: str, path: str
+) -> bytes:
+    """Read the whole body, enforcing the size cap and the call deadline between chunks.
+
+    httpx's read timeout is per chunk, so a server that drips one byte at a time would
+    never trip it; checking the deadline as chunks arrive bounds the whole call.
+    """
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(response.status_code, limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(response.status_code, limit)
+        chunks.append(chunk)
+        if deadline is not None and time.monotonic() > deadline:
+            raise WrennTimeoutError(f"{method} {path}: the call deadline passed while reading the response")
+    return b"".join(chunks)
+
+
+def _too_large(status: int, limit: int) -> WrennResponseTooLargeError:
+    return WrennResponseTooLargeError(
+        "response_too_large",
+        f"the response body exceeds max_response_bytes ({limit} bytes)",
+        status,
+    )
+
+
+def _clamp(timeout: httpx.Timeout, deadline: float | None) -> httpx.Timeout:
+    """Shrink every phase so that no single wait can outlive the call's deadline."""
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise WrennTimeoutError("the call deadline passed before the request could be sent", request_sent=False)
+
+    def phase(value: float | None) -> float:
+        return remaining if value is None else min(value, remaining)
+
+    return httpx.Timeout(
+        connect=phase(timeout.connect),
+        read=phase(timeout.read),
+        write=phase(timeout.write),
+        pool=phase(timeout.pool),
+    )
+
+
+def _fits(delay: float, deadline: float | None) -> bool:
+    """A retry whose wait would pass the deadline is not started."""
+    return deadline is None or time.monotonic() + delay < deadline
+
+
+def _retryable_transport(error: WrennConnectionError, method: str) -> bool:
+    if error.code in ("tls_error", "invalid_request_setup"):
+        return False  # neither a bad certificate nor a malformed request improves by asking again
+    return is_idempotent(method) or not error.request_sent
+
+
+def _transport_error(
+    exc: httpx.TransportError, method: str, path: str, scrub: Any
+) -> WrennConnectionError:
+    """Map an httpx transport failure to our error, noting whether the request left."""
+    where = f"{method} {path}"
+    detail = scrub(str(exc)) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return WrennTimeoutError(f"{where}: timed out connecting to the server", request_sent=False)
+    if isinstance(exc, httpx.PoolTimeout):
+        return WrennTimeoutError(
+            f"{where}: no connection became free in the pool in time", request_sent=False
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return WrennTimeoutError(f"{where}: timed out waiting for the server ({type(exc).__name__})")
+    if isinstance(exc, httpx.ConnectError):
+        if _is_tls_failure(exc):
+            error = WrennConnectionError(f"{where}: TLS verification failed: {detail}", request_sent=False)
+            error.code = "tls_error"
+            return error
+        return WrennConnectionError(f"{where}: could not connect: {detail}", request_sent=False)
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+        error = WrennConnectionError(f"{where}: the request could not be sent: {detail}", request_sent=False)
+        error.code = "invalid_request_setup"
+        return error
+    return WrennConnectionError(f"{where}: the connection failed: {detail}")
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False

@@ -1,0 +1,153 @@
+"""``AsyncWrennClient``: the low-level client of the Wrenn control plane."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from .._config import ClientOptions, resolve_options, updated_options
+from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
+from ._requester import AsyncRequester
+from .capsules import AsyncCapsules
+from .events import AsyncEvents
+from .snapshots import AsyncSnapshots
+
+_UNSET: Any = object()
+
+
+class AsyncWrennClient:
+    """Client for the Wrenn API: capsules, snapshots and events.
+
+    Args:
+        api_key: team API key; defaults to the ``WRENN_API_KEY`` environment variable.
+        base_url: API root; defaults to ``WRENN_BASE_URL``, else ``https://app.wrenn.dev/api``.
+        proxy_domain: host suffix of capsule port URLs; defaults to ``WRENN_PROXY_DOMAIN``.
+        timeout: per-attempt timeout in seconds, or an ``httpx.Timeout`` for each phase.
+        max_retries: retries of a failed call that is safe to retry (default 2).
+        http_client: an httpx client to send with (its pool and proxies are used as they are).
+        default_headers: extra headers sent with every request.
+        total_timeout: wall-clock budget of one call, retries included (default 120 s).
+        max_response_bytes: largest response body accepted (default 64 MiB).
+        limits: connection pool limits of the client's own httpx client.
+        verify: TLS verification (``True``, a CA bundle path or an ``ssl.SSLContext``).
+        trust_env: honour ``HTTP(S)_PROXY``/``NO_PROXY`` and ``SSL_CERT_FILE`` from the environment.
+        allow_insecure_http: do not warn when ``base_url`` is plain http to another host.
+
+    Use it as a context manager, or close it when done. One client serves many
+    concurrent calls; an async client belongs to the event loop it was first used on.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | httpx.URL | None = None,
+        proxy_domain: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        *,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
+        max_response_bytes: int | None = None,
+        limits: httpx.Limits | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        trust_env: bool = True,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self._options = resolve_options(
+            api_key=api_key,
+            base_url=base_url,
+            proxy_domain=proxy_domain,
+            timeout=timeout,
+            total_timeout=total_timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+            max_response_bytes=max_response_bytes,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self._requester = AsyncRequester(
+            http_client=http_client, limits=limits, verify=verify, trust_env=trust_env
+        )
+        self._owns_requester = True
+        self._init_resources()
+
+    def _init_resources(self) -> None:
+        self.capsules = AsyncCapsules(self)
+        self.snapshots = AsyncSnapshots(self)
+        self.events = AsyncEvents(self)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | httpx.Timeout | None = _UNSET,
+        total_timeout: float | None = _UNSET,
+        max_retries: int = _UNSET,
+        default_headers: Mapping[str, str] | None = _UNSET,
+        max_response_bytes: int = _UNSET,
+    ) -> AsyncWrennClient:
+        """Return a copy with some options changed that shares this client's connections.
+
+        Closing the copy does not close the shared connections; close the original.
+        """
+        changes = {
+            name: value
+            for name, value in (
+                ("timeout", timeout),
+                ("total_timeout", total_timeout),
+                ("max_retries", max_retries),
+                ("default_headers", default_headers),
+                ("max_response_bytes", max_response_bytes),
+            )
+            if value is not _UNSET
+        }
+        copy = object.__new__(type(self))
+        copy._options = updated_options(self._options, **changes)
+        copy._requester = self._requester
+        copy._owns_requester = False
+        copy._init_resources()
+        return copy
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The underlying httpx client (it never holds the API key)."""
+        return self._requester.http
+
+    @property
+    def base_url(self) -> str:
+        return str(self._options.base_url)
+
+    @property
+    def proxy_domain(self) -> str:
+        return self._options.proxy_domain
+
+    @property
+    def options(self) -> ClientOptions:
+        """The resolved options (the API key is masked in its repr)."""
+        return self._options
+
+    @property
+    def is_closed(self) -> bool:
+        return self._requester.closed
+
+    async def aclose(self) -> None:
+        """Close the connection pool (a no-op on a ``with_options()`` copy)."""
+        if self._owns_requester:
+            await self._requester.aclose()
+
+    async def __aenter__(self) -> AsyncWrennClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} base_url={self.base_url!r} api_key={self._options.api_key.masked!r}>"

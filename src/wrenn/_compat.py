@@ -1,0 +1,109 @@
+"""The only place where the synchronous and asynchronous code paths differ.
+
+Code under ``_async/`` never calls anyio or asyncio directly: every primitive that
+behaves differently in the two worlds is imported from here under an ``Async*`` or
+``a*`` name, and ``build_sync.py`` maps that name to its twin defined beside it.
+Both forms are written by hand and kept side by side so a reader can compare them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import weakref
+
+import anyio
+
+# --- sleeping -------------------------------------------------------------------
+
+
+async def asleep(seconds: float) -> None:
+    """Sleep without blocking the event loop (asyncio and trio alike)."""
+    await anyio.sleep(seconds)
+
+
+def sleep(seconds: float) -> None:
+    """Sleep the calling thread."""
+    time.sleep(seconds)
+
+
+# --- mutual exclusion --------------------------------------------------------------
+
+
+class AsyncLock:
+    """A task lock, created lazily so it binds to whichever event loop first uses it."""
+
+    def __init__(self) -> None:
+        self._lock: anyio.Lock | None = None
+
+    async def __aenter__(self) -> None:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._lock is not None
+        self._lock.release()
+
+
+class Lock:
+    """A thread lock with the same interface as ``AsyncLock``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+# --- which event loop is running ---------------------------------------------------
+
+
+def _running_loop() -> object | None:
+    """Return the running asyncio loop or trio run token, or None outside of one."""
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return trio.lowlevel.current_trio_token()  # type: ignore[no-any-return]
+        except RuntimeError:
+            pass
+    return None
+
+
+class AsyncLoopGuard:
+    """Remembers the event loop an async client was first used on and refuses any other.
+
+    An httpx connection pool holds sockets bound to the loop that opened them; using it
+    from a second loop fails deep inside asyncio ("Event loop is closed"). Failing early
+    with a clear message is the documented rule: one async client per event loop.
+    """
+
+    def __init__(self) -> None:
+        self._loop: weakref.ref[object] | None = None
+
+    def check(self) -> bool:
+        """Return True if this is the loop of first use (binding it now if unbound)."""
+        loop = _running_loop()
+        if loop is None:
+            return True
+        if self._loop is None:
+            self._loop = weakref.ref(loop)
+            return True
+        return self._loop() is loop
+
+
+class LoopGuard:
+    """The sync twin: a blocking client is not tied to any event loop."""
+
+    def check(self) -> bool:
+        return True

@@ -1,0 +1,352 @@
+"""One error tree, rooted at ``WrennError``.
+
+The official SDK's class names are kept (``WrennNotFoundError`` and friends) and chosen
+by the error ``code`` the server sends first, by the HTTP status second, so no real
+server answer lands on the bare root. Transport failures, bad responses and broken
+streams have their own classes, and the library exception that caused one is kept in
+``__cause__``: nothing from httpx, msgspec or json escapes the public API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from ._constants import ERROR_BODY_EXCERPT
+
+__all__ = [
+    "WrennAPIStatusError",
+    "WrennAgentError",
+    "WrennCapsuleStateError",
+    "WrennAuthenticationError",
+    "WrennClientClosedError",
+    "WrennConflictError",
+    "WrennConnectionError",
+    "WrennError",
+    "WrennForbiddenError",
+    "WrennGatewayTimeoutError",
+    "WrennHostHasCapsulesError",
+    "WrennHostUnavailableError",
+    "WrennInternalError",
+    "WrennNotFoundError",
+    "WrennPayloadTooLargeError",
+    "WrennRateLimitError",
+    "WrennRedirectError",
+    "WrennResponseTooLargeError",
+    "WrennResponseValidationError",
+    "WrennStreamError",
+    "WrennStreamInterruptedError",
+    "WrennStreamTimeoutError",
+    "WrennTimeoutError",
+    "WrennUsageError",
+    "WrennValidationError",
+]
+
+
+class WrennError(Exception):
+    """Root of every error the SDK raises.
+
+    Attributes:
+        code: the server's error code (``"not_found"``, ...) or a client-side code.
+        message: a human-readable message, bounded in size and free of secrets.
+        status_code: the HTTP status, when a response was received.
+        request_id: the ``X-Request-Id`` of the response, when the server sent one.
+        body: the decoded error body (or a bounded text excerpt), when there was one.
+        retries_taken: how many retries were made before this error was raised.
+    """
+
+    def __init__(
+        self,
+        code: str | None = None,
+        message: str = "",
+        status_code: int | None = None,
+        *,
+        request_id: str | None = None,
+        body: object = None,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.status_code = status_code
+        self.request_id = request_id
+        self.body = body
+        self.retries_taken = 0
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        details = []
+        if self.status_code is not None:
+            details.append(f"HTTP {self.status_code}")
+        if self.code:
+            details.append(f"code={self.code}")
+        if self.request_id:
+            details.append(f"request_id={self.request_id}")
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, status_code={self.status_code!r})"
+
+
+class WrennUsageError(WrennError):
+    """The SDK was used in a way it does not support (e.g. one async client on two event loops)."""
+
+
+class WrennClientClosedError(WrennUsageError):
+    """The client (or the stream's client) was closed before the call."""
+
+
+class WrennConnectionError(WrennError):
+    """The request could not be completed at the transport level.
+
+    ``request_sent`` is False when the request provably never reached the server
+    (connection refused, connect timeout, pool timeout); otherwise the server may have
+    applied it, so a non-idempotent call (a POST) is not retried automatically.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__("connection_error", message)
+        self.request_sent = request_sent
+
+
+class WrennTimeoutError(WrennConnectionError):
+    """A timeout or the call's overall deadline passed."""
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__(message, request_sent=request_sent)
+        self.code = "timeout"
+
+
+class WrennResponseValidationError(WrennError):
+    """The server answered, but not with the shape the API promises (bad JSON, wrong type, empty body)."""
+
+
+class WrennResponseTooLargeError(WrennResponseValidationError):
+    """The response body exceeded ``max_response_bytes``."""
+
+
+class WrennStreamError(WrennError):
+    """A stream (server-sent events, exec output, terminal, download) failed."""
+
+
+class WrennStreamInterruptedError(WrennStreamError):
+    """A stream ended before its natural end (connection reset, close without an exit event).
+
+    ``last_event_id`` is the id of the last server-sent event received, if any.
+    """
+
+    def __init__(
+        self, message: str, *, close_code: int | None = None, last_event_id: str | None = None
+    ) -> None:
+        super().__init__("stream_interrupted", message)
+        self.close_code = close_code
+        self.last_event_id = last_event_id
+
+
+class WrennStreamTimeoutError(WrennStreamError, WrennTimeoutError):
+    """A stream stayed silent for longer than its idle timeout."""
+
+    def __init__(self, message: str) -> None:
+        WrennError.__init__(self, "stream_timeout", message)
+        self.request_sent = True
+
+
+class WrennAPIStatusError(WrennError):
+    """The server answered with an error status (or a redirect the SDK will not follow)."""
+
+
+class WrennRedirectError(WrennAPIStatusError):
+    """A 3xx answer. Redirects are never followed, so the API key never leaves its origin."""
+
+
+class WrennValidationError(WrennAPIStatusError):
+    """400 (``invalid_request``): the server rejected the request as malformed."""
+
+
+class WrennAuthenticationError(WrennAPIStatusError):
+    """401 (``unauthorized``): the API key is missing, wrong or revoked."""
+
+
+class WrennForbiddenError(WrennAPIStatusError):
+    """403 (``forbidden``, ``no_team``, ``account_deactivated``)."""
+
+
+class WrennNotFoundError(WrennAPIStatusError):
+    """404 (``not_found``): no such capsule, template, process or route."""
+
+
+class WrennConflictError(WrennAPIStatusError):
+    """409 (``invalid_state``, ``conflict``, ``template_name_taken``, ``name_reserved``)."""
+
+
+class WrennHostHasCapsulesError(WrennConflictError):
+    """409: a host still has capsules. ``capsule_ids`` lists them."""
+
+    def __init__(self, *args: Any, capsule_ids: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.capsule_ids = list(capsule_ids or [])
+
+    @property
+    def sandbox_ids(self) -> list[str]:
+        """Deprecated spelling of ``capsule_ids``."""
+        return self.capsule_ids
+
+
+class WrennPayloadTooLargeError(WrennAPIStatusError):
+    """413 (``too_large``): an upload exceeded the server's limit (100 MiB for ``files.write``)."""
+
+
+class WrennRateLimitError(WrennAPIStatusError):
+    """429: too many requests. ``retry_after`` is the server's requested wait in seconds, if given."""
+
+    retry_after: float | None = None
+
+
+class WrennInternalError(WrennAPIStatusError):
+    """500 and other 5xx answers without a more specific class."""
+
+
+class WrennAgentError(WrennAPIStatusError):
+    """502 (``agent_error``): the capsule's host agent failed (missing file, exec timeout, ...)."""
+
+
+class WrennHostUnavailableError(WrennAPIStatusError):
+    """503 (``host_unavailable``, ``no_hosts_available``): no host can serve the request now."""
+
+
+class WrennGatewayTimeoutError(WrennAPIStatusError):
+    """504: a gateway in front of the API timed out."""
+
+
+_BY_CODE: dict[str, type[WrennAPIStatusError]] = {
+    "invalid_request": WrennValidationError,
+    "unauthorized": WrennAuthenticationError,
+    "forbidden": WrennForbiddenError,
+    "no_team": WrennForbiddenError,
+    "account_deactivated": WrennForbiddenError,
+    "not_found": WrennNotFoundError,
+    "invalid_state": WrennConflictError,
+    "conflict": WrennConflictError,
+    "name_reserved": WrennConflictError,
+    "template_name_taken": WrennConflictError,
+    "host_has_sandboxes": WrennHostHasCapsulesError,
+    "host_has_capsules": WrennHostHasCapsulesError,
+    "has_active_sandboxes": WrennHostHasCapsulesError,
+    "too_large": WrennPayloadTooLargeError,
+    "rate_limited": WrennRateLimitError,
+    "internal_error": WrennInternalError,
+    "db_error": WrennInternalError,
+    "read_error": WrennInternalError,
+    "agent_error": WrennAgentError,
+    "host_unavailable": WrennHostUnavailableError,
+    "no_hosts_available": WrennHostUnavailableError,
+}
+
+_BY_STATUS: dict[int, type[WrennAPIStatusError]] = {
+    400: WrennValidationError,
+    401: WrennAuthenticationError,
+    403: WrennForbiddenError,
+    404: WrennNotFoundError,
+    409: WrennConflictError,
+    413: WrennPayloadTooLargeError,
+    422: WrennValidationError,
+    429: WrennRateLimitError,
+    500: WrennInternalError,
+    502: WrennAgentError,
+    503: WrennHostUnavailableError,
+    504: WrennGatewayTimeoutError,
+}
+
+
+def _class_for(status: int, code: str | None) -> type[WrennAPIStatusError]:
+    if 300 <= status < 400:
+        return WrennRedirectError
+    if code and code in _BY_CODE:
+        return _BY_CODE[code]
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return WrennInternalError
+    return WrennAPIStatusError
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > ERROR_BODY_EXCERPT:
+        return text[:ERROR_BODY_EXCERPT] + f"... [{len(text) - ERROR_BODY_EXCERPT} more chars]"
+    return text
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    *,
+    scrub: Callable[[str], str],
+) -> WrennAPIStatusError:
+    """Build the typed error for an error or redirect response.
+
+    Tolerates any body: the Wrenn envelope ``{"error": {"code", "message"}}``, a bare
+    string, a list, HTML from a proxy, or nothing. ``scrub`` removes secrets (the API
+    key) from any text taken from the body, since proxies echo request headers.
+    """
+    code: str | None = None
+    message: str | None = None
+    body: object = None
+    capsule_ids: list[str] = []
+    content_type = headers.get("content-type", "")
+    if content:
+        try:
+            body = msgspec.json.decode(content)
+        except msgspec.DecodeError:
+            body = scrub(_excerpt(content.decode("utf-8", "replace")))
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            raw_code, raw_message = error.get("code"), error.get("message")
+            code = raw_code if isinstance(raw_code, str) else None
+            message = raw_message if isinstance(raw_message, str) else None
+            ids = error.get("sandbox_ids") or error.get("capsule_ids")
+        else:
+            if isinstance(error, str):
+                message = error
+            ids = body.get("capsule_ids") or body.get("sandbox_ids")
+        if isinstance(ids, list):
+            capsule_ids = [str(i) for i in ids]
+        body = _scrub_tree(body, scrub)
+    elif isinstance(body, (list, int, float, bool)):
+        body = _scrub_tree(body, scrub)
+    if message is None:
+        if isinstance(body, str) and body and "json" not in content_type:
+            kind = content_type.split(";")[0].strip() or "no content type"
+            message = f"HTTP {status} with a non-JSON body ({kind}): {body}"
+        elif 300 <= status < 400:
+            location = headers.get("location", "")
+            message = f"unexpected redirect to {scrub(location)!r}; redirects are not followed"
+        else:
+            message = f"HTTP {status}"
+    message = scrub(_excerpt(message))
+    cls = _class_for(status, code)
+    request_id = headers.get("x-request-id")
+    if cls is WrennHostHasCapsulesError:
+        return WrennHostHasCapsulesError(
+            code, message, status, request_id=request_id, body=body, capsule_ids=capsule_ids
+        )
+    return cls(code, message, status, request_id=request_id, body=body)
+
+
+def _scrub_tree(value: object, scrub: Callable[[str], str]) -> object:
+    if isinstance(value, str):
+        return scrub(value if len(value) <= ERROR_BODY_EXCERPT else _excerpt(value))
+    if isinstance(value, dict):
+        return {k: _scrub_tree(v, scrub) for k, v in list(value.items())[:50]}
+    if isinstance(value, list):
+        return [_scrub_tree(v, scrub) for v in value[:50]]
+    return value
+
+
+class WrennCapsuleStateError(WrennError, RuntimeError):
+    """A capsule reached a state that makes the requested wait impossible (error, stopped, missing).
+
+    Also a ``RuntimeError``, as the official SDK's ``wait_ready`` raises.
+    """

@@ -1,0 +1,410 @@
+"""msgspec Structs for every wire shape of the Wrenn API, and their reused decoders.
+
+Forward compatible by construction: unknown fields are ignored, and an enum value the
+SDK does not know yet (a new capsule status, template type, file type or event kind)
+is kept as its raw string instead of failing the whole response.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "Actor",
+    "ActorType",
+    "BackgroundExecResponse",
+    "Capsule",
+    "CapsuleMetrics",
+    "CapsuleStats",
+    "CreateCapsuleRequest",
+    "CreateSnapshotRequest",
+    "Current",
+    "Encoding",
+    "Event",
+    "ExecRequest",
+    "ExecResponse",
+    "FileEntry",
+    "FileType",
+    "ListDirRequest",
+    "ListDirResponse",
+    "MakeDirResponse",
+    "MetricPoint",
+    "MetricsRange",
+    "Outcome",
+    "Peaks",
+    "Point",
+    "ProcessEntry",
+    "ProcessListResponse",
+    "Range",
+    "Range1",
+    "ReadFileRequest",
+    "RemoveRequest",
+    "Resource",
+    "SSEEvent",
+    "Series",
+    "StatsRange",
+    "Status",
+    "Template",
+    "TemplateType",
+    "Type",
+    "Type1",
+    "Type2",
+    "UsageResponse",
+]
+
+
+class _OpenEnum(str, enum.Enum):
+    """A string enum that keeps values it does not know instead of rejecting them.
+
+    ``Status("migrating")`` returns a member-like value that equals the string
+    ``"migrating"`` and differs from every known constant.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if not isinstance(value, str):
+            return None
+        unknown = str.__new__(cls, value)
+        unknown._name_ = value
+        unknown._value_ = value
+        return unknown
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Status(_OpenEnum):
+    """Capsule status. Unknown future values are kept as their raw string."""
+
+    pending = "pending"
+    starting = "starting"
+    running = "running"
+    pausing = "pausing"
+    paused = "paused"
+    snapshotting = "snapshotting"
+    resuming = "resuming"
+    stopping = "stopping"
+    hibernated = "hibernated"
+    stopped = "stopped"
+    missing = "missing"
+    error = "error"
+
+
+class TemplateType(_OpenEnum):
+    """Template kind: a platform base image or a team snapshot."""
+
+    base = "base"
+    snapshot = "snapshot"
+
+
+class FileType(_OpenEnum):
+    """Kind of a file-system entry."""
+
+    file = "file"
+    directory = "directory"
+    symlink = "symlink"
+    unknown = "unknown"
+
+
+class ActorType(_OpenEnum):
+    """Who caused an event."""
+
+    user = "user"
+    api_key = "api_key"
+    system = "system"
+
+
+class Event(_OpenEnum):
+    """Kind of a server-sent event."""
+
+    connected = "connected"
+    capsule_create = "capsule.create"
+    capsule_pause = "capsule.pause"
+    capsule_resume = "capsule.resume"
+    capsule_destroy = "capsule.destroy"
+    capsule_state_changed = "capsule.state.changed"
+    template_snapshot_create = "template.snapshot.create"
+    template_snapshot_delete = "template.snapshot.delete"
+    host_up = "host.up"
+    host_down = "host.down"
+
+
+class Outcome(_OpenEnum):
+    """Result of the action an event reports."""
+
+    success = "success"
+    error = "error"
+
+
+class StatsRange(_OpenEnum):
+    """Window of ``capsules.stats``."""
+
+    field_5m = "5m"
+    field_1h = "1h"
+    field_6h = "6h"
+    field_24h = "24h"
+    field_30d = "30d"
+
+
+class MetricsRange(_OpenEnum):
+    """Window of ``capsules.metrics``."""
+
+    field_5m = "5m"
+    field_10m = "10m"
+    field_1h = "1h"
+    field_2h = "2h"
+    field_6h = "6h"
+    field_12h = "12h"
+    field_24h = "24h"
+
+
+class Encoding(_OpenEnum):
+    """Encoding of exec output: text, or base64 when either stream was not valid UTF-8."""
+
+    utf_8 = "utf-8"
+    base64 = "base64"
+
+
+# The official SDK's generated names for the same enums.
+Type = TemplateType
+Type1 = FileType
+Type2 = ActorType
+Range = StatsRange
+Range1 = MetricsRange
+
+
+class _Model(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """Base of response models: keyword-only, immutable, cheap to allocate."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the model as plain JSON-compatible Python data."""
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+class Capsule(_Model, kw_only=True):
+    """A capsule as the control plane reports it."""
+
+    id: str
+    status: Status | None = None
+    template: str | None = None
+    vcpus: int | None = None
+    memory_mb: int | None = None
+    timeout_sec: int | None = None
+    created_at: _dt.datetime | None = None
+    started_at: _dt.datetime | None = None
+    last_active_at: _dt.datetime | None = None
+    last_updated: _dt.datetime | None = None
+    metadata: dict[str, str] | None = None
+    disk_size_mb: int | None = None
+    disk_used_mb: int | None = None
+    guest_ip: str | None = None
+    host_ip: str | None = None
+
+
+class Template(_Model, kw_only=True):
+    """A template capsules boot from: a platform base image or a team snapshot."""
+
+    name: str
+    type: TemplateType | None = None
+    vcpus: int | None = None
+    memory_mb: int | None = None
+    size_bytes: int | None = None
+    created_at: _dt.datetime | None = None
+    platform: bool | None = None
+    protected: bool | None = None
+    metadata: dict[str, str] | None = None
+
+
+class Current(_Model, kw_only=True):
+    running_count: int | None = None
+    vcpus_reserved: int | None = None
+    memory_mb_reserved: int | None = None
+    sampled_at: _dt.datetime | None = None
+
+
+class Peaks(_Model, kw_only=True):
+    running_count: int | None = None
+    vcpus: int | None = None
+    memory_mb: int | None = None
+
+
+class Series(_Model, kw_only=True):
+    labels: list[_dt.datetime] | None = None
+    running: list[int] | None = None
+    vcpus: list[int] | None = None
+    memory_mb: list[int] | None = None
+
+
+class CapsuleStats(_Model, kw_only=True):
+    """Team-wide capsule counts and reservations over a window."""
+
+    range: StatsRange | None = None
+    current: Current | None = None
+    peaks: Peaks | None = None
+    series: Series | None = None
+
+
+class Point(_Model, kw_only=True):
+    date: _dt.date | None = None
+    cpu_minutes: float | None = None
+    ram_mb_minutes: float | None = None
+
+
+class UsageResponse(_Model, kw_only=True):
+    """Daily CPU and memory usage between two dates."""
+
+    from_: _dt.date | None = msgspec.field(default=None, name="from")
+    to: _dt.date | None = None
+    points: list[Point] | None = None
+
+
+class MetricPoint(_Model, kw_only=True):
+    timestamp_unix: int | None = None
+    cpu_pct: float | None = None
+    mem_bytes: int | None = None
+    disk_bytes: int | None = None
+
+
+class CapsuleMetrics(_Model, kw_only=True):
+    """Resource samples of one capsule."""
+
+    sandbox_id: str | None = None
+    range: MetricsRange | None = None
+    points: list[MetricPoint] | None = None
+
+
+class Resource(_Model, kw_only=True):
+    id: str | None = None
+    type: str | None = None
+
+
+class Actor(_Model, kw_only=True):
+    type: ActorType | None = None
+    id: str | None = None
+    name: str | None = None
+
+
+class SSEEvent(_Model, kw_only=True):
+    """One server-sent event of ``events.stream()``."""
+
+    event: Event
+    outcome: Outcome | None = None
+    resource: Resource | None = None
+    actor: Actor | None = None
+    metadata: dict[str, str] | None = None
+    error: str | None = None
+    sandbox: Capsule | None = None
+    timestamp: _dt.datetime | None = None
+
+
+class ExecResponse(_Model, kw_only=True):
+    sandbox_id: str | None = None
+    cmd: str | None = None
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int | None = None
+    duration_ms: int | None = None
+    encoding: Encoding | None = None
+
+
+class BackgroundExecResponse(_Model, kw_only=True):
+    sandbox_id: str | None = None
+    cmd: str | None = None
+    pid: int
+    tag: str | None = None
+
+
+class ProcessEntry(_Model, kw_only=True):
+    pid: int
+    tag: str | None = None
+    cmd: str | None = None
+    args: list[str] | None = None
+
+
+class ProcessListResponse(_Model, kw_only=True):
+    processes: list[ProcessEntry] = msgspec.field(default_factory=list)
+
+
+class FileEntry(_Model, kw_only=True):
+    name: str
+    path: str | None = None
+    type: FileType | None = None
+    size: int | None = None
+    mode: int | None = None
+    permissions: str | None = None
+    owner: str | None = None
+    group: str | None = None
+    modified_at: int | None = None
+    symlink_target: str | None = None
+
+
+class ListDirResponse(_Model, kw_only=True):
+    entries: list[FileEntry] = msgspec.field(default_factory=list)
+
+
+class MakeDirResponse(_Model, kw_only=True):
+    entry: FileEntry
+
+
+# --- request bodies (unset fields are not sent) -------------------------------------
+
+
+class _Request(msgspec.Struct, kw_only=True, omit_defaults=True):
+    pass
+
+
+class CreateCapsuleRequest(_Request, kw_only=True):
+    template: str | None = None
+    vcpus: int | None = None
+    memory_mb: int | None = None
+    timeout_sec: int | None = None
+    metadata: dict[str, str] | None = None
+
+
+class CreateSnapshotRequest(_Request, kw_only=True):
+    sandbox_id: str
+    name: str | None = None
+
+
+class ExecRequest(_Request, kw_only=True):
+    cmd: str
+    args: list[str] | None = None
+    timeout_sec: int | None = None
+    background: bool = False
+    tag: str | None = None
+    envs: dict[str, str] | None = None
+    cwd: str | None = None
+
+
+class ReadFileRequest(_Request, kw_only=True):
+    path: str
+
+
+class ListDirRequest(_Request, kw_only=True):
+    path: str
+    depth: int | None = None
+
+
+class RemoveRequest(_Request, kw_only=True):
+    path: str
+
+
+# Decoders are built once and reused: building one compiles a type-specific parser.
+capsule_decoder = msgspec.json.Decoder(Capsule)
+capsule_list_decoder = msgspec.json.Decoder(list[Capsule])
+template_decoder = msgspec.json.Decoder(Template)
+template_list_decoder = msgspec.json.Decoder(list[Template])
+stats_decoder = msgspec.json.Decoder(CapsuleStats)
+usage_decoder = msgspec.json.Decoder(UsageResponse)
+metrics_decoder = msgspec.json.Decoder(CapsuleMetrics)
+sse_event_decoder = msgspec.json.Decoder(SSEEvent)
+exec_decoder = msgspec.json.Decoder(ExecResponse)
+background_exec_decoder = msgspec.json.Decoder(BackgroundExecResponse)
+process_list_decoder = msgspec.json.Decoder(ProcessListResponse)
+list_dir_decoder = msgspec.json.Decoder(ListDirResponse)
+make_dir_decoder = msgspec.json.Decoder(MakeDirResponse)
+json_encoder = msgspec.json.Encoder()

@@ -1,0 +1,37 @@
+"""The SDK's exceptions, under the official SDK's module path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import msgspec
+
+from ._exceptions import *  # noqa: F403
+from ._exceptions import __all__ as _names
+from ._exceptions import WrennResponseValidationError, error_from_response
+
+__all__ = [*_names, "handle_response"]
+
+
+def handle_response(resp: httpx.Response) -> dict[str, Any] | list[Any]:
+    """Raise the typed error for an error response, else return its decoded JSON body.
+
+    Kept for code written against the official SDK; the clients do this internally.
+    The response body must already be read.
+    """
+    if resp.status_code >= 300:
+        raise error_from_response(resp.status_code, resp.headers, resp.content, scrub=lambda text: text)
+    if not resp.content:
+        return {}
+    try:
+        body = msgspec.json.decode(resp.content)
+    except msgspec.DecodeError as exc:
+        raise WrennResponseValidationError(
+            "invalid_response", f"the response is not valid JSON: {exc}", resp.status_code
+        ) from exc
+    if not isinstance(body, (dict, list)):
+        raise WrennResponseValidationError(
+            "invalid_response", "the response is not a JSON object or array", resp.status_code
+        )
+    return body
