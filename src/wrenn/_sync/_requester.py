@@ -99,7 +99,6 @@ class Requester:
             transport=transport,
             follow_redirects=False,
             trust_env=self._trust_env,
-            headers={"User-Agent": USER_AGENT},
         )
 
     @property
@@ -158,7 +157,7 @@ class Requester:
         data: Any,
         headers: Mapping[str, str] | None,
     ) -> httpx.Request:
-        merged = {**options.default_headers, **(headers or {})}
+        merged = {"User-Agent": USER_AGENT, **options.default_headers, **(headers or {})}
         merged[RETRY_COUNT_HEADER] = str(attempt)
         return client.build_request(
             method,
