@@ -117,7 +117,10 @@ def generate(out_root: Path) -> None:
 def _format(directory: Path) -> None:
     ruff = [sys.executable, "-m", "ruff"]
     config = ["--config", str(ROOT / "pyproject.toml")]
-    subprocess.run([*ruff, "check", "--fix", "--select", "I,F401", "--quiet", *config, str(directory)], check=False)
+    subprocess.run(
+        [*ruff, "check", "--fix", "--select", "I,F401", "--quiet", *config, str(directory)],
+        check=False,
+    )
     subprocess.run([*ruff, "format", "--quiet", *config, str(directory)], check=True)
 
 
@@ -163,7 +166,9 @@ def check() -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="verify instead of writing")
     args = parser.parse_args()
     _check_python()

@@ -42,7 +42,9 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> httpx.Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return json_response(status, {"error": {"code": code, "message": message}}, headers)
 
 

@@ -42,11 +42,13 @@ if TYPE_CHECKING:
     )
     from ._sync.client import WrennClient
 
-_EXCEPTIONS = (
+__all__ = [
+    "AsyncWrennClient",
     "WrennAPIStatusError",
     "WrennAgentError",
     "WrennAuthenticationError",
     "WrennCapsuleStateError",
+    "WrennClient",
     "WrennClientClosedError",
     "WrennConflictError",
     "WrennConnectionError",
@@ -68,16 +70,19 @@ _EXCEPTIONS = (
     "WrennTimeoutError",
     "WrennUsageError",
     "WrennValidationError",
-)
+    "__version__",
+]
 
-# name -> module that defines it
+# name -> module that defines it; imported on first access
 _LAZY: dict[str, str] = {
     "AsyncWrennClient": "wrenn._async.client",
     "WrennClient": "wrenn._sync.client",
-    **dict.fromkeys(_EXCEPTIONS, "wrenn._exceptions"),
+    **{
+        name: "wrenn._exceptions"
+        for name in __all__
+        if name.startswith("Wrenn") and name.endswith("Error")
+    },
 }
-
-__all__ = ["AsyncWrennClient", "WrennClient", "__version__", *_EXCEPTIONS]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,9 +20,7 @@ from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
     DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
-    DEFAULT_TOTAL_TIMEOUT,
     ENV_API_KEY,
     ENV_BASE_URL,
     ENV_PROXY_DOMAIN,
@@ -32,6 +30,19 @@ from ._version import __version__
 
 USER_AGENT = f"wrenn-python/{__version__}"
 RETRY_COUNT_HEADER = "X-Wrenn-Retry-Count"
+
+
+class _NotGiven:
+    """Marks an option left out of ``with_options()`` (``None`` can be a real value)."""
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN: Any = _NotGiven()
 
 
 class InsecureTransportWarning(UserWarning):
@@ -171,7 +182,11 @@ class ClientOptions:
 
     def url(self, path: str) -> str:
         """Join the base URL (which may carry a path such as ``/api``) and an API path."""
-        return str(self.base_url.copy_with(raw_path=(self.base_url.raw_path.rstrip(b"/") + path.encode("ascii"))))
+        return str(
+            self.base_url.copy_with(
+                raw_path=(self.base_url.raw_path.rstrip(b"/") + path.encode("ascii"))
+            )
+        )
 
     def __repr__(self) -> str:
         return (
@@ -203,7 +218,11 @@ def resolve_options(
         raise ValueError("max_retries must be a non-negative integer")
     if max_response_bytes is None:
         max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES
-    if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) or max_response_bytes <= 0:
+    if (
+        isinstance(max_response_bytes, bool)
+        or not isinstance(max_response_bytes, int)
+        or max_response_bytes <= 0
+    ):
         raise ValueError("max_response_bytes must be a positive integer")
     url = _resolve_base_url(base_url, allow_insecure_http)
     domain = proxy_domain or os.environ.get(ENV_PROXY_DOMAIN) or None

@@ -19,8 +19,8 @@ from ._constants import ERROR_BODY_EXCERPT
 __all__ = [
     "WrennAPIStatusError",
     "WrennAgentError",
-    "WrennCapsuleStateError",
     "WrennAuthenticationError",
+    "WrennCapsuleStateError",
     "WrennClientClosedError",
     "WrennConflictError",
     "WrennConnectionError",

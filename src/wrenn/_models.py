@@ -185,7 +185,7 @@ class _Model(msgspec.Struct, kw_only=True, frozen=True, gc=False):
         return msgspec.to_builtins(self)  # type: ignore[no-any-return]
 
 
-class Capsule(_Model, kw_only=True):
+class Capsule(_Model, kw_only=True, frozen=True, gc=False):
     """A capsule as the control plane reports it."""
 
     id: str
@@ -205,7 +205,7 @@ class Capsule(_Model, kw_only=True):
     host_ip: str | None = None
 
 
-class Template(_Model, kw_only=True):
+class Template(_Model, kw_only=True, frozen=True, gc=False):
     """A template capsules boot from: a platform base image or a team snapshot."""
 
     name: str
@@ -219,27 +219,27 @@ class Template(_Model, kw_only=True):
     metadata: dict[str, str] | None = None
 
 
-class Current(_Model, kw_only=True):
+class Current(_Model, kw_only=True, frozen=True, gc=False):
     running_count: int | None = None
     vcpus_reserved: int | None = None
     memory_mb_reserved: int | None = None
     sampled_at: _dt.datetime | None = None
 
 
-class Peaks(_Model, kw_only=True):
+class Peaks(_Model, kw_only=True, frozen=True, gc=False):
     running_count: int | None = None
     vcpus: int | None = None
     memory_mb: int | None = None
 
 
-class Series(_Model, kw_only=True):
+class Series(_Model, kw_only=True, frozen=True, gc=False):
     labels: list[_dt.datetime] | None = None
     running: list[int] | None = None
     vcpus: list[int] | None = None
     memory_mb: list[int] | None = None
 
 
-class CapsuleStats(_Model, kw_only=True):
+class CapsuleStats(_Model, kw_only=True, frozen=True, gc=False):
     """Team-wide capsule counts and reservations over a window."""
 
     range: StatsRange | None = None
@@ -248,13 +248,13 @@ class CapsuleStats(_Model, kw_only=True):
     series: Series | None = None
 
 
-class Point(_Model, kw_only=True):
+class Point(_Model, kw_only=True, frozen=True, gc=False):
     date: _dt.date | None = None
     cpu_minutes: float | None = None
     ram_mb_minutes: float | None = None
 
 
-class UsageResponse(_Model, kw_only=True):
+class UsageResponse(_Model, kw_only=True, frozen=True, gc=False):
     """Daily CPU and memory usage between two dates."""
 
     from_: _dt.date | None = msgspec.field(default=None, name="from")
@@ -262,14 +262,14 @@ class UsageResponse(_Model, kw_only=True):
     points: list[Point] | None = None
 
 
-class MetricPoint(_Model, kw_only=True):
+class MetricPoint(_Model, kw_only=True, frozen=True, gc=False):
     timestamp_unix: int | None = None
     cpu_pct: float | None = None
     mem_bytes: int | None = None
     disk_bytes: int | None = None
 
 
-class CapsuleMetrics(_Model, kw_only=True):
+class CapsuleMetrics(_Model, kw_only=True, frozen=True, gc=False):
     """Resource samples of one capsule."""
 
     sandbox_id: str | None = None
@@ -277,18 +277,18 @@ class CapsuleMetrics(_Model, kw_only=True):
     points: list[MetricPoint] | None = None
 
 
-class Resource(_Model, kw_only=True):
+class Resource(_Model, kw_only=True, frozen=True, gc=False):
     id: str | None = None
     type: str | None = None
 
 
-class Actor(_Model, kw_only=True):
+class Actor(_Model, kw_only=True, frozen=True, gc=False):
     type: ActorType | None = None
     id: str | None = None
     name: str | None = None
 
 
-class SSEEvent(_Model, kw_only=True):
+class SSEEvent(_Model, kw_only=True, frozen=True, gc=False):
     """One server-sent event of ``events.stream()``."""
 
     event: Event
@@ -301,7 +301,7 @@ class SSEEvent(_Model, kw_only=True):
     timestamp: _dt.datetime | None = None
 
 
-class ExecResponse(_Model, kw_only=True):
+class ExecResponse(_Model, kw_only=True, frozen=True, gc=False):
     sandbox_id: str | None = None
     cmd: str | None = None
     stdout: str = ""
@@ -311,25 +311,25 @@ class ExecResponse(_Model, kw_only=True):
     encoding: Encoding | None = None
 
 
-class BackgroundExecResponse(_Model, kw_only=True):
+class BackgroundExecResponse(_Model, kw_only=True, frozen=True, gc=False):
     sandbox_id: str | None = None
     cmd: str | None = None
     pid: int
     tag: str | None = None
 
 
-class ProcessEntry(_Model, kw_only=True):
+class ProcessEntry(_Model, kw_only=True, frozen=True, gc=False):
     pid: int
     tag: str | None = None
     cmd: str | None = None
     args: list[str] | None = None
 
 
-class ProcessListResponse(_Model, kw_only=True):
+class ProcessListResponse(_Model, kw_only=True, frozen=True, gc=False):
     processes: list[ProcessEntry] = msgspec.field(default_factory=list)
 
 
-class FileEntry(_Model, kw_only=True):
+class FileEntry(_Model, kw_only=True, frozen=True, gc=False):
     name: str
     path: str | None = None
     type: FileType | None = None
@@ -342,11 +342,11 @@ class FileEntry(_Model, kw_only=True):
     symlink_target: str | None = None
 
 
-class ListDirResponse(_Model, kw_only=True):
+class ListDirResponse(_Model, kw_only=True, frozen=True, gc=False):
     entries: list[FileEntry] = msgspec.field(default_factory=list)
 
 
-class MakeDirResponse(_Model, kw_only=True):
+class MakeDirResponse(_Model, kw_only=True, frozen=True, gc=False):
     entry: FileEntry
 
 

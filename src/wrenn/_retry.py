@@ -48,9 +48,7 @@ def should_retry_status(method: str, status: int, headers: Mapping[str, str]) ->
         return True
     if status == 429:
         return True
-    return status == 503 and (
-        "retry-after" in headers or "retry-after-ms" in headers
-    )
+    return status == 503 and ("retry-after" in headers or "retry-after-ms" in headers)
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

@@ -45,11 +45,10 @@ class SSEDecoder:
             if ch == "\r" or ch == "\n":
                 line = text[start:i]
                 if ch == "\r":
-                    if i + 1 < length:
-                        if text[i + 1] == "\n":
-                            i += 1
-                    else:
+                    if i + 1 >= length:
                         self._pending_cr = True
+                    elif text[i + 1] == "\n":
+                        i += 1
                 event = self._line(line)
                 if event is not None:
                     events.append(event)
@@ -89,9 +88,8 @@ class SSEDecoder:
             if "\x00" not in value:
                 self.last_event_id = value
             self._has_fields = True
-        elif name == "retry":
-            if value.isdigit():
-                self.retry = int(value)
+        elif name == "retry" and value.isdigit():
+            self.retry = int(value)
         return None
 
     def _dispatch(self) -> ServerSentEvent | None:

@@ -39,7 +39,9 @@ def optional_date(value: object, name: str) -> str | None:
         try:
             return _dt.date.fromisoformat(value).isoformat()
         except ValueError:
-            raise ValueError(f"{name} must be a date or a 'YYYY-MM-DD' string, got {value!r}") from None
+            raise ValueError(
+                f"{name} must be a date or a 'YYYY-MM-DD' string, got {value!r}"
+            ) from None
     raise TypeError(f"{name} must be a date or a 'YYYY-MM-DD' string, not {type(value).__name__}")
 
 

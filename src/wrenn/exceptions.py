@@ -8,8 +8,8 @@ import httpx
 import msgspec
 
 from ._exceptions import *  # noqa: F403
-from ._exceptions import __all__ as _names
 from ._exceptions import WrennResponseValidationError, error_from_response
+from ._exceptions import __all__ as _names
 
 __all__ = [*_names, "handle_response"]
 
@@ -21,7 +21,9 @@ def handle_response(resp: httpx.Response) -> dict[str, Any] | list[Any]:
     The response body must already be read.
     """
     if resp.status_code >= 300:
-        raise error_from_response(resp.status_code, resp.headers, resp.content, scrub=lambda text: text)
+        raise error_from_response(
+            resp.status_code, resp.headers, resp.content, scrub=lambda text: text
+        )
     if not resp.content:
         return {}
     try:

@@ -7,7 +7,15 @@ import json
 import httpx
 import pytest
 
-from tests.helpers import API_KEY, BASE_URL, CAPSULE, TEMPLATE, Recorder, error_response, json_response
+from tests.helpers import (
+    API_KEY,
+    BASE_URL,
+    CAPSULE,
+    TEMPLATE,
+    Recorder,
+    error_response,
+    json_response,
+)
 from wrenn import (
     AsyncWrennClient,
     WrennAgentError,
@@ -84,14 +92,31 @@ async def test_every_capsule_route_uses_the_documented_method_path_and_status() 
                     "range": "1h",
                     "current": {"running_count": 1, "vcpus_reserved": 1, "memory_mb_reserved": 512},
                     "peaks": {"running_count": 2, "vcpus": 2, "memory_mb": 1024},
-                    "series": {"labels": ["2026-11-28T10:00:00Z"], "running": [1], "vcpus": [1], "memory_mb": [512]},
+                    "series": {
+                        "labels": ["2026-11-28T10:00:00Z"],
+                        "running": [1],
+                        "vcpus": [1],
+                        "memory_mb": [512],
+                    },
                 },
             ),
             "GET /v1/capsules/usage": json_response(
-                200, {"from": "2026-11-01", "to": "2026-11-28", "points": [{"date": "2026-11-01", "cpu_minutes": 1.5, "ram_mb_minutes": 768.0}]}
+                200,
+                {
+                    "from": "2026-11-01",
+                    "to": "2026-11-28",
+                    "points": [{"date": "2026-11-01", "cpu_minutes": 1.5, "ram_mb_minutes": 768.0}],
+                },
             ),
             f"GET /v1/capsules/{CID}/metrics": json_response(
-                200, {"sandbox_id": CID, "range": "10m", "points": [{"timestamp_unix": 1, "cpu_pct": 2.5, "mem_bytes": 3, "disk_bytes": 4}]}
+                200,
+                {
+                    "sandbox_id": CID,
+                    "range": "10m",
+                    "points": [
+                        {"timestamp_unix": 1, "cpu_pct": 2.5, "mem_bytes": 3, "disk_bytes": 4}
+                    ],
+                },
             ),
         }
     )
@@ -113,14 +138,20 @@ async def test_every_capsule_route_uses_the_documented_method_path_and_status() 
         assert metrics.points is not None and metrics.points[0].cpu_pct == 2.5
         await client.http.aclose()
     # pause, resume and ping read no body, exactly like the official SDK
-    assert all(r.content == b"" for r in recorder.requests if r.url.path.endswith(("pause", "resume", "ping")))
+    assert all(
+        r.content == b""
+        for r in recorder.requests
+        if r.url.path.endswith(("pause", "resume", "ping"))
+    )
 
 
 async def test_snapshot_routes() -> None:
     recorder = Recorder(
         {
             "POST /v1/snapshots": json_response(201, TEMPLATE),
-            "GET /v1/snapshots": json_response(200, [TEMPLATE, {"name": "minimal", "type": "base", "platform": True}]),
+            "GET /v1/snapshots": json_response(
+                200, [TEMPLATE, {"name": "minimal", "type": "base", "platform": True}]
+            ),
             "DELETE /v1/snapshots/my-snapshot": httpx.Response(204),
         }
     )
@@ -141,7 +172,13 @@ async def test_snapshot_routes() -> None:
 
 @pytest.mark.parametrize(
     ("value", "encoded"),
-    [("a/b", "a%2Fb"), ("x?range=1", "x%3Frange=1"), ("x#f", "x%23f"), ("%2e%2e", "%252e%252e"), ("ü", "%C3%BC")],
+    [
+        ("a/b", "a%2Fb"),
+        ("x?range=1", "x%3Frange=1"),
+        ("x#f", "x%23f"),
+        ("%2e%2e", "%252e%252e"),
+        ("ü", "%C3%BC"),
+    ],
 )
 async def test_path_parameters_are_one_encoded_segment(value: str, encoded: str) -> None:
     recorder = Recorder()
@@ -182,18 +219,36 @@ async def test_wrong_argument_types_raise_type_error_before_any_request() -> Non
 @pytest.mark.parametrize(
     ("response", "cls", "code"),
     [
-        (error_response(400, "invalid_request", "invalid sandbox ID"), WrennValidationError, "invalid_request"),
+        (
+            error_response(400, "invalid_request", "invalid sandbox ID"),
+            WrennValidationError,
+            "invalid_request",
+        ),
         (error_response(404, "not_found", "sandbox not found"), WrennNotFoundError, "not_found"),
-        (error_response(409, "invalid_state", "resource is not running"), WrennConflictError, "invalid_state"),
-        (error_response(409, "template_name_taken", "taken"), WrennConflictError, "template_name_taken"),
-        (error_response(503, "no_hosts_available", "no servers"), WrennHostUnavailableError, "no_hosts_available"),
+        (
+            error_response(409, "invalid_state", "resource is not running"),
+            WrennConflictError,
+            "invalid_state",
+        ),
+        (
+            error_response(409, "template_name_taken", "taken"),
+            WrennConflictError,
+            "template_name_taken",
+        ),
+        (
+            error_response(503, "no_hosts_available", "no servers"),
+            WrennHostUnavailableError,
+            "no_hosts_available",
+        ),
         (error_response(500, "agent_error", "exec failed"), WrennAgentError, "agent_error"),
         (httpx.Response(404, text="404 page not found"), WrennNotFoundError, None),
         (json_response(409, {"error": "str"}), WrennConflictError, None),
         (json_response(400, ["x"]), WrennValidationError, None),
     ],
 )
-async def test_errors_are_typed_by_code_then_status(response: httpx.Response, cls: type, code: str | None) -> None:
+async def test_errors_are_typed_by_code_then_status(
+    response: httpx.Response, cls: type, code: str | None
+) -> None:
     recorder = Recorder({f"POST /v1/capsules/{CID}/pause": response})
     async with make_client(recorder) as client:
         with pytest.raises(cls) as info:
@@ -206,7 +261,9 @@ async def test_errors_are_typed_by_code_then_status(response: httpx.Response, cl
 
 async def test_html_error_page_gives_a_bounded_message_and_no_key() -> None:
     page = "<html><body>" + ("bad gateway " * 5000) + API_KEY + "</body></html>"
-    recorder = Recorder({"POST /v1/capsules": httpx.Response(502, text=page, headers={"content-type": "text/html"})})
+    recorder = Recorder(
+        {"POST /v1/capsules": httpx.Response(502, text=page, headers={"content-type": "text/html"})}
+    )
     async with make_client(recorder) as client:
         with pytest.raises(WrennAgentError) as info:
             await client.capsules.create()
@@ -219,7 +276,13 @@ async def test_html_error_page_gives_a_bounded_message_and_no_key() -> None:
 
 async def test_get_is_retried_on_503_with_a_retry_count_header(sleeps: SleepRecorder) -> None:
     recorder = Recorder(
-        {f"GET /v1/capsules/{CID}": [error_response(503, "host_unavailable", "x"), error_response(503, "host_unavailable", "x"), json_response(200, CAPSULE)]}
+        {
+            f"GET /v1/capsules/{CID}": [
+                error_response(503, "host_unavailable", "x"),
+                error_response(503, "host_unavailable", "x"),
+                json_response(200, CAPSULE),
+            ]
+        }
     )
     async with make_client(recorder) as client:
         capsule = await client.capsules.get(CID)
@@ -247,7 +310,12 @@ async def test_post_is_not_retried_after_it_may_have_been_applied(sleeps: SleepR
     def reset(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadError("connection reset", request=request)
 
-    recorder = Recorder({"POST /v1/capsules": reset, f"POST /v1/capsules/{CID}/pause": error_response(502, "agent_error", "x")})
+    recorder = Recorder(
+        {
+            "POST /v1/capsules": reset,
+            f"POST /v1/capsules/{CID}/pause": error_response(502, "agent_error", "x"),
+        }
+    )
     async with make_client(recorder) as client:
         with pytest.raises(WrennConnectionError) as info:
             await client.capsules.create()
@@ -267,7 +335,10 @@ async def test_post_is_retried_when_provably_unsent_or_rate_limited(sleeps: Slee
     recorder = Recorder(
         {
             "POST /v1/capsules": [refused, json_response(201, CAPSULE)],
-            "POST /v1/snapshots": [error_response(429, "rate_limited", "slow down", {"Retry-After": "1"}), json_response(201, TEMPLATE)],
+            "POST /v1/snapshots": [
+                error_response(429, "rate_limited", "slow down", {"Retry-After": "1"}),
+                json_response(201, TEMPLATE),
+            ],
         }
     )
     async with make_client(recorder) as client:
@@ -280,7 +351,9 @@ async def test_post_is_retried_when_provably_unsent_or_rate_limited(sleeps: Slee
 
 
 async def test_long_retry_after_is_raised_not_slept(sleeps: SleepRecorder) -> None:
-    recorder = Recorder({"GET /v1/capsules": error_response(429, "rate_limited", "later", {"Retry-After": "3600"})})
+    recorder = Recorder(
+        {"GET /v1/capsules": error_response(429, "rate_limited", "later", {"Retry-After": "3600"})}
+    )
     async with make_client(recorder) as client:
         with pytest.raises(WrennRateLimitError) as info:
             await client.capsules.list()
@@ -322,7 +395,7 @@ async def test_timeouts_are_typed_and_finite(sleeps: SleepRecorder) -> None:
         with pytest.raises(WrennTimeoutError):
             await client.with_options(timeout=2.5, max_retries=0).capsules.list()
         await client.http.aclose()
-    assert all(value is not None and 0 < value for phases in seen for value in phases.values())
+    assert all(value is not None and value > 0 for phases in seen for value in phases.values())
     assert seen[-1]["read"] == 2.5
 
 
@@ -339,7 +412,9 @@ async def test_bad_bodies_raise_a_validation_error(body: bytes) -> None:
 
 async def test_unknown_statuses_and_fields_are_kept_not_fatal() -> None:
     odd = {**CAPSULE, "status": "migrating", "new_field": {"x": 1}}
-    recorder = Recorder({"GET /v1/capsules": json_response(200, [CAPSULE, odd, {**CAPSULE, "status": "pausing"}])})
+    recorder = Recorder(
+        {"GET /v1/capsules": json_response(200, [CAPSULE, odd, {**CAPSULE, "status": "pausing"}])}
+    )
     async with make_client(recorder) as client:
         capsules = await client.capsules.list()
         await client.http.aclose()
@@ -350,7 +425,9 @@ async def test_unknown_statuses_and_fields_are_kept_not_fatal() -> None:
 
 
 async def test_wrong_field_type_names_the_field() -> None:
-    recorder = Recorder({f"GET /v1/capsules/{CID}": json_response(200, {**CAPSULE, "vcpus": "two"})})
+    recorder = Recorder(
+        {f"GET /v1/capsules/{CID}": json_response(200, {**CAPSULE, "vcpus": "two"})}
+    )
     async with make_client(recorder) as client:
         with pytest.raises(WrennResponseValidationError, match="vcpus"):
             await client.capsules.get(CID)
@@ -359,7 +436,12 @@ async def test_wrong_field_type_names_the_field() -> None:
 
 async def test_wait_polls_until_the_status_is_reached() -> None:
     recorder = Recorder(
-        {f"GET /v1/capsules/{CID}": [json_response(200, {**CAPSULE, "status": "pending"}), json_response(200, CAPSULE)]}
+        {
+            f"GET /v1/capsules/{CID}": [
+                json_response(200, {**CAPSULE, "status": "pending"}),
+                json_response(200, CAPSULE),
+            ]
+        }
     )
     async with make_client(recorder) as client:
         capsule = await client.capsules.wait(CID, status="running", timeout=5, interval=0.01)
@@ -372,7 +454,9 @@ async def test_wait_fails_fast_on_a_terminal_status_and_times_out() -> None:
     recorder = Recorder(
         {
             f"GET /v1/capsules/{CID}": json_response(200, {**CAPSULE, "status": "error"}),
-            "GET /v1/capsules/cl-slow": json_response(200, {**CAPSULE, "id": "cl-slow", "status": "pending"}),
+            "GET /v1/capsules/cl-slow": json_response(
+                200, {**CAPSULE, "id": "cl-slow", "status": "pending"}
+            ),
         }
     )
     async with make_client(recorder) as client:
@@ -384,7 +468,9 @@ async def test_wait_fails_fast_on_a_terminal_status_and_times_out() -> None:
 
 
 async def test_redirects_are_never_followed() -> None:
-    recorder = Recorder({"GET /v1/capsules": httpx.Response(307, headers={"Location": "http://127.0.0.2/steal"})})
+    recorder = Recorder(
+        {"GET /v1/capsules": httpx.Response(307, headers={"Location": "http://127.0.0.2/steal"})}
+    )
     async with make_client(recorder) as client:
         with pytest.raises(Exception) as info:
             await client.capsules.list()
@@ -416,7 +502,13 @@ async def test_event_stream_yields_typed_events_and_closes() -> None:
         b'"sandbox":{"id":"cl-1","status":"running"},"timestamp":"2026-11-28T10:00:01Z"}\n\n'
         b'data: {"event":"capsule.migrated","extra":1}'
     )
-    recorder = Recorder({"GET /v1/events/stream": httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})})
+    recorder = Recorder(
+        {
+            "GET /v1/events/stream": httpx.Response(
+                200, content=body, headers={"content-type": "text/event-stream"}
+            )
+        }
+    )
     async with make_client(recorder) as client:
         async with client.events.stream() as stream:
             events = [event async for event in stream]

@@ -7,6 +7,7 @@ import json
 
 import httpx
 import pytest
+
 from tests.helpers import (
     API_KEY,
     BASE_URL,
@@ -16,7 +17,6 @@ from tests.helpers import (
     error_response,
     json_response,
 )
-
 from wrenn import (
     WrennAgentError,
     WrennCapsuleStateError,
@@ -396,7 +396,7 @@ def test_timeouts_are_typed_and_finite(sleeps: SleepRecorder) -> None:
         with pytest.raises(WrennTimeoutError):
             client.with_options(timeout=2.5, max_retries=0).capsules.list()
         client.http.close()
-    assert all(value is not None and 0 < value for phases in seen for value in phases.values())
+    assert all(value is not None and value > 0 for phases in seen for value in phases.values())
     assert seen[-1]["read"] == 2.5
 
 

@@ -267,7 +267,9 @@ class AsyncRequester:
         if read_timeout is not None and deadline is not None:
             # A call that legitimately takes long (a VM boot, an exec) gets a deadline
             # that fits its read budget instead of failing at the default.
-            deadline = max(deadline, started + read_timeout + options.timeout.connect + 5.0)
+            deadline = max(
+                deadline, started + read_timeout + (options.timeout.connect or 0.0) + 5.0
+            )
         base_timeout = options.timeout
         if read_timeout is not None:
             base_timeout = httpx.Timeout(
@@ -310,11 +312,15 @@ class AsyncRequester:
 
             status = response.status_code
             if stream and status in ok:
-                logger.debug("%s %s -> %s (attempt %d, streaming)", method, path, status, attempt + 1)
+                logger.debug(
+                    "%s %s -> %s (attempt %d, streaming)", method, path, status, attempt + 1
+                )
                 self.budget.refund()
                 return response
             try:
-                body = await _read_body(response, deadline, options.max_response_bytes, method, path)
+                body = await _read_body(
+                    response, deadline, options.max_response_bytes, method, path
+                )
             except httpx.TransportError as exc:
                 error = _transport_error(exc, method, path, scrub)
                 if await self._may_retry_transport(error, method, attempt, max_retries, deadline):
@@ -331,7 +337,12 @@ class AsyncRequester:
             elapsed = (time.monotonic() - sent_at) * 1000
             logger.debug(
                 "%s %s -> %s (attempt %d, %.1f ms, %d bytes)",
-                method, path, status, attempt + 1, elapsed, len(body),
+                method,
+                path,
+                status,
+                attempt + 1,
+                elapsed,
+                len(body),
             )
             response_headers = dict(response.headers)
             if status in ok or (missing_ok_on_retry and status == 404 and attempt > 0):
@@ -352,7 +363,12 @@ class AsyncRequester:
                 if _fits(delay, deadline) and self.budget.acquire():
                     logger.info(
                         "%s %s -> %s; retrying in %.2f s (%d of %d)",
-                        method, path, status, delay, attempt + 1, max_retries,
+                        method,
+                        path,
+                        status,
+                        delay,
+                        attempt + 1,
+                        max_retries,
                     )
                     await asleep(delay)
                     attempt += 1
@@ -375,7 +391,9 @@ class AsyncRequester:
             return False
         if not self.budget.acquire(timeout=isinstance(error, WrennTimeoutError)):
             return False
-        logger.info("%s; retrying in %.2f s (%d of %d)", error.message, delay, attempt + 1, max_retries)
+        logger.info(
+            "%s; retrying in %.2f s (%d of %d)", error.message, delay, attempt + 1, max_retries
+        )
         await asleep(delay)
         return True
 
@@ -399,7 +417,9 @@ async def _read_body(
             raise _too_large(response.status_code, limit)
         chunks.append(chunk)
         if deadline is not None and time.monotonic() > deadline:
-            raise WrennTimeoutError(f"{method} {path}: the call deadline passed while reading the response")
+            raise WrennTimeoutError(
+                f"{method} {path}: the call deadline passed while reading the response"
+            )
     return b"".join(chunks)
 
 
@@ -417,7 +437,9 @@ def _clamp(timeout: httpx.Timeout, deadline: float | None) -> httpx.Timeout:
         return timeout
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise WrennTimeoutError("the call deadline passed before the request could be sent", request_sent=False)
+        raise WrennTimeoutError(
+            "the call deadline passed before the request could be sent", request_sent=False
+        )
 
     def phase(value: float | None) -> float:
         return remaining if value is None else min(value, remaining)
@@ -454,15 +476,21 @@ def _transport_error(
             f"{where}: no connection became free in the pool in time", request_sent=False
         )
     if isinstance(exc, httpx.TimeoutException):
-        return WrennTimeoutError(f"{where}: timed out waiting for the server ({type(exc).__name__})")
+        return WrennTimeoutError(
+            f"{where}: timed out waiting for the server ({type(exc).__name__})"
+        )
     if isinstance(exc, httpx.ConnectError):
         if _is_tls_failure(exc):
-            error = WrennConnectionError(f"{where}: TLS verification failed: {detail}", request_sent=False)
+            error = WrennConnectionError(
+                f"{where}: TLS verification failed: {detail}", request_sent=False
+            )
             error.code = "tls_error"
             return error
         return WrennConnectionError(f"{where}: could not connect: {detail}", request_sent=False)
     if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
-        error = WrennConnectionError(f"{where}: the request could not be sent: {detail}", request_sent=False)
+        error = WrennConnectionError(
+            f"{where}: the request could not be sent: {detail}", request_sent=False
+        )
         error.code = "invalid_request_setup"
         return error
     return WrennConnectionError(f"{where}: the connection failed: {detail}")

@@ -5,18 +5,15 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
 
 import httpx
 
-from .._config import ClientOptions, resolve_options, updated_options
+from .._config import NOT_GIVEN, ClientOptions, resolve_options, updated_options
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
 from ._requester import AsyncRequester
 from .capsules import AsyncCapsules
 from .events import AsyncEvents
 from .snapshots import AsyncSnapshots
-
-_UNSET: Any = object()
 
 
 class AsyncWrennClient:
@@ -83,11 +80,11 @@ class AsyncWrennClient:
     def with_options(
         self,
         *,
-        timeout: float | httpx.Timeout | None = _UNSET,
-        total_timeout: float | None = _UNSET,
-        max_retries: int = _UNSET,
-        default_headers: Mapping[str, str] | None = _UNSET,
-        max_response_bytes: int = _UNSET,
+        timeout: float | httpx.Timeout | None = NOT_GIVEN,
+        total_timeout: float | None = NOT_GIVEN,
+        max_retries: int = NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = NOT_GIVEN,
+        max_response_bytes: int = NOT_GIVEN,
     ) -> AsyncWrennClient:
         """Return a copy with some options changed that shares this client's connections.
 
@@ -102,7 +99,7 @@ class AsyncWrennClient:
                 ("default_headers", default_headers),
                 ("max_response_bytes", max_response_bytes),
             )
-            if value is not _UNSET
+            if value is not NOT_GIVEN
         }
         copy = object.__new__(type(self))
         copy._options = updated_options(self._options, **changes)

@@ -101,7 +101,9 @@ class AsyncEventStream:
             assert self._chunks is not None
             if self._resource._requester.closed:
                 await self.aclose()
-                raise WrennClientClosedError("client_closed", "the client was closed while the stream was open")
+                raise WrennClientClosedError(
+                    "client_closed", "the client was closed while the stream was open"
+                )
             try:
                 chunk = await self._chunks.__anext__()
             except StopAsyncIteration:

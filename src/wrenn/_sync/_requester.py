@@ -268,7 +268,9 @@ class Requester:
         if read_timeout is not None and deadline is not None:
             # A call that legitimately takes long (a VM boot, an exec) gets a deadline
             # that fits its read budget instead of failing at the default.
-            deadline = max(deadline, started + read_timeout + options.timeout.connect + 5.0)
+            deadline = max(
+                deadline, started + read_timeout + (options.timeout.connect or 0.0) + 5.0
+            )
         base_timeout = options.timeout
         if read_timeout is not None:
             base_timeout = httpx.Timeout(

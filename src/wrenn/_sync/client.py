@@ -6,18 +6,15 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
 
 import httpx
 
-from .._config import ClientOptions, resolve_options, updated_options
+from .._config import NOT_GIVEN, ClientOptions, resolve_options, updated_options
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
 from ._requester import Requester
 from .capsules import Capsules
 from .events import Events
 from .snapshots import Snapshots
-
-_UNSET: Any = object()
 
 
 class WrennClient:
@@ -84,11 +81,11 @@ class WrennClient:
     def with_options(
         self,
         *,
-        timeout: float | httpx.Timeout | None = _UNSET,
-        total_timeout: float | None = _UNSET,
-        max_retries: int = _UNSET,
-        default_headers: Mapping[str, str] | None = _UNSET,
-        max_response_bytes: int = _UNSET,
+        timeout: float | httpx.Timeout | None = NOT_GIVEN,
+        total_timeout: float | None = NOT_GIVEN,
+        max_retries: int = NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = NOT_GIVEN,
+        max_response_bytes: int = NOT_GIVEN,
     ) -> WrennClient:
         """Return a copy with some options changed that shares this client's connections.
 
@@ -103,7 +100,7 @@ class WrennClient:
                 ("default_headers", default_headers),
                 ("max_response_bytes", max_response_bytes),
             )
-            if value is not _UNSET
+            if value is not NOT_GIVEN
         }
         copy = object.__new__(type(self))
         copy._options = updated_options(self._options, **changes)

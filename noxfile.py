@@ -1,0 +1,80 @@
+"""Developer tasks. `nox -l` lists them; `nox -s tests-3.12` runs one."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "sync_check", "tests"]
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+# build_sync.py must run on this version: unasync's output depends on the tokenizer.
+GENERATOR_PYTHON = "3.11"
+DEV = ["pytest>=8", "pytest-cov>=5", "trio>=0.27", "unasync==0.6.0", "setuptools", "ruff==0.17.6"]
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The whole suite on one Python: unit, sync/async parity, end-to-end on wrenn.local."""
+    session.install("-e", ".[local]", *DEV)
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python=GENERATOR_PYTHON)
+def coverage(session: nox.Session) -> None:
+    """The suite with line coverage of src/wrenn (must stay at 90% or more)."""
+    session.install("-e", ".[local]", *DEV)
+    session.run(
+        "pytest",
+        "-q",
+        "--cov=wrenn",
+        "--cov-report=term-missing:skip-covered",
+        "--cov-fail-under=90",
+    )
+
+
+@nox.session(python=GENERATOR_PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check (generated code included: it is formatted on generation)."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", "src", "tests", "build_sync.py", "noxfile.py", "bench", "examples")
+    session.run(
+        "ruff",
+        "format",
+        "--check",
+        "src",
+        "tests",
+        "build_sync.py",
+        "noxfile.py",
+        "bench",
+        "examples",
+    )
+
+
+@nox.session(python=GENERATOR_PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package, both trees."""
+    session.install("-e", ".[local]", "mypy>=1.13", "trio>=0.27")
+    session.run("mypy", "--strict", "src/wrenn")
+
+
+@nox.session(python=GENERATOR_PYTHON)
+def sync_check(session: nox.Session) -> None:
+    """Fail if src/wrenn/_sync or tests/_sync differ from a fresh build_sync.py run."""
+    session.install("unasync==0.6.0", "setuptools", "ruff==0.17.6")
+    session.run("python", "build_sync.py", "--check")
+
+
+@nox.session(python=GENERATOR_PYTHON)
+def sync(session: nox.Session) -> None:
+    """Regenerate the sync twins from the async sources."""
+    session.install("unasync==0.6.0", "setuptools", "ruff==0.17.6")
+    session.run("python", "build_sync.py")
+
+
+@nox.session(python=GENERATOR_PYTHON)
+def demo(session: nox.Session) -> None:
+    """Run the quick start against the embedded local server."""
+    session.install("-e", ".[local]")
+    session.run("python", "examples/quickstart.py")
