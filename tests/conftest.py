@@ -6,7 +6,11 @@ missing trio fails loudly instead of silently dropping half of the runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from wrenn.local import LocalServer
 
 pytest_plugins = ["anyio"]
 
@@ -14,3 +18,10 @@ pytest_plugins = ["anyio"]
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def local_server() -> Iterator[LocalServer]:
+    """One embedded Wrenn server for the session's end-to-end tests, always stopped."""
+    with LocalServer() as server:
+        yield server

@@ -20,6 +20,7 @@ from .._exceptions import (
 from .._models import SSEEvent, sse_event_decoder
 from .._sse import ServerSentEvent, SSEDecoder
 from .._validate import positive_seconds
+from ._requester import finish_iterator
 from ._resource import AsyncAPIResource
 
 _SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -127,9 +128,12 @@ class AsyncEventStream:
     async def aclose(self) -> None:
         """Close the connection; iteration then stops. Safe to call more than once."""
         self._finished = True
-        response, self._response, self._chunks = self._response, None, None
+        response, self._response = self._response, None
+        chunks, self._chunks = self._chunks, None
         if response is not None:
             await response.aclose()
+        if chunks is not None:
+            await finish_iterator(chunks)
 
 
 def _parse(event: ServerSentEvent) -> SSEEvent:

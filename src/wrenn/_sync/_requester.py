@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import ssl
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -504,3 +504,18 @@ def _is_tls_failure(exc: BaseException) -> bool:
         current = current.__cause__ or current.__context__
         seen += 1
     return False
+
+
+def finish_iterator(chunks: Iterator[bytes]) -> None:
+    """Unwind a partly read body iterator after its response has been closed.
+
+    httpx nests async generators (``aiter_bytes`` over ``aiter_raw`` over the pool's
+    stream); closing only the outermost leaves the inner ones suspended, and trio warns
+    when the garbage collector later finds them. Advancing once more after the response
+    is closed makes the innermost read fail, which unwinds and finishes every layer.
+    """
+    for _ in range(3):
+        try:
+            chunks.__next__()
+        except Exception:  # the end of the body, or the closed stream refusing to read
+            return
