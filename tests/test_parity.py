@@ -23,7 +23,11 @@ def _classes(package: ModuleType) -> dict[str, type]:
     for info in pkgutil.iter_modules(package.__path__):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
         for name, obj in vars(module).items():
-            if inspect.isclass(obj) and obj.__module__ == module.__name__:
+            if (
+                inspect.isclass(obj)
+                and obj.__module__ == module.__name__
+                and not issubclass(obj, BaseException)
+            ):
                 found[name] = obj
     return found
 

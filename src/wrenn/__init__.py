@@ -12,13 +12,17 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._async.capsule import AsyncCapsule
     from ._async.client import AsyncWrennClient
+    from ._async.commands import AsyncCommandHandle
+    from ._async.pty import AsyncPtySession
     from ._exceptions import (
         WrennAgentError,
         WrennAPIStatusError,
         WrennAuthenticationError,
         WrennCapsuleStateError,
         WrennClientClosedError,
+        WrennCommandTimeoutError,
         WrennConflictError,
         WrennConnectionError,
         WrennError,
@@ -40,16 +44,49 @@ if TYPE_CHECKING:
         WrennUsageError,
         WrennValidationError,
     )
+    from ._models import FileEntry
+    from ._process import (
+        CommandResult,
+        ProcessInfo,
+        StreamErrorEvent,
+        StreamEvent,
+        StreamExitEvent,
+        StreamStartEvent,
+        StreamStderrEvent,
+        StreamStdoutEvent,
+    )
+    from ._pty import PtyEvent, PtyEventType
+    from ._sync.capsule import Capsule
     from ._sync.client import WrennClient
+    from ._sync.commands import CommandHandle
+    from ._sync.pty import PtySession
 
 __all__ = [
+    "AsyncCapsule",
+    "AsyncCommandHandle",
+    "AsyncPtySession",
     "AsyncWrennClient",
+    "Capsule",
+    "CommandHandle",
+    "CommandResult",
+    "FileEntry",
+    "ProcessInfo",
+    "PtyEvent",
+    "PtyEventType",
+    "PtySession",
+    "StreamErrorEvent",
+    "StreamEvent",
+    "StreamExitEvent",
+    "StreamStartEvent",
+    "StreamStderrEvent",
+    "StreamStdoutEvent",
     "WrennAPIStatusError",
     "WrennAgentError",
     "WrennAuthenticationError",
     "WrennCapsuleStateError",
     "WrennClient",
     "WrennClientClosedError",
+    "WrennCommandTimeoutError",
     "WrennConflictError",
     "WrennConnectionError",
     "WrennError",
@@ -77,6 +114,28 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "AsyncWrennClient": "wrenn._async.client",
     "WrennClient": "wrenn._sync.client",
+    "AsyncCapsule": "wrenn._async.capsule",
+    "Capsule": "wrenn._sync.capsule",
+    "AsyncCommandHandle": "wrenn._async.commands",
+    "CommandHandle": "wrenn._sync.commands",
+    "AsyncPtySession": "wrenn._async.pty",
+    "PtySession": "wrenn._sync.pty",
+    "PtyEvent": "wrenn._pty",
+    "PtyEventType": "wrenn._pty",
+    "FileEntry": "wrenn._models",
+    **{
+        name: "wrenn._process"
+        for name in (
+            "CommandResult",
+            "ProcessInfo",
+            "StreamErrorEvent",
+            "StreamEvent",
+            "StreamExitEvent",
+            "StreamStartEvent",
+            "StreamStderrEvent",
+            "StreamStdoutEvent",
+        )
+    },
     **{
         name: "wrenn._exceptions"
         for name in __all__

@@ -107,3 +107,53 @@ class LoopGuard:
 
     def check(self) -> bool:
         return True
+
+
+# --- cleanup that must finish even while being cancelled ---------------------------
+
+
+class AsyncCleanupScope:
+    """Shield a short cleanup (sending a WebSocket close frame, killing a timed-out
+    process) from cancellation, with a deadline so it can never hang.
+
+    Under trio, and under anyio cancel scopes, every await inside an already cancelled
+    scope raises at once; without the shield a cancelled stream could not say goodbye.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._scope = anyio.CancelScope(shield=True)
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        self._scope.deadline = anyio.current_time() + self._seconds
+        self._scope.__enter__()
+
+    def __exit__(self, *exc: object) -> bool:
+        return bool(self._scope.__exit__(*exc))  # type: ignore[arg-type]
+
+
+class CleanupScope:
+    """The sync twin: threads are not cancelled, so there is nothing to shield."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# --- which flavour of the API a module belongs to -----------------------------------
+
+
+class AsyncFlavor:
+    """Lets the few places that must behave differently say so explicitly (psycopg's
+    ``if True:  # ASYNC``): ``build_sync.py`` maps this name to ``SyncFlavor``."""
+
+    is_async = True
+
+
+class SyncFlavor:
+    is_async = False

@@ -22,6 +22,7 @@ __all__ = [
     "WrennAuthenticationError",
     "WrennCapsuleStateError",
     "WrennClientClosedError",
+    "WrennCommandTimeoutError",
     "WrennConflictError",
     "WrennConnectionError",
     "WrennError",
@@ -109,8 +110,8 @@ class WrennConnectionError(WrennError):
         self.request_sent = request_sent
 
 
-class WrennTimeoutError(WrennConnectionError):
-    """A timeout or the call's overall deadline passed."""
+class WrennTimeoutError(WrennConnectionError, TimeoutError):
+    """A timeout or the call's overall deadline passed (also a builtin ``TimeoutError``)."""
 
     def __init__(self, message: str, *, request_sent: bool = True) -> None:
         super().__init__(message, request_sent=request_sent)
@@ -350,3 +351,20 @@ class WrennCapsuleStateError(WrennError, RuntimeError):
 
     Also a ``RuntimeError``, as the official SDK's ``wait_ready`` raises.
     """
+
+
+class WrennCommandTimeoutError(WrennTimeoutError):
+    """A command ran past its timeout and was stopped (SIGTERM, then SIGKILL).
+
+    ``stdout`` and ``stderr`` hold the output produced until then; ``pid`` is the
+    process id inside the capsule, when it was known.
+    """
+
+    def __init__(
+        self, message: str, *, stdout: str = "", stderr: str = "", pid: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = "command_timeout"
+        self.stdout = stdout
+        self.stderr = stderr
+        self.pid = pid

@@ -221,8 +221,9 @@ class AsyncRequester:
         headers: Mapping[str, str] | None = None,
         read_timeout: float | None = None,
         replayable: bool = True,
+        ok: tuple[int, ...] = (200,),
     ) -> httpx.Response:
-        """Open a streamed response with a 2xx status; the caller must close it.
+        """Open a streamed response with a status in ``ok``; the caller must close it.
 
         Retries happen only until a good status arrives; once bytes of the body flow,
         a failure is the stream's to report.
@@ -231,7 +232,7 @@ class AsyncRequester:
             options,
             method,
             path,
-            ok=(200,),
+            ok=ok,
             params=params,
             content=content,
             files=files,

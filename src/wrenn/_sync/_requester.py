@@ -222,8 +222,9 @@ class Requester:
         headers: Mapping[str, str] | None = None,
         read_timeout: float | None = None,
         replayable: bool = True,
+        ok: tuple[int, ...] = (200,),
     ) -> httpx.Response:
-        """Open a streamed response with a 2xx status; the caller must close it.
+        """Open a streamed response with a status in ``ok``; the caller must close it.
 
         Retries happen only until a good status arrives; once bytes of the body flow,
         a failure is the stream's to report.
@@ -232,7 +233,7 @@ class Requester:
             options,
             method,
             path,
-            ok=(200,),
+            ok=ok,
             params=params,
             content=content,
             files=files,

@@ -1,0 +1,367 @@
+"""``AsyncCapsule``: one capsule with its commands, files and terminals."""
+
+from __future__ import annotations
+
+import builtins
+from types import TracebackType
+from typing import Any, cast
+
+from .._compat import AsyncFlavor
+from .._dual import dual_method
+from .._exceptions import WrennCapsuleStateError, WrennError
+from .._logs import logger
+from .._models import Capsule as CapsuleInfo
+from .._models import Status, Template
+from .._urls import proxy_url
+from .._validate import optional_int, positive_seconds, string_list, string_map
+from .client import AsyncWrennClient
+from .commands import AsyncCommands
+from .files import AsyncFiles
+from .pty import AsyncPtySession
+
+_DEFAULT_READY_TIMEOUT = 30.0
+_PAUSE_POLL = 2.0
+
+
+class AsyncCapsule:
+    """A capsule and its data plane: ``commands``, ``files`` and terminals (``pty``).
+
+    Create one with ``await AsyncCapsule.create(...)`` (the blocking ``Capsule(...)``
+    creates directly), attach to an existing one with ``connect(capsule_id)``. As a
+    context manager it destroys the capsule on exit and closes its client; a failed
+    destroy is logged to the ``wrenn`` logger, never raised over your exception.
+    """
+
+    def __init__(
+        self,
+        template: str | None = None,
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
+        timeout: int | None = None,
+        *,
+        wait: bool = False,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        _capsule_id: str | None = None,
+        _client: AsyncWrennClient | None = None,
+        _info: CapsuleInfo | None = None,
+    ) -> None:
+        if _capsule_id is None or _client is None:
+            if AsyncFlavor.is_async:
+                raise TypeError(
+                    "cannot create a capsule without awaiting: use `await AsyncCapsule.create(...)`"
+                )
+            # The blocking flavour creates right here, as the official Capsule(...) does.
+            # The cast keeps this line neutral for the type checker in both flavours.
+            client = AsyncWrennClient(api_key=api_key, base_url=base_url)
+            _info = cast(Any, self)._boot(client, template, vcpus, memory_mb, timeout, wait)
+            _capsule_id, _client = client_capsule_id(_info), client
+        self._setup(_capsule_id, _client, _info)
+
+    def _setup(self, capsule_id: str, client: AsyncWrennClient, info: CapsuleInfo | None) -> None:
+        self._capsule_id = capsule_id
+        self._client = client
+        self._info = info
+        self.commands = AsyncCommands(client, capsule_id)
+        self.files = AsyncFiles(client, capsule_id)
+
+    async def _boot(
+        self,
+        client: AsyncWrennClient,
+        template: str | None,
+        vcpus: int | None,
+        memory_mb: int | None,
+        timeout: int | None,
+        wait: bool,
+    ) -> CapsuleInfo:
+        """Create the capsule; on any failure destroy what was created and close the client."""
+        info: CapsuleInfo | None = None
+        try:
+            info = await client.capsules.create(
+                template=template,
+                vcpus=vcpus,
+                memory_mb=memory_mb,
+                timeout_sec=optional_int(timeout, "timeout"),
+            )
+            if wait and info.status is not Status.running:
+                info = await client.capsules.wait(
+                    info.id, status="running", timeout=_DEFAULT_READY_TIMEOUT
+                )
+            return info
+        except BaseException:
+            if info is not None:
+                await _destroy_quietly(client, info.id)
+            await client.aclose()
+            raise
+
+    @classmethod
+    async def create(
+        cls,
+        template: str | None = None,
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
+        timeout: int | None = None,
+        *,
+        wait: bool = False,
+        api_key: str | None = None,
+        base_url: str | None = None,
+    ) -> AsyncCapsule:
+        """Create a capsule (``timeout`` is its inactivity auto-pause in seconds) and return it.
+
+        With ``wait=True``, also wait until it is running. A capsule is never orphaned:
+        if waiting fails, the capsule is destroyed and the client closed.
+        """
+        client = AsyncWrennClient(api_key=api_key, base_url=base_url)
+        capsule = cls.__new__(cls)
+        info = await capsule._boot(client, template, vcpus, memory_mb, timeout, wait)
+        capsule._setup(info.id, client, info)
+        return capsule
+
+    @classmethod
+    async def connect(
+        cls, capsule_id: str, *, api_key: str | None = None, base_url: str | None = None
+    ) -> AsyncCapsule:
+        """Attach to an existing capsule, resuming it if it is paused, and wait until it runs."""
+        client = AsyncWrennClient(api_key=api_key, base_url=base_url)
+        try:
+            info = await client.capsules.get(capsule_id)
+            if info.status is Status.pausing:
+                info = await client.capsules.wait(
+                    capsule_id, status="paused", timeout=_DEFAULT_READY_TIMEOUT
+                )
+            if info.status in (Status.paused, Status.hibernated):
+                info = await client.capsules.resume(capsule_id)
+            if info.status in (Status.stopped, Status.error, Status.missing, Status.stopping):
+                raise WrennCapsuleStateError(
+                    "unexpected_state",
+                    f"capsule {capsule_id} is {info.status.value} and cannot be connected to",
+                )
+            if info.status is not Status.running:
+                info = await client.capsules.wait(
+                    capsule_id, status="running", timeout=_DEFAULT_READY_TIMEOUT
+                )
+        except BaseException:
+            await client.aclose()
+            raise
+        capsule = cls.__new__(cls)
+        capsule._setup(info.id, client, info)
+        return capsule
+
+    @classmethod
+    async def list(
+        cls, *, api_key: str | None = None, base_url: str | None = None
+    ) -> builtins.list[CapsuleInfo]:
+        """List the team's capsules."""
+        async with AsyncWrennClient(api_key=api_key, base_url=base_url) as client:
+            return await client.capsules.list()
+
+    # --- properties -----------------------------------------------------------------
+
+    @property
+    def capsule_id(self) -> str:
+        return self._capsule_id
+
+    @property
+    def info(self) -> CapsuleInfo | None:
+        """The capsule as last seen by this object (``get_info()`` refreshes it)."""
+        return self._info
+
+    @property
+    def client(self) -> AsyncWrennClient:
+        """The low-level client this capsule talks through."""
+        return self._client
+
+    def __repr__(self) -> str:
+        status = (
+            self._info.status.value
+            if self._info is not None and self._info.status is not None
+            else "?"
+        )
+        return f"<{type(self).__name__} {self._capsule_id} status={status}>"
+
+    # --- lifecycle (instance or class with an id) ---------------------------------------
+
+    @dual_method
+    async def destroy(self, wait: bool = False) -> None:
+        """Destroy the capsule; with ``wait``, until it is reported stopped."""
+        await _destroy(self._client, self._capsule_id, wait)
+
+    @destroy.classmethod
+    async def _destroy_by_id(
+        cls,
+        capsule_id: str,
+        *,
+        wait: bool = False,
+        api_key: str | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        async with AsyncWrennClient(api_key=api_key, base_url=base_url) as client:
+            await _destroy(client, capsule_id, wait)
+
+    @dual_method
+    async def pause(self, wait: bool = False) -> CapsuleInfo:
+        """Pause the capsule; with ``wait``, until it is reported paused."""
+        self._info = await _pause(self._client, self._capsule_id, wait)
+        return self._info
+
+    @pause.classmethod
+    async def _pause_by_id(
+        cls,
+        capsule_id: str,
+        *,
+        wait: bool = False,
+        api_key: str | None = None,
+        base_url: str | None = None,
+    ) -> CapsuleInfo:
+        async with AsyncWrennClient(api_key=api_key, base_url=base_url) as client:
+            return await _pause(client, capsule_id, wait)
+
+    @dual_method
+    async def resume(self, wait: bool = False) -> CapsuleInfo:
+        """Resume the capsule; with ``wait``, until it is reported running."""
+        self._info = await _resume(self._client, self._capsule_id, wait)
+        return self._info
+
+    @resume.classmethod
+    async def _resume_by_id(
+        cls,
+        capsule_id: str,
+        *,
+        wait: bool = False,
+        api_key: str | None = None,
+        base_url: str | None = None,
+    ) -> CapsuleInfo:
+        async with AsyncWrennClient(api_key=api_key, base_url=base_url) as client:
+            return await _resume(client, capsule_id, wait)
+
+    @dual_method
+    async def get_info(self) -> CapsuleInfo:
+        """Fetch the capsule's current state."""
+        self._info = await self._client.capsules.get(self._capsule_id)
+        return self._info
+
+    @get_info.classmethod
+    async def _get_info_by_id(
+        cls, capsule_id: str, *, api_key: str | None = None, base_url: str | None = None
+    ) -> CapsuleInfo:
+        async with AsyncWrennClient(api_key=api_key, base_url=base_url) as client:
+            return await client.capsules.get(capsule_id)
+
+    async def ping(self) -> None:
+        """Reset the inactivity timer."""
+        await self._client.capsules.ping(self._capsule_id)
+
+    async def wait_ready(
+        self, timeout: float = _DEFAULT_READY_TIMEOUT, interval: float = 0.5
+    ) -> None:
+        """Wait until the capsule runs; ``TimeoutError`` after ``timeout`` seconds, ``RuntimeError`` if it failed."""
+        self._info = await self._client.capsules.wait(
+            self._capsule_id,
+            status="running",
+            timeout=positive_seconds(timeout, "timeout"),
+            interval=interval,
+        )
+
+    async def is_running(self) -> bool:
+        """Whether the capsule is running right now (asks the server)."""
+        return (await self.get_info()).status is Status.running
+
+    def get_url(self, port: int) -> str:
+        """The URL of a port inside the capsule, through the platform's proxy."""
+        return proxy_url(
+            self._client._options.base_url, self._client.proxy_domain, self._capsule_id, port
+        )
+
+    async def create_snapshot(self, name: str | None = None, overwrite: bool = False) -> Template:
+        """Snapshot the capsule into a template that new capsules can boot from."""
+        return await self._client.snapshots.create(self._capsule_id, name=name, overwrite=overwrite)
+
+    # --- terminals ----------------------------------------------------------------------
+
+    def pty(
+        self,
+        cmd: str = "/bin/bash",
+        args: builtins.list[str] | None = None,
+        cols: int = 80,
+        rows: int = 24,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> AsyncPtySession:
+        """Start a terminal; use it as a context manager, which kills it on exit."""
+        first: dict[str, Any] = {"type": "start", "cmd": cmd, "cols": cols, "rows": rows}
+        if args is not None:
+            first["args"] = string_list(args, "args")
+        if envs is not None:
+            first["envs"] = string_map(envs, "envs")
+        if cwd is not None:
+            first["cwd"] = cwd
+        for name, value in (("cols", cols), ("rows", rows)):
+            if optional_int(value, name, minimum=1) is None:
+                raise ValueError(f"{name} is required")
+        return AsyncPtySession(self._client, self._capsule_id, first, kill_on_exit=True)
+
+    def pty_connect(self, tag: str) -> AsyncPtySession:
+        """Re-attach to a running terminal by its tag (it keeps running when you leave)."""
+        if not isinstance(tag, str) or not tag:
+            raise ValueError("tag must be a non-empty string")
+        return AsyncPtySession(
+            self._client, self._capsule_id, {"type": "connect", "tag": tag}, kill_on_exit=False
+        )
+
+    # --- context manager ----------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close this object's client (the capsule keeps running)."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> AsyncCapsule:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await _destroy_quietly(self._client, self._capsule_id)
+        finally:
+            await self._client.aclose()
+
+
+def client_capsule_id(info: CapsuleInfo) -> str:
+    return info.id
+
+
+async def _destroy(client: AsyncWrennClient, capsule_id: str, wait: bool) -> None:
+    await client.capsules.destroy(capsule_id)
+    if wait:
+        await client.capsules.wait(
+            capsule_id, status=("stopped", "missing"), timeout=_DEFAULT_READY_TIMEOUT
+        )
+
+
+async def _pause(client: AsyncWrennClient, capsule_id: str, wait: bool) -> CapsuleInfo:
+    info = await client.capsules.pause(capsule_id)
+    if wait and info.status is not Status.paused:
+        info = await client.capsules.wait(
+            capsule_id, status="paused", timeout=_DEFAULT_READY_TIMEOUT, interval=_PAUSE_POLL
+        )
+    return info
+
+
+async def _resume(client: AsyncWrennClient, capsule_id: str, wait: bool) -> CapsuleInfo:
+    info = await client.capsules.resume(capsule_id)
+    if wait and info.status is not Status.running:
+        info = await client.capsules.wait(
+            capsule_id, status="running", timeout=_DEFAULT_READY_TIMEOUT
+        )
+    return info
+
+
+async def _destroy_quietly(client: AsyncWrennClient, capsule_id: str) -> None:
+    """Destroy during cleanup: a failure is logged, never raised over the original error."""
+    try:
+        await client.capsules.destroy(capsule_id)
+    except WrennError as exc:
+        logger.warning("could not destroy capsule %s: %s", capsule_id, exc)

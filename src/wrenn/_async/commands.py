@@ -1,0 +1,416 @@
+"""``capsule.commands``: run, stream, list and kill processes inside a capsule."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import msgspec
+
+from .._exceptions import (
+    WrennCommandTimeoutError,
+    WrennNotFoundError,
+    WrennStreamError,
+    WrennStreamInterruptedError,
+)
+from .._models import BackgroundExecResponse, ExecRequest, json_encoder, process_list_decoder
+from .._process import (
+    CommandResult,
+    OutputBuffer,
+    ProcessInfo,
+    StreamErrorEvent,
+    StreamEvent,
+    StreamExitEvent,
+    StreamStartEvent,
+    StreamStderrEvent,
+    StreamStdoutEvent,
+    parse_stream_frame,
+    shell_argv,
+)
+from .._responses import decode
+from .._urls import build_path
+from .._validate import optional_str, positive_seconds, string_map
+from ._websocket import AsyncWebSocket, DeadlineReached, aconnect_websocket
+
+if TYPE_CHECKING:
+    from .client import AsyncWrennClient
+
+_JSON = {"Content-Type": "application/json"}
+_background_decoder = msgspec.json.Decoder(BackgroundExecResponse)
+_SIGNALS = ("SIGKILL", "SIGTERM")
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a command past its timeout
+DEFAULT_COMMAND_TIMEOUT = 30
+
+
+def _selector(pid: int | str) -> str:
+    if isinstance(pid, bool) or not isinstance(pid, (int, str)):
+        raise TypeError(f"pid must be an int (or a tag string), not {type(pid).__name__}")
+    if isinstance(pid, int) and pid <= 0:
+        raise ValueError(f"pid must be positive, got {pid}")
+    return str(pid)
+
+
+class AsyncCommandStream:
+    """The output of a command as typed events, ending after its exit (or error) event.
+
+    Iterate it directly, or use it as a context manager: leaving the block (or breaking
+    out of the loop inside it) closes the connection at once. A connection that ends
+    before the exit event raises ``WrennStreamInterruptedError`` instead of looking like
+    a clean finish.
+    """
+
+    def __init__(self, client: AsyncWrennClient, path: str, start: dict[str, Any] | None) -> None:
+        self._client = client
+        self._path = path
+        self._start = start
+        self._socket: AsyncWebSocket | None = None
+        self._finished = False
+        self.pid: int | None = None
+        self.exit_code: int | None = None
+
+    async def _open(self) -> AsyncWebSocket:
+        socket = await aconnect_websocket(
+            self._client._requester, self._client._options, self._path
+        )
+        self._socket = socket
+        if self._start is not None:
+            await socket.send_text(json_encoder.encode(self._start).decode())
+        return socket
+
+    async def __aenter__(self) -> AsyncCommandStream:
+        if self._socket is None and not self._finished:
+            await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncCommandStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        event = await self.next_event()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def next_event(self, deadline: float | None = None) -> StreamEvent | None:
+        """The next event, or None after the last one; ``DeadlineReached`` past ``deadline``."""
+        if self._finished:
+            return None
+        socket = self._socket if self._socket is not None else await self._open()
+        message = await socket.receive(deadline)
+        if message is None:
+            code = socket.close_code
+            await self.aclose()
+            raise WrennStreamInterruptedError(
+                "the command stream ended before the command's exit event"
+                + (f" (close code {code})" if code is not None else " (connection dropped)"),
+                close_code=code,
+            )
+        try:
+            frame = msgspec.json.decode(message)
+        except msgspec.DecodeError as exc:
+            await self.aclose()
+            raise WrennStreamError(
+                "invalid_frame", f"a stream frame is not valid JSON: {exc}"
+            ) from exc
+        if not isinstance(frame, dict):
+            await self.aclose()
+            raise WrennStreamError("invalid_frame", "a stream frame is not a JSON object")
+        event = parse_stream_frame(frame)
+        if isinstance(event, StreamStartEvent) and event.pid is not None:
+            self.pid = event.pid
+        elif isinstance(event, (StreamExitEvent, StreamErrorEvent)):
+            if isinstance(event, StreamExitEvent):
+                self.exit_code = event.exit_code
+            await self.aclose()
+        return event
+
+    async def stop(self) -> None:
+        """Ask the server to stop relaying (it may also stop the command) and close."""
+        if self._socket is not None and not self._socket.ended:
+            try:
+                await self._socket.send_text('{"type":"stop"}')
+            except WrennStreamInterruptedError:
+                pass
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection; iteration then stops. Safe to call more than once."""
+        self._finished = True
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            await socket.aclose()
+
+
+class AsyncCommandHandle:
+    """A background command: its ``pid`` and ``tag``, and ways to wait for, kill or follow it."""
+
+    def __init__(self, commands: AsyncCommands, pid: int, tag: str, capsule_id: str) -> None:
+        self._commands = commands
+        self.pid = pid
+        self.tag = tag
+        self.capsule_id = capsule_id
+
+    def __repr__(self) -> str:
+        return f"CommandHandle(pid={self.pid!r}, tag={self.tag!r}, capsule_id={self.capsule_id!r})"
+
+    async def wait(self, timeout: float | None = None) -> CommandResult:
+        """Follow the command's output until it exits and return the result.
+
+        Only output produced after this call is seen (the server does not replay).
+        Past ``timeout`` seconds a ``WrennCommandTimeoutError`` is raised and the
+        command keeps running; use ``kill()`` to stop it.
+        """
+        deadline = (
+            None if timeout is None else time.monotonic() + positive_seconds(timeout, "timeout")
+        )
+        stdout, stderr = OutputBuffer(), OutputBuffer()
+        started = time.monotonic()
+        async with self.connect() as stream:
+            while True:
+                try:
+                    event = await stream.next_event(deadline)
+                except DeadlineReached:
+                    raise WrennCommandTimeoutError(
+                        f"process {self.pid} did not exit within {timeout:g} s",
+                        stdout=stdout.text(),
+                        stderr=stderr.text(),
+                        pid=self.pid,
+                    ) from None
+                if event is None or isinstance(event, StreamExitEvent):
+                    break
+                if isinstance(event, StreamErrorEvent):
+                    raise WrennStreamError(
+                        "process_error", f"cannot follow process {self.pid}: {event.data}"
+                    )
+                if isinstance(event, StreamStdoutEvent):
+                    stdout.append(event.data)
+                elif isinstance(event, StreamStderrEvent):
+                    stderr.append(event.data)
+        return CommandResult(
+            stdout=stdout.text(),
+            stderr=stderr.text(),
+            exit_code=stream.exit_code if stream.exit_code is not None else -1,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            stdout_dropped=stdout.dropped,
+            stderr_dropped=stderr.dropped,
+        )
+
+    async def kill(self, signal: str = "SIGKILL") -> None:
+        """Send SIGKILL (or SIGTERM) to the command."""
+        await self._commands.kill(self.pid, signal=signal)
+
+    def connect(self) -> AsyncCommandStream:
+        """Follow the command's output from now on."""
+        return self._commands.connect(self.pid)
+
+
+class AsyncCommands:
+    """Processes inside one capsule."""
+
+    def __init__(self, client: AsyncWrennClient, capsule_id: str) -> None:
+        self._client = client
+        self._capsule_id = capsule_id
+
+    def _path(self, template: str, **params: object) -> str:
+        return build_path(template, id=self._capsule_id, **params)
+
+    @overload
+    async def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        background: Literal[False] = False,
+        timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+        tag: str | None = None,
+    ) -> CommandResult: ...
+
+    @overload
+    async def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        background: Literal[True],
+        timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+        tag: str | None = None,
+    ) -> AsyncCommandHandle: ...
+
+    async def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        background: bool = False,
+        timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+        tag: str | None = None,
+    ) -> CommandResult | AsyncCommandHandle:
+        """Run a command: a shell string (``/bin/sh -c``) or an argv list (no shell).
+
+        In the foreground, wait for it and return its ``CommandResult``. Past ``timeout``
+        seconds (``None`` means the platform default of 30) the command is stopped with
+        SIGTERM, then SIGKILL after a short grace, and ``WrennCommandTimeoutError``
+        carries the output produced so far. With ``background=True``, start it and
+        return a handle at once (``tag`` names it; ``timeout`` does not apply).
+        """
+        environment = string_map(envs, "envs")
+        directory = optional_str(cwd, "cwd")
+        if background:
+            return await self._start_background(
+                cmd, environment, directory, optional_str(tag, "tag")
+            )
+        limit = positive_seconds(DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout, "timeout")
+        return await self._run_foreground(cmd, limit, environment, directory)
+
+    async def _start_background(
+        self,
+        cmd: str | Sequence[str],
+        envs: dict[str, str] | None,
+        cwd: str | None,
+        tag: str | None,
+    ) -> AsyncCommandHandle:
+        program, args = shell_argv(cmd, envs=None, cwd=None)
+        body = ExecRequest(cmd=program, args=args, background=True, tag=tag, envs=envs, cwd=cwd)
+        response = await self._client._requester.request(
+            self._client._options,
+            "POST",
+            self._path("/v1/capsules/{id}/exec"),
+            ok=(202, 200),
+            content=json_encoder.encode(body),
+            headers=_JSON,
+        )
+        started = decode(_background_decoder, response)
+        return AsyncCommandHandle(self, started.pid, started.tag or "", self._capsule_id)
+
+    async def _run_foreground(
+        self, cmd: str | Sequence[str], timeout: float, envs: dict[str, str] | None, cwd: str | None
+    ) -> CommandResult:
+        program, args = shell_argv(cmd, envs=envs, cwd=cwd)
+        stdout, stderr = OutputBuffer(), OutputBuffer()
+        started = time.monotonic()
+        deadline = started + timeout
+        stream = AsyncCommandStream(
+            self._client,
+            self._path("/v1/capsules/{id}/exec/stream"),
+            {"type": "start", "cmd": program, "args": args},
+        )
+        try:
+            while True:
+                try:
+                    event = await stream.next_event(deadline)
+                except DeadlineReached:
+                    await self._stop_timed_out(stream)
+                    raise WrennCommandTimeoutError(
+                        f"the command did not finish within {timeout:g} s and was stopped",
+                        stdout=stdout.text(),
+                        stderr=stderr.text(),
+                        pid=stream.pid,
+                    ) from None
+                if event is None or isinstance(event, StreamExitEvent):
+                    break
+                if isinstance(event, StreamErrorEvent):
+                    raise WrennStreamError(
+                        "command_error", f"the command could not run: {event.data}"
+                    )
+                if isinstance(event, StreamStdoutEvent):
+                    stdout.append(event.data)
+                elif isinstance(event, StreamStderrEvent):
+                    stderr.append(event.data)
+        finally:
+            await stream.aclose()
+        return CommandResult(
+            stdout=stdout.text(),
+            stderr=stderr.text(),
+            exit_code=stream.exit_code if stream.exit_code is not None else -1,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            stdout_dropped=stdout.dropped,
+            stderr_dropped=stderr.dropped,
+        )
+
+    async def _stop_timed_out(self, stream: AsyncCommandStream) -> None:
+        """SIGTERM, a grace period for the exit event, then SIGKILL: never left running."""
+        if stream.pid is None:
+            await stream.stop()
+            return
+        for signal, grace in (("SIGTERM", KILL_GRACE), ("SIGKILL", KILL_GRACE)):
+            try:
+                await self.kill(stream.pid, signal=signal)
+            except WrennNotFoundError:
+                break  # already gone
+            deadline = time.monotonic() + grace
+            try:
+                while True:
+                    event = await stream.next_event(deadline)
+                    if event is None or isinstance(event, (StreamExitEvent, StreamErrorEvent)):
+                        return
+            except (DeadlineReached, WrennStreamInterruptedError):
+                continue
+        await stream.stop()
+
+    async def list(self) -> builtins.list[ProcessInfo]:
+        """Every process the capsule's agent tracks: background commands and terminals."""
+        response = await self._client._requester.request(
+            self._client._options, "GET", self._path("/v1/capsules/{id}/processes")
+        )
+        listing = decode(process_list_decoder, response)
+        return [
+            ProcessInfo(pid=p.pid, tag=p.tag, cmd=p.cmd, args=p.args) for p in listing.processes
+        ]
+
+    async def kill(self, pid: int | str, *, signal: str = "SIGKILL") -> None:
+        """Send SIGKILL (default) or SIGTERM to a process, chosen by pid or by tag."""
+        if signal not in _SIGNALS:
+            raise ValueError(f"signal must be one of {', '.join(_SIGNALS)}, not {signal!r}")
+        path = self._path("/v1/capsules/{id}/processes/{selector}", selector=_selector(pid))
+        await self._client._requester.request(
+            self._client._options,
+            "DELETE",
+            path,
+            ok=(204, 200),
+            params={"signal": signal},
+            missing_ok_on_retry=True,
+        )
+
+    def connect(self, pid: int | str) -> AsyncCommandStream:
+        """Follow a running process's output (new output only), by pid or by tag."""
+        path = self._path("/v1/capsules/{id}/processes/{selector}/stream", selector=_selector(pid))
+        return AsyncCommandStream(self._client, path, None)
+
+    def stream(
+        self,
+        cmd: str,
+        args: builtins.list[str] | None = None,
+        *,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> AsyncCommandStream:
+        """Start a command and stream its output as it is produced.
+
+        Without ``args``, ``cmd`` runs through ``/bin/sh -c``; with ``args``, ``cmd`` is
+        the program and ``args`` its arguments (no shell).
+        """
+        if not isinstance(cmd, str) or not cmd:
+            raise TypeError("cmd must be a non-empty string")
+        argv: str | builtins.list[str] = [cmd, *args] if args is not None else cmd
+        program, arguments = shell_argv(
+            argv, envs=string_map(envs, "envs"), cwd=optional_str(cwd, "cwd")
+        )
+        return AsyncCommandStream(
+            self._client,
+            self._path("/v1/capsules/{id}/exec/stream"),
+            {"type": "start", "cmd": program, "args": arguments},
+        )

@@ -1,0 +1,280 @@
+"""``capsule.files``: read, write, list and stream files inside a capsule."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import posixpath
+from collections.abc import AsyncIterable, AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import httpx
+
+from .._exceptions import (
+    WrennAgentError,
+    WrennConflictError,
+    WrennNotFoundError,
+    WrennStreamInterruptedError,
+    WrennStreamTimeoutError,
+)
+from .._models import (
+    FileEntry,
+    ListDirRequest,
+    ReadFileRequest,
+    RemoveRequest,
+    json_encoder,
+    list_dir_decoder,
+    make_dir_decoder,
+)
+from .._responses import decode
+from .._urls import build_path
+from .._validate import optional_int
+from ._requester import finish_iterator
+
+if TYPE_CHECKING:
+    from .client import AsyncWrennClient
+
+_JSON = {"Content-Type": "application/json"}
+# A file read may legitimately be much larger than any JSON answer.
+FILE_READ_LIMIT = 1024 * 1024 * 1024
+FILE_TRANSFER_READ_TIMEOUT = 300.0
+
+
+def _check_path(path: object) -> str:
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a str, not {type(path).__name__}")
+    if not path or "\x00" in path:
+        raise ValueError("path must be a non-empty string without NUL characters")
+    return path
+
+
+class AsyncDownloadStream:
+    """The bytes of a file as they arrive; iterate directly or use as a context manager.
+
+    A transfer that breaks off raises ``WrennStreamInterruptedError`` instead of
+    returning short data.
+    """
+
+    def __init__(self, files: AsyncFiles, path: str) -> None:
+        self._files = files
+        self._path = path
+        self._response: httpx.Response | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._received = 0
+        self._expected: int | None = None
+        self._finished = False
+
+    async def _open(self) -> AsyncIterator[bytes]:
+        client = self._files._client
+        self._response = await client._requester.open_stream(
+            client._options,
+            "POST",
+            self._files._path("/v1/capsules/{id}/files/stream/read"),
+            content=json_encoder.encode(ReadFileRequest(path=self._path)),
+            headers=_JSON,
+            read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+        )
+        length = self._response.headers.get("content-length")
+        if (
+            length is not None
+            and length.isdigit()
+            and "content-encoding" not in self._response.headers
+        ):
+            self._expected = int(length)
+        self._chunks = self._response.aiter_bytes()
+        return self._chunks
+
+    async def __aenter__(self) -> AsyncDownloadStream:
+        if self._response is None and not self._finished:
+            await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncDownloadStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._finished:
+            raise StopAsyncIteration
+        chunks = self._chunks if self._chunks is not None else await self._open()
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            expected, received = self._expected, self._received
+            await self.aclose()
+            if expected is not None and received != expected:
+                raise WrennStreamInterruptedError(
+                    f"the download of {self._path} ended after {received} of {expected} bytes"
+                ) from None
+            raise
+        except httpx.TimeoutException as exc:
+            await self.aclose()
+            raise WrennStreamTimeoutError(f"the download of {self._path} stalled") from exc
+        except httpx.TransportError as exc:
+            received = self._received
+            await self.aclose()
+            raise WrennStreamInterruptedError(
+                f"the download of {self._path} broke off after {received} bytes ({type(exc).__name__})"
+            ) from exc
+        self._received += len(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        """Close the connection; iteration then stops. Safe to call more than once."""
+        self._finished = True
+        response, self._response = self._response, None
+        chunks, self._chunks = self._chunks, None
+        if response is not None:
+            await response.aclose()
+        if chunks is not None:
+            await finish_iterator(chunks)
+
+
+class AsyncFiles:
+    """The file system of one capsule."""
+
+    def __init__(self, client: AsyncWrennClient, capsule_id: str) -> None:
+        self._client = client
+        self._capsule_id = capsule_id
+
+    def _path(self, template: str) -> str:
+        return build_path(template, id=self._capsule_id)
+
+    async def read(self, path: str) -> str:
+        """Read a file as UTF-8 text (undecodable bytes become U+FFFD)."""
+        return (await self.read_bytes(path)).decode("utf-8", errors="replace")
+
+    async def read_bytes(self, path: str) -> bytes:
+        """Read a file's bytes."""
+        options = self._client._options
+        response = await self._client._requester.request(
+            options.replace(max_response_bytes=max(options.max_response_bytes, FILE_READ_LIMIT)),
+            "POST",
+            self._path("/v1/capsules/{id}/files/read"),
+            content=json_encoder.encode(ReadFileRequest(path=_check_path(path))),
+            headers=_JSON,
+            read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+        )
+        return response.content
+
+    async def write(self, path: str, data: str | bytes) -> None:
+        """Write a file (created or replaced), up to the server's 100 MiB limit."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        elif not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
+        await self._client._requester.request(
+            self._client._options,
+            "POST",
+            self._path("/v1/capsules/{id}/files/write"),
+            ok=(204, 200),
+            data={"path": _check_path(path)},
+            files={"file": ("upload", bytes(data), "application/octet-stream")},
+            read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+        )
+
+    async def list(self, path: str, depth: int = 1) -> builtins.list[FileEntry]:
+        """List a directory; ``depth`` > 1 recurses that many levels."""
+        body = ListDirRequest(path=_check_path(path), depth=optional_int(depth, "depth", minimum=1))
+        response = await self._client._requester.request(
+            self._client._options,
+            "POST",
+            self._path("/v1/capsules/{id}/files/list"),
+            content=json_encoder.encode(body),
+            headers=_JSON,
+        )
+        return decode(list_dir_decoder, response).entries
+
+    async def exists(self, path: str) -> bool:
+        """Whether a path exists. A missing parent directory means False, and ``/`` exists."""
+        normalized = posixpath.normpath(_check_path(path))
+        if normalized in ("/", "//"):
+            return True
+        parent, name = posixpath.split(normalized)
+        try:
+            entries = await self.list(parent or ".")
+        except (WrennNotFoundError, WrennAgentError):
+            # The platform reports a missing or non-directory parent as an agent error.
+            return False
+        return any(entry.name == name for entry in entries)
+
+    async def make_dir(self, path: str) -> FileEntry:
+        """Create a directory and return its entry; an existing directory is returned as is."""
+        checked = _check_path(path)
+        try:
+            response = await self._client._requester.request(
+                self._client._options,
+                "POST",
+                self._path("/v1/capsules/{id}/files/mkdir"),
+                content=json_encoder.encode(ReadFileRequest(path=checked)),
+                headers=_JSON,
+            )
+        except WrennConflictError:
+            normalized = posixpath.normpath(checked)
+            parent, name = posixpath.split(normalized)
+            for entry in await self.list(parent or "/"):
+                if entry.name == name:
+                    return entry
+            raise
+        return decode(make_dir_decoder, response).entry
+
+    async def remove(self, path: str) -> None:
+        """Remove a file or a directory tree."""
+        await self._client._requester.request(
+            self._client._options,
+            "POST",
+            self._path("/v1/capsules/{id}/files/remove"),
+            ok=(204, 200),
+            content=json_encoder.encode(RemoveRequest(path=_check_path(path))),
+            headers=_JSON,
+        )
+
+    async def upload_stream(self, path: str, stream: AsyncIterable[bytes]) -> None:
+        """Write a file from an iterable of byte chunks, in bounded memory and without a size limit.
+
+        The body is sent once: a failed upload is not retried, because the chunks
+        cannot be replayed.
+        """
+        boundary = os.urandom(16).hex()
+        await self._client._requester.request(
+            self._client._options,
+            "POST",
+            self._path("/v1/capsules/{id}/files/stream/write"),
+            ok=(204, 200),
+            content=_multipart(boundary, _check_path(path), stream),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+            replayable=False,
+        )
+
+    def download_stream(self, path: str) -> AsyncDownloadStream:
+        """Read a file as a stream of byte chunks, in bounded memory."""
+        return AsyncDownloadStream(self, _check_path(path))
+
+
+async def _multipart(
+    boundary: str, path: str, stream: AsyncIterable[bytes]
+) -> AsyncIterator[bytes]:
+    """A multipart body with the ``path`` part first: the platform reads the parts in order."""
+    yield (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="path"\r\n\r\n'
+        f"{path}\r\n"
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="upload.bin"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    async for chunk in stream:
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise TypeError(f"upload chunks must be bytes, not {type(chunk).__name__}")
+        if chunk:
+            yield bytes(chunk)
+    yield f"\r\n--{boundary}--\r\n".encode()
