@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ._async.capsule import AsyncCapsule
     from ._async.client import AsyncWrennClient
     from ._async.commands import AsyncCommandHandle
+    from ._async.git import AsyncGit
     from ._async.pty import AsyncPtySession
     from ._exceptions import (
         WrennAgentError,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         WrennUsageError,
         WrennValidationError,
     )
+    from ._git import FileStatus, GitAuthError, GitBranch, GitCommandError, GitError, GitStatus
     from ._models import FileEntry
     from ._process import (
         CommandResult,
@@ -59,17 +61,26 @@ if TYPE_CHECKING:
     from ._sync.capsule import Capsule
     from ._sync.client import WrennClient
     from ._sync.commands import CommandHandle
+    from ._sync.git import Git
     from ._sync.pty import PtySession
 
 __all__ = [
     "AsyncCapsule",
     "AsyncCommandHandle",
+    "AsyncGit",
     "AsyncPtySession",
     "AsyncWrennClient",
     "Capsule",
     "CommandHandle",
     "CommandResult",
     "FileEntry",
+    "FileStatus",
+    "Git",
+    "GitAuthError",
+    "GitBranch",
+    "GitCommandError",
+    "GitError",
+    "GitStatus",
     "ProcessInfo",
     "PtyEvent",
     "PtyEventType",
@@ -123,6 +134,19 @@ _LAZY: dict[str, str] = {
     "PtyEvent": "wrenn._pty",
     "PtyEventType": "wrenn._pty",
     "FileEntry": "wrenn._models",
+    "AsyncGit": "wrenn._async.git",
+    "Git": "wrenn._sync.git",
+    **{
+        name: "wrenn._git"
+        for name in (
+            "FileStatus",
+            "GitAuthError",
+            "GitBranch",
+            "GitCommandError",
+            "GitError",
+            "GitStatus",
+        )
+    },
     **{
         name: "wrenn._process"
         for name in (
@@ -144,7 +168,16 @@ _LAZY: dict[str, str] = {
 }
 
 
+_DEPRECATED = {"Sandbox": "Capsule", "WrennHostHasSandboxesError": "WrennHostHasCapsulesError"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        import warnings
+
+        new = _DEPRECATED[name]
+        warnings.warn(f"wrenn.{name} is deprecated; use wrenn.{new}", FutureWarning, stacklevel=2)
+        return __getattr__(new)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'wrenn' has no attribute {name!r}")

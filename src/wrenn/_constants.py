@@ -29,6 +29,9 @@ DEFAULT_MAX_RETRIES = 2
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After means "do not retry now"
+# A Retry-After beyond a day is not a plan but garbage (e.g. "99999999999999999999"):
+# it is ignored and the normal backoff applies.
+MAX_SANE_RETRY_AFTER = 86400.0
 
 # Client-wide retry budget (a token bucket, as in botocore's standard mode).
 RETRY_BUDGET_TOKENS = 500

@@ -16,6 +16,7 @@ from ._constants import (
     INITIAL_RETRY_DELAY,
     MAX_RETRY_AFTER,
     MAX_RETRY_DELAY,
+    MAX_SANE_RETRY_AFTER,
     RETRY_BUDGET_TOKENS,
     RETRY_COST,
     RETRY_REFUND_ON_SUCCESS,
@@ -55,7 +56,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     """Return the server-requested wait in seconds, or None when absent or unusable.
 
     Reads ``retry-after-ms``, then ``retry-after`` as seconds (floats allowed) or as an
-    HTTP-date. Negative, non-finite and unparsable values count as absent.
+    HTTP-date. Negative, non-finite, unparsable and absurd (over a day) values count
+    as absent, so the normal backoff applies.
     """
     raw_ms = headers.get("retry-after-ms")
     if raw_ms is not None:
@@ -63,7 +65,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
             value = float(raw_ms) / 1000.0
         except (ValueError, OverflowError):
             value = math.nan
-        if math.isfinite(value) and value >= 0:
+        if math.isfinite(value) and 0 <= value <= MAX_SANE_RETRY_AFTER:
             return value
     raw = headers.get("retry-after")
     if raw is None:
@@ -74,7 +76,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     except (ValueError, OverflowError):
         value = math.nan
     if math.isfinite(value):
-        return value if value >= 0 else None
+        return value if 0 <= value <= MAX_SANE_RETRY_AFTER else None
     try:
         parsed = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -82,7 +84,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     if parsed is None or parsed.tzinfo is None:
         return None
     current = time.time() if now is None else now
-    return max(0.0, parsed.timestamp() - current)
+    delay = max(0.0, parsed.timestamp() - current)
+    return delay if delay <= MAX_SANE_RETRY_AFTER else None
 
 
 def retry_after_too_long(delay: float | None) -> bool:

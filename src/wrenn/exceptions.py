@@ -8,10 +8,33 @@ import httpx
 import msgspec
 
 from ._exceptions import *  # noqa: F403
-from ._exceptions import WrennResponseValidationError, error_from_response
+from ._exceptions import (
+    WrennHostHasCapsulesError,
+    WrennResponseValidationError,
+    error_from_response,
+)
 from ._exceptions import __all__ as _names
 
-__all__ = [*_names, "handle_response"]
+__all__ = [*_names, "handle_response"]  # plus the git errors, imported on first use below
+
+
+def __getattr__(name: str) -> Any:
+    # The git errors live with git; importing them here only when asked keeps
+    # ``import wrenn.exceptions`` light, as in the official SDK.
+    if name in ("GitAuthError", "GitCommandError", "GitError"):
+        from . import _git
+
+        return getattr(_git, name)
+    if name in ("WrennHostHasSandboxesError",):
+        import warnings
+
+        warnings.warn(
+            "WrennHostHasSandboxesError is deprecated; use WrennHostHasCapsulesError",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return WrennHostHasCapsulesError
+    raise AttributeError(f"module 'wrenn.exceptions' has no attribute {name!r}")
 
 
 def handle_response(resp: httpx.Response) -> dict[str, Any] | list[Any]:

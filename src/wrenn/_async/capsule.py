@@ -17,6 +17,7 @@ from .._validate import optional_int, positive_seconds, string_list, string_map
 from .client import AsyncWrennClient
 from .commands import AsyncCommands
 from .files import AsyncFiles
+from .git import AsyncGit
 from .pty import AsyncPtySession
 
 _DEFAULT_READY_TIMEOUT = 30.0
@@ -24,7 +25,7 @@ _PAUSE_POLL = 2.0
 
 
 class AsyncCapsule:
-    """A capsule and its data plane: ``commands``, ``files`` and terminals (``pty``).
+    """A capsule and its data plane: ``commands``, ``files``, ``git`` and terminals (``pty``).
 
     Create one with ``await AsyncCapsule.create(...)`` (the blocking ``Capsule(...)``
     creates directly), attach to an existing one with ``connect(capsule_id)``. As a
@@ -64,6 +65,7 @@ class AsyncCapsule:
         self._info = info
         self.commands = AsyncCommands(client, capsule_id)
         self.files = AsyncFiles(client, capsule_id)
+        self.git = AsyncGit(self.commands)
 
     async def _boot(
         self,

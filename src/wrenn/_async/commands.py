@@ -297,16 +297,28 @@ class AsyncCommands:
         return AsyncCommandHandle(self, started.pid, started.tag or "", self._capsule_id)
 
     async def _run_foreground(
-        self, cmd: str | Sequence[str], timeout: float, envs: dict[str, str] | None, cwd: str | None
+        self,
+        cmd: str | Sequence[str],
+        timeout: float,
+        envs: dict[str, str] | None,
+        cwd: str | None,
+        secret_envs: dict[str, str] | None = None,
     ) -> CommandResult:
+        """Run to completion over the exec stream.
+
+        ``envs`` and ``cwd`` are applied by a shell prologue (so they hold on every
+        server); ``secret_envs`` travel only in the request's environment field, never
+        in argv, where any process in the capsule could read them.
+        """
         program, args = shell_argv(cmd, envs=envs, cwd=cwd)
+        start: dict[str, Any] = {"type": "start", "cmd": program, "args": args}
+        if secret_envs:
+            start["envs"] = secret_envs
         stdout, stderr = OutputBuffer(), OutputBuffer()
         started = time.monotonic()
         deadline = started + timeout
         stream = AsyncCommandStream(
-            self._client,
-            self._path("/v1/capsules/{id}/exec/stream"),
-            {"type": "start", "cmd": program, "args": args},
+            self._client, self._path("/v1/capsules/{id}/exec/stream"), start
         )
         try:
             while True:

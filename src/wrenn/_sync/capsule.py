@@ -18,6 +18,7 @@ from .._validate import optional_int, positive_seconds, string_list, string_map
 from .client import WrennClient
 from .commands import Commands
 from .files import Files
+from .git import Git
 from .pty import PtySession
 
 _DEFAULT_READY_TIMEOUT = 30.0
@@ -25,7 +26,7 @@ _PAUSE_POLL = 2.0
 
 
 class Capsule:
-    """A capsule and its data plane: ``commands``, ``files`` and terminals (``pty``).
+    """A capsule and its data plane: ``commands``, ``files``, ``git`` and terminals (``pty``).
 
     Create one with ``await AsyncCapsule.create(...)`` (the blocking ``Capsule(...)``
     creates directly), attach to an existing one with ``connect(capsule_id)``. As a
@@ -65,6 +66,7 @@ class Capsule:
         self._info = info
         self.commands = Commands(client, capsule_id)
         self.files = Files(client, capsule_id)
+        self.git = Git(self.commands)
 
     def _boot(
         self,
