@@ -56,7 +56,7 @@ class AsyncCapsule:
             # The cast keeps this line neutral for the type checker in both flavours.
             client = AsyncWrennClient(api_key=api_key, base_url=base_url)
             _info = cast(Any, self)._boot(client, template, vcpus, memory_mb, timeout, wait)
-            _capsule_id, _client = client_capsule_id(_info), client
+            _capsule_id, _client = _info.id, client
         self._setup(_capsule_id, _client, _info)
 
     def _setup(self, capsule_id: str, client: AsyncWrennClient, info: CapsuleInfo | None) -> None:
@@ -329,10 +329,6 @@ class AsyncCapsule:
             await _destroy_quietly(self._client, self._capsule_id)
         finally:
             await self._client.aclose()
-
-
-def client_capsule_id(info: CapsuleInfo) -> str:
-    return info.id
 
 
 async def _destroy(client: AsyncWrennClient, capsule_id: str, wait: bool) -> None:

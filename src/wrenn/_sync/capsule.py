@@ -57,7 +57,7 @@ class Capsule:
             # The cast keeps this line neutral for the type checker in both flavours.
             client = WrennClient(api_key=api_key, base_url=base_url)
             _info = cast(Any, self)._boot(client, template, vcpus, memory_mb, timeout, wait)
-            _capsule_id, _client = client_capsule_id(_info), client
+            _capsule_id, _client = _info.id, client
         self._setup(_capsule_id, _client, _info)
 
     def _setup(self, capsule_id: str, client: WrennClient, info: CapsuleInfo | None) -> None:
@@ -328,10 +328,6 @@ class Capsule:
             _destroy_quietly(self._client, self._capsule_id)
         finally:
             self._client.close()
-
-
-def client_capsule_id(info: CapsuleInfo) -> str:
-    return info.id
 
 
 def _destroy(client: WrennClient, capsule_id: str, wait: bool) -> None:
