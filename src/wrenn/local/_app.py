@@ -1,0 +1,413 @@
+"""Starlette routes for the REST API, the SSE stream and the WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Message
+
+from .. import _version
+from . import _ws
+from ._auth import ApiKeyMiddleware
+from ._capsules import Manager
+from ._events import API_KEY_ACTOR
+from ._fs import CapsuleFS, FsError
+from ._wire import ApiError, GoJSONResponse, bad_request, go_json, rfc3339
+
+log = logging.getLogger("wrenn.local")
+
+MAX_WRITE_BYTES = 100 * 1024 * 1024
+READ_CHUNK = 64 * 1024
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _fs_call(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+    async def run() -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except FsError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+
+    return run()
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise bad_request("invalid JSON body")
+    return body
+
+
+def _path_field(body: dict[str, Any]) -> str:
+    path = body.get("path")
+    if not isinstance(path, str):
+        raise bad_request("invalid JSON body" if path is not None else "path is required")
+    if not path:
+        raise bad_request("path is required")
+    return path
+
+
+class Api:
+    def __init__(self, manager: Manager, sse_keepalive: float) -> None:
+        self.m = manager
+        self.sse_keepalive = sse_keepalive
+
+    # health and events --------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        b = self.m.backend
+        return GoJSONResponse(
+            {
+                "status": "ok",
+                "version": _version.__version__,
+                "isolation": b.kind,
+                "freeze": b.freeze_mode,
+            }
+        )
+
+    async def events(self, request: Request) -> Response:
+        bus = self.m.events
+        queue = bus.subscribe()
+        keepalive = self.sse_keepalive
+
+        def frame(payload: dict[str, Any]) -> bytes:
+            data = go_json(payload).rstrip(b"\n")
+            kind = str(payload["event"]).encode()
+            return b"event: " + kind + b"\ndata: " + data + b"\n\n"
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield frame(
+                    {
+                        "event": "connected",
+                        "resource": {"id": "events", "type": "stream"},
+                        "actor": API_KEY_ACTOR,
+                        "timestamp": rfc3339(time.time()),
+                    }
+                )
+                while True:
+                    try:
+                        item = await asyncio.wait_for(queue.get(), keepalive)
+                    except asyncio.TimeoutError:
+                        yield b":keepalive\n\n"
+                        continue
+                    if item is None:
+                        return
+                    yield frame(item)
+            finally:
+                bus.unsubscribe(queue)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    # capsules -----------------------------------------------------------------
+    async def create(self, request: Request) -> Response:
+        body = await _json_body(request)
+        return GoJSONResponse(await self.m.create(body), status_code=201)
+
+    async def list_capsules(self, request: Request) -> Response:
+        return GoJSONResponse(self.m.list_capsules())
+
+    async def stats(self, request: Request) -> Response:
+        return GoJSONResponse(self.m.metrics.stats(request.query_params.get("range")))
+
+    async def usage(self, request: Request) -> Response:
+        q = request.query_params
+        return GoJSONResponse(self.m.metrics.usage(q.get("from"), q.get("to")))
+
+    async def get(self, request: Request) -> Response:
+        return GoJSONResponse(await self.m.get(request.path_params["id"]))
+
+    async def destroy(self, request: Request) -> Response:
+        await self.m.destroy(request.path_params["id"])
+        return Response(status_code=204)
+
+    async def pause(self, request: Request) -> Response:
+        return GoJSONResponse(await self.m.pause(request.path_params["id"]))
+
+    async def resume(self, request: Request) -> Response:
+        return GoJSONResponse(await self.m.resume(request.path_params["id"]))
+
+    async def ping(self, request: Request) -> Response:
+        self.m.ping(request.path_params["id"])
+        return Response(status_code=204)
+
+    async def metrics(self, request: Request) -> Response:
+        return GoJSONResponse(
+            await self.m.capsule_metrics(
+                request.path_params["id"], request.query_params.get("range")
+            )
+        )
+
+    # exec and processes -------------------------------------------------------
+    async def exec(self, request: Request) -> Response:
+        capsule_id = request.path_params["id"]
+        self.m.require_running(capsule_id)  # a 409 wins over a bad body, as on the platform
+        body = await _json_body(request)
+        run = asyncio.ensure_future(self.m.exec(capsule_id, body))
+        # The body is consumed, so the next ASGI message is the client going away:
+        # cancelling the exec then kills the command instead of leaving it running.
+        gone = asyncio.ensure_future(request.receive())
+        try:
+            await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            abandoned = not run.done()
+            if abandoned:
+                run.cancel()
+            gone.cancel()
+            for task in (gone, run) if abandoned else (gone,):
+                with contextlib.suppress(asyncio.CancelledError, ApiError):
+                    await task
+        if abandoned:
+            return Response(status_code=499)  # nobody is listening any more
+        status, payload = await run
+        return GoJSONResponse(payload, status_code=status)
+
+    async def processes(self, request: Request) -> Response:
+        return GoJSONResponse(self.m.processes(request.path_params["id"]))
+
+    async def kill(self, request: Request) -> Response:
+        p = request.path_params
+        await self.m.kill(p["id"], p["selector"], request.query_params.get("signal"))
+        return Response(status_code=204)
+
+    # files --------------------------------------------------------------------
+    def _fs(self, request: Request) -> CapsuleFS:
+        return self.m.files(request.path_params["id"])
+
+    async def _form(self, request: Request, limit: int | None) -> Any:
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            raise bad_request("expected multipart/form-data")
+        if limit is not None:
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise ApiError(413, "too_large", "file exceeds 100 MB limit")
+            seen = 0
+            upstream = request.receive
+
+            async def counted() -> Message:
+                nonlocal seen
+                msg = await upstream()
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+                return msg
+
+            request = Request(request.scope, counted)
+        try:
+            return await request.form(max_files=4, max_fields=16)
+        except _TooLarge:
+            raise ApiError(413, "too_large", "file exceeds 100 MB limit") from None
+        except (MultiPartException, HTTPException) as exc:
+            raise bad_request(
+                f"invalid multipart body: {getattr(exc, 'detail', None) or getattr(exc, 'message', exc)}"
+            ) from None
+
+    @staticmethod
+    def _parts(form: Any) -> tuple[str, UploadFile]:
+        path = form.get("path")
+        upload = form.get("file")
+        if not isinstance(path, str) or not path:
+            raise bad_request("path is required")
+        if not isinstance(upload, UploadFile):
+            raise bad_request("file is required")
+        return path, upload
+
+    async def files_write(self, request: Request) -> Response:
+        fs = self._fs(request)
+        form = await self._form(request, MAX_WRITE_BYTES)
+        try:
+            path, upload = self._parts(form)
+            data = await upload.read()
+            await _fs_call(fs.write_bytes, path, data)
+        finally:
+            await form.close()
+        return Response(status_code=204)
+
+    async def files_stream_write(self, request: Request) -> Response:
+        fs = self._fs(request)
+        form = await self._form(request, None)
+        try:
+            path, upload = self._parts(form)
+            writer = await _fs_call(fs.writer, path)
+            try:
+                while chunk := await upload.read(1 << 20):
+                    await _fs_call(writer.write, chunk)
+                await _fs_call(writer.commit)
+            finally:
+                writer.abort()
+        finally:
+            await form.close()
+        return Response(status_code=204)
+
+    async def files_read(self, request: Request) -> Response:
+        fs = self._fs(request)
+        path = _path_field(await _json_body(request))
+        data = await _fs_call(fs.read_bytes, path)
+        return Response(data, media_type="application/octet-stream")
+
+    async def files_stream_read(self, request: Request) -> Response:
+        fs = self._fs(request)
+        path = _path_field(await _json_body(request))
+        fd = await _fs_call(fs.open_read, path)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                while chunk := await asyncio.to_thread(os.read, fd, READ_CHUNK):
+                    yield chunk
+            finally:
+                os.close(fd)
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    async def files_list(self, request: Request) -> Response:
+        fs = self._fs(request)
+        body = await _json_body(request)
+        path = _path_field(body)
+        depth = body.get("depth", 0)
+        if depth is None:
+            depth = 0
+        if type(depth) is not int or depth < 0:
+            raise bad_request("invalid JSON body")
+        return GoJSONResponse({"entries": await _fs_call(fs.list_dir, path, depth)})
+
+    async def files_mkdir(self, request: Request) -> Response:
+        fs = self._fs(request)
+        path = _path_field(await _json_body(request))
+        return GoJSONResponse({"entry": await _fs_call(fs.mkdir, path)})
+
+    async def files_remove(self, request: Request) -> Response:
+        fs = self._fs(request)
+        path = _path_field(await _json_body(request))
+        await _fs_call(fs.remove, path)
+        return Response(status_code=204)
+
+    # snapshots ----------------------------------------------------------------
+    async def snapshot_create(self, request: Request) -> Response:
+        body = await _json_body(request)
+        overwrite = request.query_params.get("overwrite", "").lower() in ("1", "true")
+        return GoJSONResponse(await self.m.snapshot(body, overwrite), status_code=201)
+
+    async def snapshot_list(self, request: Request) -> Response:
+        return GoJSONResponse(self.m.templates(request.query_params.get("type")))
+
+    async def snapshot_delete(self, request: Request) -> Response:
+        await self.m.delete_template(request.path_params["name"])
+        return Response(status_code=204)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    # chi's text answer for an unknown route.
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        return Response(status_code=405)
+    return PlainTextResponse("404 page not found\n", status_code=404)
+
+
+def create_app(
+    manager_factory: Callable[[], Manager],
+    api_key: str,
+    *,
+    sse_keepalive: float = 15.0,
+    pty_ping_interval: float = 30.0,
+    on_ready: Callable[[Manager], None] | None = None,
+) -> Starlette:
+    holder: dict[str, Api] = {}
+
+    def bound(name: str) -> Handler:
+        async def call(request: Request) -> Response:
+            return await getattr(holder["api"], name)(request)  # type: ignore[no-any-return]
+
+        call.__name__ = name
+        return call
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        manager = manager_factory()
+        try:
+            await manager.start()
+        except BaseException:
+            await manager.stop()
+            raise
+        holder["api"] = Api(manager, sse_keepalive)
+        app.state.ws = _ws.WSSettings(manager, api_key, pty_ping_interval)
+        app.state.manager = manager
+        if on_ready is not None:
+            on_ready(manager)
+        try:
+            yield
+        finally:
+            await manager.stop()
+
+    caps = "/v1/capsules/{id}"
+    routes = [
+        Route("/health", bound("health"), methods=["GET"]),
+        Route("/v1/events/stream", bound("events"), methods=["GET"]),
+        Route("/v1/capsules", bound("create"), methods=["POST"]),
+        Route("/v1/capsules", bound("list_capsules"), methods=["GET"]),
+        Route("/v1/capsules/stats", bound("stats"), methods=["GET"]),
+        Route("/v1/capsules/usage", bound("usage"), methods=["GET"]),
+        Route(caps, bound("get"), methods=["GET"]),
+        Route(caps, bound("destroy"), methods=["DELETE"]),
+        Route(caps + "/exec", bound("exec"), methods=["POST"]),
+        Route(caps + "/ping", bound("ping"), methods=["POST"]),
+        Route(caps + "/pause", bound("pause"), methods=["POST"]),
+        Route(caps + "/resume", bound("resume"), methods=["POST"]),
+        Route(caps + "/metrics", bound("metrics"), methods=["GET"]),
+        Route(caps + "/processes", bound("processes"), methods=["GET"]),
+        Route(caps + "/processes/{selector}", bound("kill"), methods=["DELETE"]),
+        Route(caps + "/files/write", bound("files_write"), methods=["POST"]),
+        Route(caps + "/files/read", bound("files_read"), methods=["POST"]),
+        Route(caps + "/files/stream/write", bound("files_stream_write"), methods=["POST"]),
+        Route(caps + "/files/stream/read", bound("files_stream_read"), methods=["POST"]),
+        Route(caps + "/files/list", bound("files_list"), methods=["POST"]),
+        Route(caps + "/files/mkdir", bound("files_mkdir"), methods=["POST"]),
+        Route(caps + "/files/remove", bound("files_remove"), methods=["POST"]),
+        WebSocketRoute(caps + "/exec/stream", _ws.exec_stream),
+        WebSocketRoute(caps + "/pty", _ws.pty),
+        WebSocketRoute(caps + "/processes/{selector}/stream", _ws.process_stream),
+        Route("/v1/snapshots", bound("snapshot_create"), methods=["POST"]),
+        Route("/v1/snapshots", bound("snapshot_list"), methods=["GET"]),
+        Route("/v1/snapshots/{name}", bound("snapshot_delete"), methods=["DELETE"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(ApiKeyMiddleware, api_key=api_key)],
+        exception_handlers={ApiError: _api_error, 404: _not_found, 405: _not_found},
+        lifespan=lifespan,
+    )
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,680 @@
+"""Capsule lifecycle, exec, processes, files, snapshots, TTL and metrics.
+
+Everything here runs on the server's event loop; blocking filesystem work is
+pushed to worker threads, but processes are always spawned from the loop thread
+(bubblewrap's --die-with-parent fires when the spawning *thread* exits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import _wire
+from ._events import SYSTEM_ACTOR, EventBus
+from ._fs import CapsuleFS, FsError
+from ._live import Live, Tracked
+from ._metrics import METRIC_RANGES, Metrics
+from ._proc import ManagedProcess
+from ._pty import PtySession
+from ._runtime import Backend, _procfs
+from ._runtime._base import BootError, ensure_rw_skeleton
+from ._shapes import capsule_json, field, str_list, str_map, template_json
+from ._store import CapsuleRow, ProcessRow, Store, TemplateRow
+from ._wire import ApiError, agent_error, bad_request, invalid_state, not_found
+
+log = logging.getLogger("wrenn.local")
+
+DEFAULT_TEMPLATE = "minimal-ubuntu"
+PLATFORM_TEMPLATES = ("minimal", "minimal-ubuntu")
+DEFAULT_EXEC_TIMEOUT = 30
+MAX_METADATA_KEYS = 20
+RESERVED_METADATA = frozenset({"kernel_version", "vmm_version", "agent_version", "envd_version"})
+TERM_GRACE = 2.0
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    """Copy a writable layer: links stay links, special files (FIFOs, sockets) are skipped."""
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copystat(src, dst, follow_symlinks=False)
+    with os.scandir(src) as it:
+        for entry in it:
+            st = entry.stat(follow_symlinks=False)
+            target = dst / entry.name
+            if stat.S_ISDIR(st.st_mode):
+                _copy_tree(Path(entry.path), target)
+            elif stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(entry.path), target)
+            elif stat.S_ISREG(st.st_mode):
+                shutil.copy2(entry.path, target, follow_symlinks=False)
+
+
+def _rmtree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class Manager:
+    def __init__(
+        self,
+        state_dir: Path,
+        backend: Backend,
+        *,
+        metrics_interval: float = 5.0,
+        ttl_interval: float = 2.0,
+        min_timeout_sec: int = 60,
+    ) -> None:
+        self.state_dir = state_dir
+        self.min_timeout_sec = min_timeout_sec
+        self.backend = backend
+        self.ttl_interval = ttl_interval
+        (state_dir / "capsules").mkdir(parents=True, exist_ok=True)
+        (state_dir / "templates").mkdir(parents=True, exist_ok=True)
+        self.store = Store(state_dir / "wrenn-local.db")
+        self.events = EventBus(self.store)
+        self.live: dict[str, Live] = {}
+        self.metrics = Metrics(self.store, self.live, metrics_interval)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # start / stop -------------------------------------------------------------
+    async def start(self) -> None:
+        now = time.time()
+        for name in PLATFORM_TEMPLATES:
+            if self.store.get_template(name) is None:
+                self.store.upsert_template(TemplateRow(name, "base", 0, 0, 0, now, True))
+        self.store.clear_processes()
+        for c in self.store.list_capsules(("running", "pending", "missing")):
+            if c.status != "running":
+                self.store.update_capsule(c.id, status="error")
+                continue
+            # Processes do not survive a server restart: the capsule comes back cold.
+            try:
+                await self._boot(c.id)
+                self.store.update_capsule(c.id, started_at=time.time(), last_active_at=time.time())
+            except BootError as exc:
+                log.error("could not restart capsule %s: %s", c.id, exc)
+                self.store.update_capsule(c.id, status="error")
+        self._tasks.append(asyncio.create_task(self._housekeeping_loop()))
+        self._tasks.append(asyncio.create_task(self.metrics.run()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.events.close()
+        for capsule_id in list(self.live):
+            await self._teardown(capsule_id)
+        self.backend.cleanup()
+        self.store.close()
+
+    def emergency_kill(self) -> None:
+        """Synchronous sweep for a loop that died: SIGKILL every known capsule process."""
+        for live in self.live.values():
+            live.sandbox.kill_now()
+
+    def _lock(self, capsule_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(capsule_id, asyncio.Lock())
+
+    def _capsule_dir(self, capsule_id: str) -> Path:
+        return self.state_dir / "capsules" / capsule_id
+
+    async def _boot(self, capsule_id: str) -> Live:
+        sandbox = self.backend.sandbox(capsule_id, self._capsule_dir(capsule_id))
+        await asyncio.to_thread(ensure_rw_skeleton, sandbox.rw_dir)
+        await sandbox.boot()
+        live = Live(sandbox, CapsuleFS(sandbox.open_root))
+        self.live[capsule_id] = live
+        return live
+
+    async def _teardown(self, capsule_id: str) -> None:
+        live = self.live.pop(capsule_id, None)
+        if live is None:
+            return
+        if live.sandbox.freezer.frozen:
+            with contextlib.suppress(OSError):
+                live.sandbox.thaw()
+        await live.sandbox.destroy()
+        for session in list(live.ptys.values()):
+            await session.close()
+        for tracked in list(live.procs.values()):
+            await tracked.proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(tracked.proc.wait(), 5)
+        self.store.clear_processes(capsule_id)
+
+    # lookups ------------------------------------------------------------------
+    @staticmethod
+    def check_id(capsule_id: str) -> None:
+        if not _wire.CAPSULE_ID_RE.match(capsule_id):
+            raise bad_request("invalid sandbox ID")
+
+    def get_row(self, capsule_id: str, missing: str = "sandbox not found") -> CapsuleRow:
+        self.check_id(capsule_id)
+        row = self.store.get_capsule(capsule_id)
+        if row is None:
+            raise not_found(missing)
+        return row
+
+    def require_running(
+        self, capsule_id: str, *, with_status: bool = True
+    ) -> tuple[CapsuleRow, Live]:
+        row = self.get_row(capsule_id)
+        live = self.live.get(capsule_id)
+        if row.status != "running" or live is None:
+            msg = "sandbox is not running"
+            raise invalid_state(f"{msg} (status: {row.status})" if with_status else msg)
+        return row, live
+
+    def touch(self, capsule_id: str) -> None:
+        self.store.update_capsule(capsule_id, last_active_at=time.time())
+
+    def _publish(
+        self,
+        event: str,
+        c: CapsuleRow,
+        *,
+        actor: dict[str, str] | None = None,
+        metadata: dict[str, str] | None = None,
+        outcome: str | None = "success",
+        error: str | None = None,
+    ) -> None:
+        self.events.publish(
+            event,
+            c.id,
+            "capsule",
+            outcome=outcome,
+            actor=actor,
+            metadata=metadata,
+            error=error,
+            sandbox=capsule_json(c),
+        )
+
+    def _transition(
+        self,
+        capsule_id: str,
+        old: str,
+        new: str,
+        action: str | None,
+        actor: dict[str, str] | None = None,
+        reason: str | None = None,
+        **fields: Any,
+    ) -> CapsuleRow:
+        self.store.update_capsule(capsule_id, status=new, **fields)
+        row = self.store.get_capsule(capsule_id)
+        assert row is not None
+        meta = {"reason": reason} if reason else None
+        if action is not None:
+            self._publish(action, row, actor=actor, metadata=meta)
+        if old != new:
+            self._publish(
+                "capsule.state.changed",
+                row,
+                actor=actor,
+                outcome=None,
+                metadata={"from": old, "to": new, **(meta or {})},
+            )
+        return row
+
+    # lifecycle ----------------------------------------------------------------
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        template = field(body, "template", str, "") or DEFAULT_TEMPLATE
+        vcpus = field(body, "vcpus", int, 0)
+        memory_mb = field(body, "memory_mb", int, 0)
+        timeout_sec = field(body, "timeout_sec", int, 0)
+        metadata = str_map(body, "metadata")
+        if not _wire.SAFE_NAME_RE.match(template):
+            raise bad_request("invalid template name")
+        if len(metadata) > MAX_METADATA_KEYS:
+            raise bad_request(f"metadata may have at most {MAX_METADATA_KEYS} keys")
+        for key, value in metadata.items():
+            if not _wire.SAFE_NAME_RE.match(key) or key in RESERVED_METADATA:
+                raise bad_request(f"invalid metadata key: {key}")
+            if len(value) > 64:
+                raise bad_request(f"metadata value for {key} exceeds 64 characters")
+        tpl = self.store.get_template(template)
+        if tpl is None:
+            raise not_found()
+        if tpl.type == "snapshot":
+            vcpus, memory_mb = tpl.vcpus, tpl.memory_mb
+        vcpus = vcpus if vcpus > 0 else 1
+        memory_mb = memory_mb if memory_mb > 0 else 512
+        # Newer protocol: 0 disables auto-pause; positive values below 60 clamp to 60.
+        timeout_sec = 0 if timeout_sec <= 0 else max(timeout_sec, self.min_timeout_sec)
+        now = time.time()
+        capsule_id = _wire.new_capsule_id()
+        meta = {"agent_version": "wrenn-local", "kernel_version": os.uname().release, **metadata}
+        row = CapsuleRow(
+            capsule_id,
+            "pending",
+            template,
+            vcpus,
+            memory_mb,
+            timeout_sec,
+            now,
+            None,
+            now,
+            now,
+            meta,
+        )
+        cdir = self._capsule_dir(capsule_id)
+        if tpl.type == "snapshot":
+            await asyncio.to_thread(
+                _copy_tree, self.state_dir / "templates" / template / "rw", cdir / "rw"
+            )
+        self.store.insert_capsule(row)
+        try:
+            async with self._lock(capsule_id):
+                await self._boot(capsule_id)
+        except (BootError, OSError) as exc:
+            self.store.update_capsule(capsule_id, status="error")
+            failed = self.store.get_capsule(capsule_id)
+            assert failed is not None
+            self._publish("capsule.create", failed, outcome="error", error=str(exc))
+            raise agent_error(f"create sandbox: {exc}") from None
+        now = time.time()
+        row = self._transition(
+            capsule_id, "pending", "running", "capsule.create", started_at=now, last_active_at=now
+        )
+        return capsule_json(row)
+
+    def list_capsules(self) -> list[dict[str, Any]]:
+        rows = self.store.list_capsules(("pending", "starting", "running", "paused", "missing"))
+        return [capsule_json(c) for c in rows]
+
+    async def get(self, capsule_id: str) -> dict[str, Any]:
+        row = self.get_row(capsule_id)
+        used = None
+        rw = self._capsule_dir(capsule_id) / "rw"
+        if row.status in ("running", "paused"):
+            used = await asyncio.to_thread(_procfs.disk_usage, str(rw)) // (1024 * 1024)
+        return capsule_json(row, used)
+
+    async def destroy(self, capsule_id: str, actor: dict[str, str] | None = None) -> None:
+        row = self.get_row(capsule_id, "resource not found")
+        async with self._lock(capsule_id):
+            row = self.store.get_capsule(capsule_id) or row
+            await self._teardown(capsule_id)
+            if row.status != "stopped":
+                self._transition(capsule_id, row.status, "stopped", "capsule.destroy", actor)
+            await asyncio.to_thread(_rmtree, self._capsule_dir(capsule_id))
+        self._locks.pop(capsule_id, None)
+
+    async def pause(
+        self, capsule_id: str, actor: dict[str, str] | None = None, reason: str | None = None
+    ) -> dict[str, Any]:
+        self.get_row(capsule_id, "resource not found")
+        async with self._lock(capsule_id):
+            row = self.store.get_capsule(capsule_id)
+            assert row is not None
+            live = self.live.get(capsule_id)
+            if row.status != "running" or live is None:
+                raise invalid_state("resource is not running")
+            try:
+                live.sandbox.freeze()
+            except OSError as exc:
+                raise agent_error(f"pause sandbox: {exc}") from None
+            row = self._transition(capsule_id, "running", "paused", "capsule.pause", actor, reason)
+            return capsule_json(row)
+
+    async def resume(self, capsule_id: str) -> dict[str, Any]:
+        self.get_row(capsule_id, "resource not found")
+        async with self._lock(capsule_id):
+            row = self.store.get_capsule(capsule_id)
+            assert row is not None
+            if row.status != "paused":
+                raise invalid_state("resource is not paused")
+            live = self.live.get(capsule_id)
+            try:
+                if live is not None and live.sandbox.alive:
+                    live.sandbox.thaw()
+                else:
+                    # Paused before a server restart: processes are gone, boot cold.
+                    await self._teardown(capsule_id)
+                    await self._boot(capsule_id)
+            except (BootError, OSError) as exc:
+                raise agent_error(f"resume sandbox: {exc}") from None
+            now = time.time()
+            row = self._transition(
+                capsule_id,
+                "paused",
+                "running",
+                "capsule.resume",
+                started_at=now,
+                last_active_at=now,
+            )
+            return capsule_json(row)
+
+    def ping(self, capsule_id: str) -> None:
+        row = self.get_row(capsule_id, "resource not found")
+        if row.status != "running":
+            raise invalid_state("resource is not running")
+        self.touch(capsule_id)
+
+    # exec ---------------------------------------------------------------------
+    def _env_cwd(self, live: Live, envs: dict[str, str], cwd: str) -> tuple[dict[str, str], str]:
+        env = {**live.sandbox.home_env(), **envs}
+        if not cwd:
+            cwd = "/root"
+        elif not cwd.startswith("/"):
+            cwd = f"/root/{cwd}"
+        return env, cwd
+
+    def _track(
+        self,
+        capsule_id: str,
+        live: Live,
+        proc: ManagedProcess,
+        pid: int,
+        tag: str | None,
+        cmd: str,
+        args: list[str],
+    ) -> Tracked:
+        tracked = Tracked(proc, pid, tag, cmd, args)
+        live.procs[pid] = tracked
+        self.store.add_process(ProcessRow(capsule_id, pid, tag, cmd, args))
+
+        def on_event(kind: str, _data: bytes) -> None:
+            if kind == "exit" and live.procs.get(pid) is tracked:
+                del live.procs[pid]
+                self.store.remove_process(capsule_id, pid)
+
+        proc.listen(on_event)
+        return tracked
+
+    @staticmethod
+    def _precheck(live: Live, argv0: str, env: dict[str, str], cwd: str) -> None:
+        """Fail like a failed process start (502) instead of letting nsenter/setpriv
+        report a missing cwd or command as an ordinary exit status."""
+        if live.sandbox.kind != "bwrap":
+            return  # plain mode: Popen itself raises for these
+
+        def kind(path: str) -> int | None:
+            try:
+                with live.fs.resolve(path) as r:
+                    return r.st.st_mode if r.st is not None else None
+            except FsError:
+                return None
+
+        mode = kind(cwd)
+        if mode is None or not stat.S_ISDIR(mode):
+            raise agent_error(f"start process: chdir {cwd}: no such file or directory")
+        if "/" in argv0:
+            candidates = [argv0 if argv0.startswith("/") else f"{cwd}/{argv0}"]
+        else:
+            candidates = [f"{d or '.'}/{argv0}" for d in env.get("PATH", "").split(":")]
+        for candidate in candidates:
+            mode = kind(candidate)
+            if mode is not None and stat.S_ISREG(mode):
+                return
+        raise agent_error(f'start process: exec: "{argv0}": executable file not found in $PATH')
+
+    def _spawn(
+        self, live: Live, argv: list[str], env: dict[str, str], cwd: str, *, want_pid: bool = True
+    ) -> ManagedProcess:
+        self._precheck(live, argv[0], env, cwd)
+        try:
+            return ManagedProcess(live.sandbox, argv, env, cwd, want_pid=want_pid)
+        except OSError as exc:
+            raise agent_error(f"start process: {exc}") from None
+
+    async def exec(self, capsule_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        cmd = field(body, "cmd", str, "")
+        args = str_list(body, "args")
+        timeout_sec = field(body, "timeout_sec", int, 0)
+        background = field(body, "background", bool, False)
+        tag = field(body, "tag", str, "")
+        envs = str_map(body, "envs")
+        cwd = field(body, "cwd", str, "")
+        if not cmd:
+            raise bad_request("cmd is required")
+        _, live = self.require_running(capsule_id)
+        self.touch(capsule_id)
+        env, cwd = self._env_cwd(live, envs, cwd)
+        # A foreground exec never reports its pid, so it skips the pid-reporting shim.
+        proc = self._spawn(live, [cmd, *args], env, cwd, want_pid=background)
+        if background:
+            _, pid = await proc.resolve()
+            tag = tag or f"proc-{_wire.hex8()}"
+            self._track(capsule_id, live, proc, pid, tag, cmd, args)
+            return 202, {"sandbox_id": capsule_id, "cmd": cmd, "pid": pid, "tag": tag}
+        out, err = bytearray(), bytearray()
+
+        def collect(kind: str, data: bytes) -> None:
+            (out if kind == "stdout" else err if kind == "stderr" else bytearray()).extend(data)
+
+        proc.listen(collect)
+        started = time.monotonic()
+        timeout = timeout_sec if timeout_sec > 0 else DEFAULT_EXEC_TIMEOUT
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            await proc.terminate(TERM_GRACE)
+            raise agent_error(f"exec: command timed out after {timeout}s") from None
+        except asyncio.CancelledError:
+            # The client went away: do not leave the command running.
+            await proc.terminate(TERM_GRACE)
+            raise
+        duration_ms = int((time.monotonic() - started) * 1000)
+        try:
+            stdout, stderr, encoding = out.decode("utf-8"), err.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            stdout = base64.b64encode(out).decode()
+            stderr = base64.b64encode(err).decode()
+            encoding = "base64"
+        return 200, {
+            "sandbox_id": capsule_id,
+            "cmd": cmd,
+            "stdout": stdout,
+            "stderr": stderr,
+            "exit_code": code,
+            "duration_ms": duration_ms,
+            "encoding": encoding,
+        }
+
+    async def start_stream(
+        self,
+        capsule_id: str,
+        live: Live,
+        cmd: str,
+        args: list[str],
+        envs: dict[str, str],
+        cwd: str,
+        listener: Callable[[str, bytes], None],
+    ) -> tuple[Tracked, Callable[[], None]]:
+        """Start a process with ``listener`` attached before any output can arrive."""
+        self.touch(capsule_id)
+        env, cwd = self._env_cwd(live, envs, cwd)
+        proc = self._spawn(live, [cmd, *args], env, cwd)
+        remove = proc.listen(listener)
+        _, pid = await proc.resolve()
+        return self._track(capsule_id, live, proc, pid, None, cmd, args), remove
+
+    def processes(self, capsule_id: str) -> dict[str, Any]:
+        _, live = self.require_running(capsule_id)
+        self.touch(capsule_id)
+        items = [
+            _wire.omit_none(
+                {"pid": t.pid, "tag": t.tag or None, "cmd": t.cmd, "args": t.args or None}
+            )
+            for t in sorted(live.procs.values(), key=lambda t: t.pid)
+        ]
+        return {"processes": items}
+
+    def find_process(self, live: Live, selector: str) -> Tracked | None:
+        if selector.isdigit():
+            return live.procs.get(int(selector))
+        for tracked in live.procs.values():
+            if tracked.tag == selector:
+                return tracked
+        return None
+
+    async def kill(self, capsule_id: str, selector: str, signal_name: str | None) -> None:
+        _, live = self.require_running(capsule_id)
+        self.touch(capsule_id)
+        tracked = self.find_process(live, selector)
+        if tracked is None:
+            raise not_found(f"process not found: {selector}")
+        # Like the real control plane, anything but SIGTERM means SIGKILL.
+        sig = signal.SIGTERM if signal_name == "SIGTERM" else signal.SIGKILL
+        await tracked.proc.send_signal(sig)
+
+    # pty ----------------------------------------------------------------------
+    async def pty_start(
+        self,
+        capsule_id: str,
+        live: Live,
+        argv: list[str],
+        envs: dict[str, str],
+        cwd: str,
+        cols: int,
+        rows: int,
+        listener: Callable[[str, bytes], None],
+    ) -> tuple[PtySession, int, Callable[[], None]]:
+        self.touch(capsule_id)
+        env, cwd = self._env_cwd(live, {"TERM": "xterm-256color", **envs}, cwd)
+        tag = f"pty-{_wire.hex8()}"
+        self._precheck(live, argv[0], env, cwd)
+        try:
+            session = PtySession(live.sandbox, tag, argv, env, cwd, cols, rows)
+        except OSError as exc:
+            raise agent_error(f"start pty: {exc}") from None
+        remove = session.listen(listener)  # before any await: keep the first prompt
+        _, pid = await session.proc.resolve()
+        live.ptys[tag] = session
+        self._track(capsule_id, live, session.proc, pid, tag, argv[0], argv[1:])
+
+        def on_event(kind: str, _data: bytes) -> None:
+            if kind == "exit":
+                live.ptys.pop(tag, None)
+
+        session.listen(on_event)
+        return session, pid, remove
+
+    # files --------------------------------------------------------------------
+    def files(self, capsule_id: str) -> CapsuleFS:
+        _, live = self.require_running(capsule_id, with_status=False)
+        return live.fs
+
+    # snapshots ----------------------------------------------------------------
+    async def snapshot(self, body: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+        capsule_id = field(body, "sandbox_id", str, "")
+        name = field(body, "name", str, "")
+        if not capsule_id:
+            raise bad_request("sandbox_id is required")
+        self.check_id(capsule_id)
+        name = name or f"template-{_wire.hex8()}"
+        if not _wire.SAFE_NAME_RE.match(name):
+            raise bad_request("invalid template name")
+        existing = self.store.get_template(name)
+        if existing is not None and existing.platform:
+            raise ApiError(409, "name_reserved", f"template name {name!r} is reserved")
+        if existing is not None and not overwrite:
+            raise ApiError(409, "template_name_taken", f"template name {name!r} is already in use")
+        self.get_row(capsule_id)
+        async with self._lock(capsule_id):
+            row = self.store.get_capsule(capsule_id)
+            assert row is not None
+            if row.status not in ("running", "paused"):
+                raise invalid_state("sandbox must be running or paused")
+            if row.status == "running":
+                live = self.live[capsule_id]
+                live.sandbox.freeze()
+                row = self._transition(
+                    capsule_id, "running", "paused", "capsule.pause", reason="snapshot"
+                )
+            tdir = self.state_dir / "templates" / name
+            staging = self.state_dir / "templates" / f".{name}.{_wire.hex8()}"
+            try:
+                await asyncio.to_thread(
+                    _copy_tree, self._capsule_dir(capsule_id) / "rw", staging / "rw"
+                )
+                size = await asyncio.to_thread(_procfs.disk_usage, str(staging))
+                if existing is not None:
+                    await asyncio.to_thread(_rmtree, tdir)
+                staging.rename(tdir)
+            except OSError as exc:
+                await asyncio.to_thread(_rmtree, staging)
+                self.events.publish(
+                    "template.snapshot.create", name, "template", outcome="error", error=str(exc)
+                )
+                raise agent_error(f"snapshot: {exc}") from None
+        tpl = TemplateRow(name, "snapshot", row.vcpus, row.memory_mb, size, time.time(), False)
+        self.store.upsert_template(tpl)
+        self.events.publish(
+            "template.snapshot.create", name, "template", metadata={"sandbox_id": capsule_id}
+        )
+        return template_json(tpl)
+
+    def templates(self, type_: str | None) -> list[dict[str, Any]]:
+        return [template_json(t) for t in self.store.list_templates(type_)]
+
+    async def delete_template(self, name: str) -> None:
+        if not _wire.SAFE_NAME_RE.match(name):
+            raise bad_request("invalid template name")
+        tpl = self.store.get_template(name)
+        if tpl is None:
+            raise not_found("template not found")
+        if tpl.platform or name == "minimal":
+            raise ApiError(403, "forbidden", "platform templates cannot be deleted")
+        await asyncio.to_thread(_rmtree, self.state_dir / "templates" / name)
+        self.store.delete_template(name)
+        self.events.publish("template.snapshot.delete", name, "template")
+
+    # TTL ----------------------------------------------------------------------
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_interval)
+            try:
+                await self.reconcile()
+                await self.ttl_tick()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def reconcile(self) -> None:
+        """A sandbox that died under us (killed from the host, OOM) ends its capsule,
+        like the platform's reconciler marks an orphaned VM ``stopped``."""
+        for capsule_id, live in list(self.live.items()):
+            if live.sandbox.alive:
+                continue
+            async with self._lock(capsule_id):
+                row = self.store.get_capsule(capsule_id)
+                if self.live.get(capsule_id) is not live or row is None:
+                    continue
+                log.warning("capsule %s: its sandbox exited unexpectedly", capsule_id)
+                await self._teardown(capsule_id)
+                if row.status in ("running", "paused"):
+                    self._transition(
+                        capsule_id, row.status, "stopped", None, SYSTEM_ACTOR, "orphaned"
+                    )
+
+    async def ttl_tick(self) -> None:
+        now = time.time()
+        for c in self.store.list_capsules(("running",)):
+            if c.timeout_sec > 0 and now - (c.last_active_at or c.created_at) >= c.timeout_sec:
+                with contextlib.suppress(ApiError):
+                    await self.pause(c.id, SYSTEM_ACTOR, "ttl_expired")
+
+    # metrics ------------------------------------------------------------------
+    async def capsule_metrics(self, capsule_id: str, range_: str | None) -> dict[str, Any]:
+        row = self.get_row(capsule_id)
+        if range_ is not None and range_ not in METRIC_RANGES:
+            raise bad_request("invalid range: must be one of 5m, 10m, 1h, 2h, 6h, 12h, 24h")
+        if row.status not in ("running", "paused"):
+            raise not_found(f"metrics not available for sandbox in state: {row.status}")
+        return await self.metrics.points(capsule_id, range_, row.status == "running")
+
+
+__all__ = ["Manager"]

@@ -1,0 +1,28 @@
+"""In-memory state of a capsule whose sandbox is up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._fs import CapsuleFS
+from ._proc import ManagedProcess
+from ._pty import PtySession
+from ._runtime import Sandbox
+
+
+@dataclass
+class Tracked:
+    proc: ManagedProcess
+    pid: int
+    tag: str | None
+    cmd: str
+    args: list[str]
+
+
+@dataclass
+class Live:
+    sandbox: Sandbox
+    fs: CapsuleFS
+    procs: dict[int, Tracked] = field(default_factory=dict)
+    ptys: dict[str, PtySession] = field(default_factory=dict)
+    cpu_prev: tuple[float, float] | None = None  # (monotonic, cpu seconds)

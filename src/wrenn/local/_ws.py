@@ -1,0 +1,308 @@
+"""WebSocket endpoints: exec stream, process attach and PTY.
+
+Auth and capsule errors after the upgrade are in-band ``error`` frames, as on
+the platform; only a malformed capsule id is refused before the upgrade (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import codecs
+import contextlib
+import json
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ._auth import check_key
+from ._capsules import Manager
+from ._live import Live, Tracked
+from ._wire import CAPSULE_ID_RE, ApiError, GoJSONResponse, go_json
+
+
+class WSSettings:
+    def __init__(self, manager: Manager, api_key: str, pty_ping_interval: float) -> None:
+        self.manager = manager
+        self.api_key = api_key
+        self.pty_ping_interval = pty_ping_interval
+
+
+async def _send(ws: WebSocket, obj: dict[str, Any]) -> None:
+    await ws.send_text(go_json(obj).decode("utf-8").rstrip("\n"))
+
+
+async def _fail(ws: WebSocket, message: str, *, fatal: bool | None = None) -> None:
+    frame: dict[str, Any] = {"type": "error", "data": message}
+    if fatal:
+        frame["fatal"] = True
+    with contextlib.suppress(Exception):
+        await _send(ws, frame)
+        await ws.close()
+
+
+async def _open(ws: WebSocket, settings: WSSettings) -> tuple[str, Live] | None:
+    """Validate id (pre-upgrade), accept, check auth and state; None if refused."""
+    capsule_id = ws.path_params["id"]
+    if not CAPSULE_ID_RE.match(capsule_id):
+        body = GoJSONResponse(
+            {"error": {"code": "invalid_request", "message": "invalid sandbox ID"}}, 400
+        )
+        try:
+            await ws.send_denial_response(body)
+        except RuntimeError:
+            await ws.close(code=1008)
+        return None
+    await ws.accept()
+    if check_key(ws.headers, settings.api_key) is not None:
+        await _fail(ws, "authentication failed")
+        return None
+    try:
+        _, live = settings.manager.require_running(capsule_id)
+    except ApiError as exc:
+        await _fail(ws, exc.message)
+        return None
+    return capsule_id, live
+
+
+async def _receive_json(ws: WebSocket) -> dict[str, Any] | None:
+    """The next JSON object from the client; None on disconnect or a non-object."""
+    msg = await ws.receive()
+    if msg["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(msg.get("code", 1000))
+    raw = msg.get("text")
+    if raw is None:
+        raw = (msg.get("bytes") or b"").decode("utf-8", "replace")
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+async def _relay(
+    ws: WebSocket,
+    tracked: Tracked,
+    queue: asyncio.Queue[tuple[str, bytes]],
+    remove: Callable[[], None],
+    *,
+    kill_on_stop: bool,
+) -> None:
+    """Forward a process's output until it exits; read client frames meanwhile."""
+    decoders = {k: codecs.getincrementaldecoder("utf-8")("replace") for k in ("stdout", "stderr")}
+
+    async def client() -> None:
+        while True:
+            msg = await _receive_json(ws)
+            if msg and msg.get("type") == "stop" and kill_on_stop:
+                await tracked.proc.send_signal(signal.SIGKILL)
+
+    reader = asyncio.create_task(client())
+    try:
+        await _send(ws, {"type": "start", "pid": tracked.pid})
+        if tracked.proc.exited.is_set():
+            queue.put_nowait(("exit", b""))
+        while True:
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                return  # the client went away
+            kind, data = getter.result()
+            if kind == "exit":
+                for k, dec in decoders.items():
+                    tail = dec.decode(b"", final=True)
+                    if tail:
+                        await _send(ws, {"type": k, "data": tail})
+                await _send(ws, {"type": "exit", "exit_code": tracked.proc.exit_code})
+                return
+            text = decoders[kind].decode(data)
+            if text:
+                await _send(ws, {"type": kind, "data": text})
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        remove()
+        reader.cancel()
+        with contextlib.suppress(BaseException):
+            await reader
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+
+async def exec_stream(ws: WebSocket) -> None:
+    settings: WSSettings = ws.app.state.ws
+    opened = await _open(ws, settings)
+    if opened is None:
+        return
+    capsule_id, live = opened
+    try:
+        first = await _receive_json(ws)
+    except WebSocketDisconnect:
+        return
+    if not first or first.get("type") != "start":
+        await _fail(ws, "first message must be of type 'start'")
+        return
+    cmd = first.get("cmd")
+    args = first.get("args") or []
+    envs = first.get("envs") or {}
+    cwd = first.get("cwd") or ""
+    if not isinstance(cmd, str) or not cmd:
+        await _fail(ws, "cmd is required")
+        return
+    if (
+        not (isinstance(args, list) and all(isinstance(a, str) for a in args))
+        or not (isinstance(envs, dict) and all(isinstance(v, str) for v in envs.values()))
+        or not isinstance(cwd, str)
+    ):
+        await _fail(ws, "invalid start message")
+        return
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    try:
+        tracked, remove = await settings.manager.start_stream(
+            capsule_id, live, cmd, args, envs, cwd, lambda k, d: queue.put_nowait((k, d))
+        )
+    except ApiError as exc:
+        await _fail(ws, exc.message)
+        return
+    await _relay(ws, tracked, queue, remove, kill_on_stop=True)
+
+
+async def process_stream(ws: WebSocket) -> None:
+    settings: WSSettings = ws.app.state.ws
+    opened = await _open(ws, settings)
+    if opened is None:
+        return
+    capsule_id, live = opened
+    selector = ws.path_params["selector"]
+    tracked = settings.manager.find_process(live, selector)
+    if tracked is None:
+        await _fail(ws, f"failed to connect to process: process not found: {selector}")
+        return
+    settings.manager.touch(capsule_id)
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    remove = tracked.proc.listen(lambda k, d: queue.put_nowait((k, d)))
+    await _relay(ws, tracked, queue, remove, kill_on_stop=False)
+
+
+def _int(value: Any, default: int) -> int:
+    return value if type(value) is int and value > 0 else default
+
+
+async def pty(ws: WebSocket) -> None:
+    settings: WSSettings = ws.app.state.ws
+    opened = await _open(ws, settings)
+    if opened is None:
+        return
+    capsule_id, live = opened
+    manager = settings.manager
+    try:
+        first = await _receive_json(ws)
+    except WebSocketDisconnect:
+        return
+    kind = (first or {}).get("type")
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    def enqueue(k: str, d: bytes) -> None:
+        queue.put_nowait((k, d))
+
+    if first is not None and kind == "start":
+        cmd = first.get("cmd") or "/bin/bash"
+        args = first.get("args") or []
+        envs = first.get("envs") or {}
+        cwd = first.get("cwd") or ""
+        if (
+            not isinstance(cmd, str)
+            or not isinstance(args, list)
+            or not isinstance(envs, dict)
+            or not isinstance(cwd, str)
+        ):
+            await _fail(ws, "invalid start message", fatal=True)
+            return
+        try:
+            session, pid, remove = await manager.pty_start(
+                capsule_id,
+                live,
+                [cmd, *map(str, args)],
+                {str(k): str(v) for k, v in envs.items()},
+                cwd,
+                _int(first.get("cols"), 80),
+                _int(first.get("rows"), 24),
+                enqueue,
+            )
+        except ApiError as exc:
+            await _fail(ws, exc.message, fatal=True)
+            return
+    elif first is not None and kind == "connect":
+        tag = first.get("tag")
+        found = live.ptys.get(tag) if isinstance(tag, str) else None
+        if found is None:
+            await _fail(ws, f"pty session not found: {tag}", fatal=True)
+            return
+        session = found
+        manager.touch(capsule_id)
+        remove = session.listen(enqueue)
+        _, pid = await session.proc.resolve()
+    else:
+        await _fail(ws, "first message must be 'start' or 'connect'", fatal=True)
+        return
+    # Also on connect, unlike v0.1.5: the client learns the pid it re-attached to.
+    await _send(ws, {"type": "started", "tag": session.tag, "pid": pid})
+
+    if session.done.is_set():
+        queue.put_nowait(("exit", b""))
+
+    async def client() -> None:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            if msg.get("bytes") is not None:
+                manager.touch(capsule_id)
+                session.write(msg["bytes"])
+                continue
+            try:
+                obj = json.loads(msg.get("text") or "")
+            except ValueError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            t = obj.get("type")
+            if t == "input" and isinstance(obj.get("data"), str):
+                with contextlib.suppress(binascii.Error, ValueError):
+                    manager.touch(capsule_id)
+                    session.write(base64.b64decode(obj["data"], validate=True))
+            elif t == "resize":
+                session.resize(_int(obj.get("cols"), 0), _int(obj.get("rows"), 0))
+            elif t == "kill":
+                await session.kill()
+
+    async def server() -> None:
+        while True:
+            try:
+                k, data = await asyncio.wait_for(queue.get(), settings.pty_ping_interval)
+            except asyncio.TimeoutError:
+                await _send(ws, {"type": "ping"})
+                continue
+            if k == "output":
+                await ws.send_bytes(data)
+            elif k == "exit":
+                await _send(ws, {"type": "exit", "exit_code": session.exit_code})
+                # Like the platform, stay open until the client closes.
+
+    reader = asyncio.create_task(client())
+    writer = asyncio.create_task(server())
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        remove()
+        for task in (reader, writer):
+            task.cancel()
+        for task in (reader, writer):
+            with contextlib.suppress(BaseException):
+                await task
+        with contextlib.suppress(Exception):
+            await ws.close()

@@ -1,0 +1,64 @@
+"""Fixtures for the wrenn.local end-to-end tests.
+
+One server per session (capsule creation is cheap, server start is not); every
+test that creates a capsule destroys it, and the server is always stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from wrenn.local import LocalServer
+
+
+def _bwrap_usable() -> bool:
+    if shutil.which("bwrap") is None:
+        return False
+    from wrenn.local._runtime._probe import probe_bwrap
+
+    return probe_bwrap() is None
+
+
+# Tests that rely on the capsule's own /root, /tmp, pid namespace or isolation.
+# Without bubblewrap the server falls back to plain subprocesses, where those
+# paths are the host's: such tests must not run there.
+needs_bwrap = pytest.mark.skipif(not _bwrap_usable(), reason="bubblewrap is missing or unusable")
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[LocalServer]:
+    srv = LocalServer(
+        sse_keepalive=0.3,
+        pty_ping_interval=1.0,
+        metrics_interval=0.3,
+        ttl_interval=0.2,
+        min_timeout_sec=2,
+    )
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def http(server: LocalServer) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=30
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def capsule(http: httpx.Client) -> Iterator[str]:
+    r = http.post("/v1/capsules", json={})
+    assert r.status_code == 201, r.text
+    capsule_id = r.json()["id"]
+    try:
+        yield capsule_id
+    finally:
+        http.delete(f"/v1/capsules/{capsule_id}")

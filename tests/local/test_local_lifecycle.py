@@ -1,0 +1,207 @@
+"""Pause/resume, destroy, snapshots, TTL and restart persistence with real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from wrenn.local import LocalServer
+
+from .conftest import needs_bwrap
+from .helpers import error_of, host_pids_with, sh, wait_for
+
+pytestmark = pytest.mark.local
+
+# Written atomically: a pause can land between a truncate and a write.
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i > $HOME/c.tmp; mv $HOME/c.tmp $HOME/counter; sleep 0.02; done"
+
+
+def _counter(server: LocalServer, capsule: str) -> int:
+    # Read from the host side: the files API is (correctly) refused while paused.
+    path = server.state_dir / "capsules" / capsule / "rw" / "root" / "counter"
+    for _ in range(50):
+        text = path.read_text().strip()
+        if text:
+            return int(text)
+        time.sleep(0.01)
+    raise AssertionError("counter never written")
+
+
+def test_pause_freezes_and_resume_continues(
+    server: LocalServer, http: httpx.Client, capsule: str
+) -> None:
+    base = f"/v1/capsules/{capsule}"
+    http.post(base + "/exec", json={"cmd": "/bin/sh", "args": ["-c", COUNTER], "background": True})
+    assert wait_for(lambda: (server.state_dir / "capsules" / capsule / "rw/root/counter").exists())
+    time.sleep(0.1)
+    assert http.post(base + "/pause").json()["status"] == "paused"
+    frozen = _counter(server, capsule)
+    time.sleep(0.4)
+    assert _counter(server, capsule) == frozen
+    assert http.post(base + "/resume").json()["status"] == "running"
+    assert wait_for(lambda: _counter(server, capsule) > frozen + 3, timeout=3)
+
+
+@needs_bwrap
+def test_destroy_kills_every_capsule_process(http: httpx.Client, capsule: str) -> None:
+    marker = "4242.4242"
+    for _ in range(2):
+        http.post(
+            f"/v1/capsules/{capsule}/exec",
+            json={"cmd": "sleep", "args": [marker], "background": True},
+        )
+    # A grandchild that detached into its own session is in the capsule too.
+    sh(http, capsule, f"setsid sleep {marker} >/dev/null 2>&1 < /dev/null &")
+    assert len(host_pids_with(marker)) >= 3
+    assert http.delete(f"/v1/capsules/{capsule}").status_code == 204
+    assert wait_for(lambda: not host_pids_with(marker), timeout=3)
+
+
+@needs_bwrap
+def test_snapshot_and_boot_from_it(http: httpx.Client, capsule: str) -> None:
+    sh(http, capsule, "echo from-snapshot > /workspace/data.txt")
+    name = f"snap-{capsule[-6:]}"
+    r = http.post("/v1/snapshots", json={"sandbox_id": capsule, "name": name})
+    assert r.status_code == 201, r.text
+    tpl = r.json()
+    assert list(tpl) == [
+        "name",
+        "type",
+        "vcpus",
+        "memory_mb",
+        "size_bytes",
+        "created_at",
+        "platform",
+        "protected",
+    ]
+    assert (tpl["name"], tpl["type"], tpl["platform"]) == (name, "snapshot", False)
+    assert tpl["size_bytes"] > 0
+    # v0.1.5 behaviour: the source capsule stays paused and can be resumed.
+    assert http.get(f"/v1/capsules/{capsule}").json()["status"] == "paused"
+    assert [t["name"] for t in http.get("/v1/snapshots", params={"type": "snapshot"}).json()].count(
+        name
+    ) == 1
+    names = {t["name"]: t for t in http.get("/v1/snapshots").json()}
+    assert names["minimal"]["platform"] and names["minimal-ubuntu"]["type"] == "base"
+    r = http.post("/v1/snapshots", json={"sandbox_id": capsule, "name": name})
+    assert error_of(r)[:2] == (409, "template_name_taken")
+    assert error_of(http.post("/v1/snapshots", json={"sandbox_id": capsule, "name": "minimal"}))[
+        :2
+    ] == (409, "name_reserved")
+    child = http.post("/v1/capsules", json={"template": name, "vcpus": 4}).json()
+    try:
+        assert child["template"] == name and child["vcpus"] == 1  # baked values win
+        assert sh(http, child["id"], "cat /workspace/data.txt")["stdout"] == "from-snapshot\n"
+        sh(http, child["id"], "echo v2 > /workspace/data.txt")
+        r = http.post(
+            "/v1/snapshots",
+            params={"overwrite": "true"},
+            json={"sandbox_id": child["id"], "name": name},
+        )
+        assert r.status_code == 201
+    finally:
+        http.delete(f"/v1/capsules/{child['id']}")
+    grandchild = http.post("/v1/capsules", json={"template": name}).json()["id"]
+    try:
+        assert sh(http, grandchild, "cat /workspace/data.txt")["stdout"] == "v2\n"
+    finally:
+        http.delete(f"/v1/capsules/{grandchild}")
+    auto = http.post("/v1/snapshots", json={"sandbox_id": capsule}).json()["name"]
+    assert auto.startswith("template-") and len(auto) == len("template-") + 8
+    for n in (name, auto):
+        assert http.delete(f"/v1/snapshots/{n}").status_code == 204
+    assert error_of(http.delete(f"/v1/snapshots/{name}"))[:2] == (404, "not_found")
+    assert error_of(http.delete("/v1/snapshots/minimal"))[:2] == (403, "forbidden")
+    assert error_of(http.delete("/v1/snapshots/bad%20name"))[:2] == (400, "invalid_request")
+
+
+def test_ttl_auto_pauses_idle_capsule(http: httpx.Client) -> None:
+    with http.stream("GET", "/v1/events/stream", timeout=10) as events:
+        lines = events.iter_lines()
+        assert next(lines) == "event: connected"
+        c = http.post("/v1/capsules", json={"timeout_sec": 2}).json()
+        try:
+            assert c["timeout_sec"] == 2
+            # Activity (ping here; exec too) resets the clock.
+            for _ in range(3):
+                time.sleep(0.8)
+                assert http.post(f"/v1/capsules/{c['id']}/ping").status_code == 204
+            assert http.get(f"/v1/capsules/{c['id']}").json()["status"] == "running"
+            assert wait_for(
+                lambda: http.get(f"/v1/capsules/{c['id']}").json()["status"] == "paused", timeout=5
+            )
+            pause = None
+            for _, line in zip(range(400), lines, strict=False):
+                if line.startswith("data: "):
+                    event = json.loads(line[6:])
+                    if event["event"] == "capsule.pause" and event["resource"]["id"] == c["id"]:
+                        pause = event
+                        break
+            assert pause is not None
+            assert pause["actor"]["type"] == "system"
+            assert pause["metadata"] == {"reason": "ttl_expired"}
+        finally:
+            http.delete(f"/v1/capsules/{c['id']}")
+
+
+def test_restart_keeps_state_and_stop_ends_processes(tmp_path: Path) -> None:
+    marker = "4343.4343"
+    state = tmp_path / "state"
+    with (
+        LocalServer(state_dir=state, metrics_interval=0.3) as srv,
+        httpx.Client(base_url=srv.base_url, headers={"X-API-Key": srv.api_key}, timeout=30) as http,
+    ):
+        running = http.post("/v1/capsules", json={}).json()["id"]
+        paused = http.post("/v1/capsules", json={}).json()["id"]
+        sh(http, running, "echo kept > $HOME/file")
+        sh(http, paused, "echo also-kept > $HOME/file")
+        http.post(
+            f"/v1/capsules/{running}/exec",
+            json={"cmd": "sleep", "args": [marker], "background": True},
+        )
+        http.post(f"/v1/capsules/{paused}/pause")
+        http.post("/v1/snapshots", json={"sandbox_id": paused, "name": "persisted"})
+        key = srv.api_key
+        assert host_pids_with(marker)
+    # Stopping the server ended every sandbox process.
+    assert wait_for(lambda: not host_pids_with(marker), timeout=3)
+    with (
+        LocalServer(state_dir=state, api_key=key) as srv,
+        httpx.Client(base_url=srv.base_url, headers={"X-API-Key": key}, timeout=30) as http,
+    ):
+        assert http.get(f"/v1/capsules/{running}").json()["status"] == "running"
+        assert http.get(f"/v1/capsules/{paused}").json()["status"] == "paused"
+        assert http.get(f"/v1/capsules/{running}/processes").json() == {"processes": []}
+        assert sh(http, running, "cat $HOME/file")["stdout"] == "kept\n"
+        assert http.post(f"/v1/capsules/{paused}/resume").json()["status"] == "running"
+        assert sh(http, paused, "cat $HOME/file")["stdout"] == "also-kept\n"
+        assert "persisted" in [t["name"] for t in http.get("/v1/snapshots").json()]
+        for cid in (running, paused):
+            http.delete(f"/v1/capsules/{cid}")
+
+
+@needs_bwrap
+def test_sandbox_killed_from_the_host_ends_the_capsule(
+    server: LocalServer, http: httpx.Client, capsule: str
+) -> None:
+    # The capsule init is the process whose mounts come from this capsule's directory.
+    init = None
+    for pid in host_pids_with("echo ready; exec"):
+        try:
+            with open(f"/proc/{pid}/mountinfo") as f:
+                if capsule in f.read():
+                    init = pid
+                    break
+        except OSError:
+            continue
+    assert init is not None
+    os.kill(init, signal.SIGKILL)
+    assert wait_for(lambda: http.get(f"/v1/capsules/{capsule}").json()["status"] == "stopped")
+    r = http.post(f"/v1/capsules/{capsule}/exec", json={"cmd": "true"})
+    assert error_of(r)[:2] == (409, "invalid_state")
