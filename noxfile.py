@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -69,3 +71,27 @@ def demo(session: nox.Session) -> None:
     """Run the quick start against the embedded local server."""
     session.install("-e", ".[local]")
     session.run("python", "examples/quickstart.py")
+
+
+@nox.session(python=GENERATOR_PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the official SDK 0.3.0 and raw httpx; writes bench/RESULTS.md.
+
+    `nox -s bench -- --quick` takes a minute or two; other arguments go to bench/run.py.
+    """
+    session.install("-e", ".[local]", "trio>=0.27")
+    venvs = {
+        # The official package is also named `wrenn`, so it gets its own interpreter. It
+        # declares Python >= 3.13 but runs on 3.11.
+        "bench/.venv-official": ["--ignore-requires-python", "wrenn==0.3.0", "trio>=0.27"],
+        # Only what `pip install wrenn` brings: cold imports are timed here, because the
+        # session's venv also holds uvicorn, whose click makes `import httpx` heavier.
+        "bench/.venv-ours-min": ["-e", "."],
+    }
+    for venv, packages in venvs.items():
+        python = os.path.join(venv, "bin", "python")
+        if not os.path.exists(python):
+            session.run("python", "-m", "venv", venv)
+        pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        session.run(*pip, *packages, external=True)
+    session.run("python", "bench/run.py", *session.posargs)

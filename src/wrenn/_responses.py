@@ -31,15 +31,16 @@ def decode(decoder: msgspec.json.Decoder[T], response: RawResponse) -> T:
     excerpt of the body.
     """
     content = response.content
-    content_type = response.headers.get("content-type", "")
-    if not content.strip():
-        raise _invalid(response, "the response body is empty where JSON was expected")
     try:
         return decoder.decode(content)
     except msgspec.ValidationError as exc:
         raise _invalid(response, f"the response does not match the expected shape: {exc}") from exc
     except msgspec.DecodeError as exc:
-        kind = content_type.split(";")[0].strip() or "no content type"
+        # Classified only on failure: checking for an empty body up front would copy
+        # every (possibly multi-megabyte) body on the hot path.
+        if not content or content.isspace():
+            raise _invalid(response, "the response body is empty where JSON was expected") from exc
+        kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
         raise _invalid(response, f"the response is not valid JSON ({kind}): {exc}") from exc
 
 
