@@ -303,7 +303,7 @@ class _Conn:
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 data = await asyncio.wait_for(self.reader.read(65536), remaining)
-            except (TimeoutError, ConnectionError):
+            except (asyncio.TimeoutError, ConnectionError):
                 return
             if not data:
                 return
@@ -1167,7 +1167,7 @@ class FaultServer:
         self._ready.set()
         try:
             await asyncio.wait_for(self._stop_event.wait(), self.lifetime)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             pass
         finally:
             await self._shutdown()
@@ -1193,7 +1193,7 @@ class FaultServer:
         for writer in list(self._writers):
             writer.transport.abort()
         for server in self._servers:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         # Let transports run connection_lost() so their sockets are closed
         # before asyncio.run() closes the loop.
@@ -1221,7 +1221,7 @@ class FaultServer:
             await self._serve_connection(conn)
         except asyncio.CancelledError:
             pass  # server stopping: fall through to close
-        except (ConnectionError, WireError, asyncio.IncompleteReadError, TimeoutError):
+        except (ConnectionError, WireError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             pass  # the client misbehaved or went away: just close
         except Exception as exc:
             self._log.add_error("".join(traceback.format_exception(exc)))

@@ -76,7 +76,7 @@ async def read_head(reader: asyncio.StreamReader, idle_timeout: float) -> RawReq
         raise WireError("connection closed inside a request head") from exc
     except asyncio.LimitOverrunError as exc:
         raise WireError("request head too large") from exc
-    except TimeoutError:
+    except asyncio.TimeoutError:
         return None
     lines = raw[:-4].decode("latin-1").split("\r\n")
     # Tolerate stray CRLFs before a request line (RFC 9112 §2.2).

@@ -112,7 +112,7 @@ class WsSession:
                 return None
             try:
                 data = await asyncio.wait_for(self._reader.read(65536), remaining)
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 return None
             except ConnectionError:
                 data = b""
