@@ -54,3 +54,82 @@ def test_clone_from_a_local_bare_repository(local_server: LocalServer) -> None:
         assert git.remote_get(cwd="/root/work") == "/root/origin.git"
         with pytest.raises(ValueError):
             git.clone("--upload-pack=evil", "/root/x")
+
+
+def test_push_pull_and_credentials_stay_out_of_the_repository(
+    local_server: LocalServer,
+) -> None:
+    with Capsule.create(api_key=local_server.api_key, base_url=local_server.base_url) as capsule:
+        git = capsule.git
+        git.init("/root/origin.git", bare=True, initial_branch="main")
+        secret = "s3cr3t-t0ken"
+        git.clone("/root/origin.git", "/root/a", username="bot", password=secret)
+        capsule.files.write("/root/a/f.txt", "v1")
+        git.add("f.txt", cwd="/root/a")
+        git.commit("one", author_name="Bot", author_email="bot@example.com", cwd="/root/a")
+        git.push(
+            "origin", "main", set_upstream=True, username="bot", password=secret, cwd="/root/a"
+        )
+        git.clone("/root/origin.git", "/root/b", branch="main", depth=1)
+        capsule.files.write("/root/a/f.txt", "v2")
+        git.add(["f.txt"], cwd="/root/a")
+        git.commit(
+            "two",
+            allow_empty=True,
+            author_name="Bot",
+            author_email="bot@example.com",
+            cwd="/root/a",
+        )
+        git.push(force=True, cwd="/root/a")
+        git.pull(ff_only=True, cwd="/root/b")
+        assert capsule.files.read("/root/b/f.txt") == "v2"
+        git.pull("origin", "main", rebase=True, username="bot", password=secret, cwd="/root/b")
+        status = git.status(cwd="/root/b")
+        assert status.upstream == "origin/main" and status.ahead == 0 and status.behind == 0
+        found = capsule.commands.run(
+            ["grep", "-rl", secret, "/root/a/.git", "/root/b/.git", "/root"]
+        )
+        assert found.stdout == ""  # the token was never written to disk
+        git.create_branch("topic", start_point="main", cwd="/root/a")
+        git.checkout_branch("main", cwd="/root/a")
+        git.delete_branch("topic", force=True, cwd="/root/a")
+        git.set_config("pull.rebase", "false", cwd="/root/a")
+        assert git.get_config("pull.rebase", cwd="/root/a") == "false"
+        capsule.files.write("/root/a/f.txt", "staged")
+        git.add(all=True, cwd="/root/a")
+        git.restore("f.txt", staged=True, source="HEAD", cwd="/root/a")
+        git.reset(paths=["f.txt"], cwd="/root/a")
+
+
+def test_dangerous_credential_storage_is_explicit(local_server: LocalServer) -> None:
+    with Capsule.create(api_key=local_server.api_key, base_url=local_server.base_url) as capsule:
+        git = capsule.git
+        git.dangerously_authenticate("bot", "p@ss:word", host="example.com")
+        assert git.get_config("credential.helper", scope="global") == "store"
+        stored = capsule.files.read("/root/.git-credentials")
+        assert stored.strip() == "https://bot:p%40ss%3aword@example.com"
+        with pytest.raises(ValueError):
+            git.clone("/root/x.git", dangerously_store_credentials=True, username="a", password="b")
+        with pytest.raises(ValueError):
+            git.clone("https://example.com/x.git", dangerously_store_credentials=True)
+
+
+def test_bad_git_arguments_fail_before_running(local_server: LocalServer) -> None:
+    with Capsule.create(api_key=local_server.api_key, base_url=local_server.base_url) as capsule:
+        git = capsule.git
+        with pytest.raises(ValueError):
+            git.add()
+        with pytest.raises(ValueError):
+            git.commit("")
+        with pytest.raises(ValueError):
+            git.reset(mode="sideways")
+        with pytest.raises(ValueError):
+            git.restore([])
+        with pytest.raises(ValueError):
+            git.set_config("a.b", "c", scope="team")
+        with pytest.raises(TypeError):
+            git.add([1])  # type: ignore[list-item]
+        with pytest.raises(ValueError):
+            git.push(username="only-user")
+        with pytest.raises(ValueError):
+            git.create_branch("-rf")

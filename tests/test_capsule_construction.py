@@ -1,0 +1,46 @@
+"""The blocking Capsule(...) creates a capsule, as in the official SDK; AsyncCapsule(...) says to await."""
+
+from __future__ import annotations
+
+import pytest
+
+from wrenn import AsyncCapsule, Capsule, WrennNotFoundError
+from wrenn.local import LocalServer
+from wrenn.models import Status
+
+
+def test_blocking_constructor_creates_and_waits(local_server: LocalServer) -> None:
+    keys = {"api_key": local_server.api_key, "base_url": local_server.base_url}
+    with Capsule(template="minimal", wait=True, **keys) as capsule:
+        assert capsule.info is not None and capsule.info.status is Status.running
+        assert capsule.git is not None and capsule.client.base_url == local_server.base_url
+        assert repr(capsule).startswith("<Capsule cl-")
+    assert Capsule.get_info(capsule.capsule_id, **keys).status is Status.stopped
+
+
+def test_failed_creation_closes_the_client(local_server: LocalServer) -> None:
+    with pytest.raises(WrennNotFoundError):
+        Capsule(
+            template="no-such-template",
+            api_key=local_server.api_key,
+            base_url=local_server.base_url,
+        )
+
+
+def test_async_constructor_refuses_to_create_without_await() -> None:
+    with pytest.raises(TypeError, match=r"await AsyncCapsule\.create"):
+        AsyncCapsule(template="minimal")
+
+
+def test_class_level_lifecycle(local_server: LocalServer) -> None:
+    keys = {"api_key": local_server.api_key, "base_url": local_server.base_url}
+    capsule = Capsule.create(**keys)
+    try:
+        assert Capsule.pause(capsule.capsule_id, wait=True, **keys).status is Status.paused
+        assert Capsule.resume(capsule.capsule_id, wait=True, **keys).status is Status.running
+        assert capsule.pause(wait=True).status is Status.paused
+        assert capsule.resume(wait=True).status is Status.running
+    finally:
+        Capsule.destroy(capsule.capsule_id, wait=True, **keys)
+        capsule.close()
+    assert Capsule.get_info(capsule.capsule_id, **keys).status is Status.stopped
