@@ -13,7 +13,16 @@ nox.options.sessions = ["sync_check", "lint", "typecheck", "tests"]
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 # build_sync.py must run on this version: unasync's output depends on the tokenizer.
 GENERATOR_PYTHON = "3.11"
-DEV = ["pytest>=8", "pytest-cov>=5", "trio>=0.27", "unasync==0.6.0", "setuptools", "ruff==0.17.6"]
+DEV = [
+    "pytest>=8",
+    "pytest-cov>=5",
+    "trio>=0.27",
+    "unasync==0.6.0",
+    "setuptools",
+    "ruff==0.17.6",
+    "pyyaml>=6",
+    "jsonschema>=4.18",
+]
 
 
 @nox.session(python=PYTHONS)
