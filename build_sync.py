@@ -40,6 +40,7 @@ REPLACEMENTS = {
     # our classes
     "AsyncWrennClient": "WrennClient",
     "AsyncRequester": "Requester",
+    "AsyncBodyStream": "BodyStream",
     "AsyncAPIResource": "APIResource",
     "AsyncCapsules": "Capsules",
     "AsyncSnapshots": "Snapshots",
@@ -57,6 +58,7 @@ REPLACEMENTS = {
     # wrenn._compat twins
     "asleep": "sleep",
     "AsyncLock": "Lock",
+    "AsyncSemaphore": "Semaphore",
     "AsyncLoopGuard": "LoopGuard",
     "AsyncCleanupScope": "CleanupScope",
     "AsyncWebSocket": "WebSocket",
@@ -64,6 +66,7 @@ REPLACEMENTS = {
     # httpx and httpx-ws
     "AsyncClient": "Client",
     "AsyncHTTPTransport": "HTTPTransport",
+    "AsyncBaseTransport": "BaseTransport",
     "aiter_bytes": "iter_bytes",
     "aclose": "close",
     # tests import private modules of the tree under test

@@ -16,7 +16,12 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 def test_example_runs(example: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WRENN_")}
     done = subprocess.run(
-        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, str(example)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "done" in done.stdout.splitlines()[-1]

@@ -71,7 +71,8 @@ def test_past_date_means_no_wait() -> None:
 
 def test_huge_values_are_too_long_to_sleep() -> None:
     assert retry_after_too_long(parse_retry_after({"retry-after": "3600"}))
-    assert retry_after_too_long(parse_retry_after({"retry-after": "99999999999999999999"}))
+    # RB-07: an absurd value is garbage, not a plan: ignored, so the backoff applies.
+    assert parse_retry_after({"retry-after": "99999999999999999999"}) is None
     assert not retry_after_too_long(parse_retry_after({"retry-after": "60"}))
 
 

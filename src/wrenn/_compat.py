@@ -60,6 +60,48 @@ class Lock:
         self._lock.release()
 
 
+# --- bounding concurrency ----------------------------------------------------------
+
+
+class AsyncSemaphore:
+    """A task semaphore with a bounded wait, created lazily on the loop that first uses it."""
+
+    def __init__(self, value: int) -> None:
+        self._value = value
+        self._semaphore: anyio.Semaphore | None = None
+
+    async def acquire(self, timeout: float | None) -> bool:
+        """Take a slot; False if none became free within ``timeout`` seconds."""
+        if self._semaphore is None:
+            self._semaphore = anyio.Semaphore(self._value)
+        try:
+            self._semaphore.acquire_nowait()
+            return True
+        except anyio.WouldBlock:
+            pass
+        with anyio.move_on_after(timeout):
+            await self._semaphore.acquire()
+            return True
+        return False
+
+    def release(self) -> None:
+        assert self._semaphore is not None
+        self._semaphore.release()
+
+
+class Semaphore:
+    """The thread twin of ``AsyncSemaphore``."""
+
+    def __init__(self, value: int) -> None:
+        self._semaphore = threading.Semaphore(value)
+
+    def acquire(self, timeout: float | None) -> bool:
+        return self._semaphore.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+
 # --- which event loop is running ---------------------------------------------------
 
 

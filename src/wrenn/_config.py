@@ -10,6 +10,9 @@ import ipaddress
 import math
 import os
 import socket
+import ssl
+import threading
+import urllib.parse
 import warnings
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -181,7 +184,15 @@ class ClientOptions:
         return dataclasses.replace(self, **changes)
 
     def url(self, path: str) -> str:
-        """Join the base URL (which may carry a path such as ``/api``) and an API path."""
+        """Join the base URL (which may carry a path such as ``/api``) and an API path.
+
+        A path with a dot segment (``.``/``..``, also hidden in an encoded parameter
+        such as ``..%2Fapi-keys``) is refused before any I/O: a server or proxy that
+        decodes it would route the call to another resource.
+        """
+        segments = urllib.parse.unquote(path.split("?", 1)[0]).split("/")
+        if any(segment in (".", "..") for segment in segments):
+            raise ValueError("a path parameter may not contain a dot segment ('.' or '..')")
         return str(
             self.base_url.copy_with(
                 raw_path=(self.base_url.raw_path.rstrip(b"/") + path.encode("ascii"))
@@ -259,6 +270,31 @@ def updated_options(options: ClientOptions, **changes: Any) -> ClientOptions:
         else:
             raise TypeError(f"with_options() got an unexpected option {name!r}")
     return options.replace(**resolved)
+
+
+_SSL_CONTEXTS: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
+_SSL_LOCK = threading.Lock()
+
+
+def default_ssl_context(trust_env: bool) -> ssl.SSLContext:
+    """The verifying TLS context of ``verify=True``, built once per process and shared.
+
+    Loading the CA bundle takes tens of milliseconds; sharing one context makes a new
+    client cheap (an ``SSLContext`` is safe to share between connections and threads).
+    It is rebuilt if ``SSL_CERT_FILE``/``SSL_CERT_DIR`` change while ``trust_env`` is on.
+    """
+    key = (
+        trust_env,
+        os.environ.get("SSL_CERT_FILE") if trust_env else None,
+        os.environ.get("SSL_CERT_DIR") if trust_env else None,
+    )
+    with _SSL_LOCK:
+        context = _SSL_CONTEXTS.get(key)
+        if context is None:
+            context = _SSL_CONTEXTS[key] = httpx.create_ssl_context(
+                verify=True, trust_env=trust_env
+            )
+        return context
 
 
 def default_limits() -> httpx.Limits:

@@ -49,7 +49,7 @@ DEFAULT_LIMITS = httpx.Limits(
 )
 
 # Largest JSON body we buffer and decode; past it a typed error is raised.
-DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 # Longest excerpt of a response body kept in an exception.
 ERROR_BODY_EXCERPT = 1024
 

@@ -14,14 +14,16 @@ from collections.abc import AsyncIterator, Generator, Mapping
 from typing import Any
 
 import httpx
+from httpx._utils import get_environment_proxies
 
-from .._compat import AsyncLock, AsyncLoopGuard, asleep
+from .._compat import AsyncCleanupScope, AsyncLock, AsyncLoopGuard, AsyncSemaphore, asleep
 from .._config import (
     RETRY_COUNT_HEADER,
     USER_AGENT,
     ClientOptions,
     Secret,
     default_limits,
+    default_ssl_context,
     keepalive_socket_options,
 )
 from .._exceptions import (
@@ -61,6 +63,28 @@ class _APIKeyAuth(httpx.Auth):
         yield request
 
 
+class AsyncBodyStream(httpx.AsyncByteStream):
+    """A request body read from the caller's iterable, closable after a failed send."""
+
+    def __init__(self, content: Any) -> None:
+        self._iterator = content.__aiter__()
+
+    def __aiter__(self) -> AsyncBodyStream:
+        """The stream is its own iterator (no generator is left behind)."""
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The caller's next chunk, as bytes."""
+        chunk = await self._iterator.__anext__()
+        return bytes(chunk)
+
+    async def aclose(self) -> None:
+        """Close the caller's iterator, if it can be closed."""
+        close = getattr(self._iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
 class AsyncRequester:
     """Owns the connection pool and sends every request of one client and its copies."""
 
@@ -84,21 +108,53 @@ class AsyncRequester:
         self._pid = os.getpid()
         self._loop_guard = AsyncLoopGuard()
         self._close_lock = AsyncLock()
+        self._slots = self._new_slots()
         self.budget = RetryBudget()
         self.closed = False
 
     def _new_client(self) -> httpx.AsyncClient:
+        verify = self._verify
+        if verify is True:
+            verify = default_ssl_context(self._trust_env)
+        elif isinstance(verify, str):
+            # A CA bundle file or directory (httpx deprecated passing the path itself).
+            verify = (
+                ssl.create_default_context(capath=verify)
+                if os.path.isdir(verify)
+                else ssl.create_default_context(cafile=verify)
+            )
         transport = httpx.AsyncHTTPTransport(
-            verify=self._verify,
+            verify=verify,
             trust_env=self._trust_env,
             limits=self._limits,
             socket_options=keepalive_socket_options(),
         )
+        # httpx reads HTTP(S)_PROXY/ALL_PROXY/NO_PROXY only when it builds its own
+        # transport; ours carries keepalive options, so the proxies are mounted here.
+        mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+        if self._trust_env:
+            for pattern, proxy in get_environment_proxies().items():
+                mounts[pattern] = (
+                    None
+                    if proxy is None
+                    else httpx.AsyncHTTPTransport(
+                        proxy=proxy,
+                        verify=verify,
+                        trust_env=self._trust_env,
+                        limits=self._limits,
+                        socket_options=keepalive_socket_options(),
+                    )
+                )
         return httpx.AsyncClient(
             transport=transport,
+            mounts=mounts,
             follow_redirects=False,
             trust_env=self._trust_env,
         )
+
+    def _new_slots(self) -> AsyncSemaphore | None:
+        size = self._limits.max_connections if self._owns_client else _pool_size(self._client)
+        return AsyncSemaphore(size) if size else None
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -128,6 +184,7 @@ class AsyncRequester:
             # connections stay intact.
             self._client = self._new_client()
             self._loop_guard = AsyncLoopGuard()
+            self._slots = self._new_slots()
             self._pid = os.getpid()
         return self._client
 
@@ -158,7 +215,7 @@ class AsyncRequester:
     ) -> httpx.Request:
         merged = {"User-Agent": USER_AGENT, **options.default_headers, **(headers or {})}
         merged[RETRY_COUNT_HEADER] = str(attempt)
-        return client.build_request(
+        request = client.build_request(
             method,
             options.url(path),
             params=params,
@@ -168,6 +225,11 @@ class AsyncRequester:
             headers=merged,
             timeout=timeout,
         )
+        if content is not None and not isinstance(content, (bytes, str)):
+            # A streamed body: iterate it through an object we can close if the send
+            # fails, so no half-consumed generator is left for the garbage collector.
+            request.stream = AsyncBodyStream(content)
+        return request
 
     async def request(
         self,
@@ -222,11 +284,14 @@ class AsyncRequester:
         read_timeout: float | None = None,
         replayable: bool = True,
         ok: tuple[int, ...] = (200,),
+        idle_timeout: float | None = None,
     ) -> httpx.Response:
         """Open a streamed response with a status in ``ok``; the caller must close it.
 
         Retries happen only until a good status arrives; once bytes of the body flow,
-        a failure is the stream's to report.
+        a failure is the stream's to report. ``idle_timeout`` replaces the read timeout
+        exactly (``read_timeout`` only ever lengthens it): it bounds the silence between
+        two chunks of the stream.
         """
         response = await self._send(
             options,
@@ -242,6 +307,7 @@ class AsyncRequester:
             missing_ok_on_retry=False,
             replayable=replayable,
             stream=True,
+            idle_timeout=idle_timeout,
         )
         assert isinstance(response, httpx.Response)
         return response
@@ -262,6 +328,7 @@ class AsyncRequester:
         missing_ok_on_retry: bool,
         replayable: bool,
         stream: bool,
+        idle_timeout: float | None = None,
     ) -> RawResponse | httpx.Response:
         started = time.monotonic()
         deadline = None if options.total_timeout is None else started + options.total_timeout
@@ -285,6 +352,14 @@ class AsyncRequester:
         while True:
             client = self.ensure_usable()
             timeout = _clamp(base_timeout, deadline)
+            if idle_timeout is not None:
+                # The deadline bounds opening the stream, not how long it may stay open.
+                timeout = httpx.Timeout(
+                    connect=timeout.connect,
+                    read=idle_timeout,
+                    write=timeout.write,
+                    pool=timeout.pool,
+                )
             request = self._build(
                 client,
                 options,
@@ -300,41 +375,37 @@ class AsyncRequester:
             )
             sent_at = time.monotonic()
             try:
-                response = await client.send(
-                    request, auth=_APIKeyAuth(options.api_key), stream=True, follow_redirects=False
+                outcome = await self._attempt(
+                    client,
+                    request,
+                    options,
+                    timeout,
+                    deadline,
+                    method,
+                    path,
+                    ok=ok if stream else None,
                 )
-            except httpx.TransportError as exc:
-                error = _transport_error(exc, method, path, scrub)
+            except WrennConnectionError as error:
                 if await self._may_retry_transport(error, method, attempt, max_retries, deadline):
                     attempt += 1
                     continue
                 error.retries_taken = attempt
-                raise error from exc
-
-            status = response.status_code
-            if stream and status in ok:
-                logger.debug(
-                    "%s %s -> %s (attempt %d, streaming)", method, path, status, attempt + 1
-                )
-                self.budget.refund()
-                return response
-            try:
-                body = await _read_body(
-                    response, deadline, options.max_response_bytes, method, path
-                )
-            except httpx.TransportError as exc:
-                error = _transport_error(exc, method, path, scrub)
-                if await self._may_retry_transport(error, method, attempt, max_retries, deadline):
-                    attempt += 1
-                    continue
-                error.retries_taken = attempt
-                raise error from exc
+                raise
             except WrennError as error:
                 error.retries_taken = attempt
                 raise
-            finally:
-                await response.aclose()
 
+            if isinstance(outcome, httpx.Response):
+                logger.debug(
+                    "%s %s -> %s (attempt %d, streaming)",
+                    method,
+                    path,
+                    outcome.status_code,
+                    attempt + 1,
+                )
+                self.budget.refund()
+                return outcome
+            status, response_headers, body = outcome
             elapsed = (time.monotonic() - sent_at) * 1000
             logger.debug(
                 "%s %s -> %s (attempt %d, %.1f ms, %d bytes)",
@@ -345,22 +416,24 @@ class AsyncRequester:
                 elapsed,
                 len(body),
             )
-            response_headers = dict(response.headers)
             if status in ok or (missing_ok_on_retry and status == 404 and attempt > 0):
                 self.budget.refund()
-                return RawResponse(status, response_headers, body, attempt)
+                return RawResponse(status, dict(response_headers), body, attempt)
 
-            api_error = error_from_response(status, response.headers, body, scrub=scrub)
+            api_error = error_from_response(status, response_headers, body, scrub=scrub)
+            # The raw body may echo the request's headers (a proxy's error page): keep
+            # it out of this frame's locals, which tracebacks with locals would print.
+            del outcome, body
             api_error.retries_taken = attempt
-            retry_after = parse_retry_after(response.headers)
+            retry_after = parse_retry_after(response_headers)
             if isinstance(api_error, WrennRateLimitError):
                 api_error.retry_after = retry_after
             if (
-                should_retry_status(method, status, response.headers)
+                should_retry_status(method, status, response_headers)
                 and not retry_after_too_long(retry_after)
                 and attempt < max_retries
             ):
-                delay = retry_delay(attempt, response.headers)
+                delay = retry_delay(attempt, response_headers)
                 if _fits(delay, deadline) and self.budget.acquire():
                     logger.info(
                         "%s %s -> %s; retrying in %.2f s (%d of %d)",
@@ -375,6 +448,59 @@ class AsyncRequester:
                     attempt += 1
                     continue
             raise api_error
+
+    async def _attempt(
+        self,
+        client: httpx.AsyncClient,
+        request: httpx.Request,
+        options: ClientOptions,
+        timeout: httpx.Timeout,
+        deadline: float | None,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] | None,
+    ) -> httpx.Response | tuple[int, httpx.Headers, bytes]:
+        """Send one attempt. A stream with a status in ``ok`` comes back open; anything
+        else is read fully and closed. Transport failures raise ``WrennConnectionError``.
+
+        A unary attempt holds one of the client's pool slots while it runs, so no more
+        requests enter httpcore's pool than it has connections (none queue inside it).
+        """
+        scrub = options.api_key.scrub
+        slots = self._slots if ok is None else None
+        if slots is not None and not await slots.acquire(timeout.pool):
+            raise WrennTimeoutError(
+                f"{method} {path}: no connection became free in the pool in time",
+                request_sent=False,
+            )
+        try:
+            try:
+                response = await client.send(
+                    request, auth=_APIKeyAuth(options.api_key), stream=True, follow_redirects=False
+                )
+            except BaseException as exc:
+                _heal_pool(client)
+                if isinstance(request.stream, AsyncBodyStream):
+                    with AsyncCleanupScope(1.0):
+                        await request.stream.aclose()
+                if isinstance(exc, httpx.TransportError):
+                    raise _transport_error(exc, method, path, scrub) from exc
+                raise
+            if ok is not None and response.status_code in ok:
+                return response
+            try:
+                body = await _read_body(
+                    response, deadline, options.max_response_bytes, method, path
+                )
+            except httpx.TransportError as exc:
+                raise _transport_error(exc, method, path, scrub) from exc
+            finally:
+                await response.aclose()
+            return response.status_code, response.headers, body
+        finally:
+            if slots is not None:
+                slots.release()
 
     async def _may_retry_transport(
         self,
@@ -412,16 +538,63 @@ async def _read_body(
         raise _too_large(response.status_code, limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(response.status_code, limit)
-        chunks.append(chunk)
-        if deadline is not None and time.monotonic() > deadline:
-            raise WrennTimeoutError(
-                f"{method} {path}: the call deadline passed while reading the response"
-            )
+    iterator = response.aiter_bytes()
+    try:
+        async for chunk in iterator:
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(response.status_code, limit)
+            chunks.append(chunk)
+            if deadline is not None and time.monotonic() > deadline:
+                raise WrennTimeoutError(
+                    f"{method} {path}: the call deadline passed while reading the response"
+                )
+    except BaseException:
+        # Stopping early: close the response and unwind httpx's nested body generators
+        # now, so none is left for the garbage collector (trio warns about those).
+        with AsyncCleanupScope(1.0):
+            await response.aclose()
+            await finish_iterator(iterator)
+        raise
     return b"".join(chunks)
+
+
+def _heal_pool(client: httpx.AsyncClient) -> int:
+    """Drop pool connections stuck CONNECTING with no request that owns them.
+
+    httpcore 1.0.9 can leave such a connection behind when a queued request is
+    cancelled right after another task's call assigned it a new connection: it never
+    connects, never closes and counts against ``max_connections`` forever, until
+    every call fails with a pool timeout (RELIABILITY.md CL-04). Such a connection has
+    no socket, so dropping it from the pool's list is all the cleanup it needs. Reads
+    httpcore internals defensively: a transport without them is left alone.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    connections = getattr(pool, "_connections", None)
+    requests = getattr(pool, "_requests", None)
+    lock = getattr(pool, "_optional_thread_lock", None)
+    if not isinstance(connections, list) or not isinstance(requests, list) or lock is None:
+        return 0
+    with lock:
+        owned = {id(getattr(r, "connection", None)) for r in requests}
+        zombies = [
+            c
+            for c in connections
+            if id(c) not in owned
+            and getattr(c, "_connection", False) is None
+            and getattr(c, "_connect_failed", True) is False
+        ]
+        for connection in zombies:
+            connections.remove(connection)
+    if zombies:
+        logger.debug("dropped %d ownerless connecting pool connection(s)", len(zombies))
+    return len(zombies)
+
+
+def _pool_size(client: httpx.AsyncClient) -> int | None:
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    size = getattr(pool, "_max_connections", None)
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def _too_large(status: int, limit: int) -> WrennResponseTooLargeError:
@@ -515,8 +688,9 @@ async def finish_iterator(chunks: AsyncIterator[bytes]) -> None:
     stream); closing only the outermost leaves the inner ones suspended, and trio warns
     when the garbage collector later finds them. Advancing once more after the response
     is closed makes the innermost read fail, which unwinds and finishes every layer.
+    Chunks that were already buffered are drained first (bounded).
     """
-    for _ in range(3):
+    for _ in range(1024):
         try:
             await chunks.__anext__()
         except Exception:  # the end of the body, or the closed stream refusing to read

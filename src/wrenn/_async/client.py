@@ -28,7 +28,7 @@ class AsyncWrennClient:
         http_client: an httpx client to send with (its pool and proxies are used as they are).
         default_headers: extra headers sent with every request.
         total_timeout: wall-clock budget of one call, retries included (default 120 s).
-        max_response_bytes: largest response body accepted (default 64 MiB).
+        max_response_bytes: largest response body accepted (default 16 MiB).
         limits: connection pool limits of the client's own httpx client.
         verify: TLS verification (``True``, a CA bundle path or an ``ssl.SSLContext``).
         trust_env: honour ``HTTP(S)_PROXY``/``NO_PROXY`` and ``SSL_CERT_FILE`` from the environment.

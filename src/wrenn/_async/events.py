@@ -71,7 +71,7 @@ class AsyncEventStream:
             "GET",
             "/v1/events/stream",
             headers=_SSE_HEADERS,
-            read_timeout=self._idle_timeout,
+            idle_timeout=self._idle_timeout,
         )
         self._chunks = self._response.aiter_bytes()
 

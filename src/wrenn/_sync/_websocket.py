@@ -37,6 +37,7 @@ WS_PING_INTERVAL = 20.0
 WS_PING_TIMEOUT = 20.0
 WS_WRITE_TIMEOUT = 30.0
 WS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+CLOSE_REPLY_WAIT = 1.0  # how long a closing client waits for the server's close reply
 _READ_CHUNK = 65536
 
 
@@ -131,7 +132,7 @@ class WebSocket:
         else:
             wait = self._ping_sent_at + self._ping_timeout - now
             if wait <= 0:
-                self.close(code=1011)
+                self.close(code=1011, wait_for_reply=False)
                 raise WrennStreamTimeoutError(
                     f"the server did not answer a keepalive ping within {self._ping_timeout:g} s"
                 )
@@ -153,7 +154,7 @@ class WebSocket:
             self._protocol.receive_data(data)
             events = list(self._protocol.events())
         except wsproto.utilities.RemoteProtocolError as exc:
-            self.close(code=1002)
+            self.close(code=1002, wait_for_reply=False)
             raise WrennStreamInterruptedError(
                 f"the server broke the WebSocket protocol: {exc}", close_code=1002
             ) from exc
@@ -176,7 +177,7 @@ class WebSocket:
             self._partial.append(event.data)
             self._partial_size += len(event.data)
             if self._partial_size > self._max_message_bytes:
-                self.close(code=1009)
+                self.close(code=1009, wait_for_reply=False)
                 raise WrennStreamError(
                     "message_too_large", "a WebSocket message exceeded the size limit"
                 )
@@ -187,16 +188,44 @@ class WebSocket:
                 else:
                     self._messages.append(b"".join(parts))
 
-    def close(self, code: int = 1000) -> None:
-        """Send a close frame (if still possible) and release the connection. Idempotent."""
+    def close(self, code: int = 1000, *, wait_for_reply: bool = True) -> None:
+        """Send a close frame (if still possible) and release the connection. Idempotent.
+
+        After the close frame, messages still in flight are read and dropped until the
+        server's close reply (at most ``CLOSE_REPLY_WAIT`` seconds): closing a socket
+        with unread data makes the kernel reset the connection, and the reset can
+        destroy the close frame before the server reads it.
+        """
         with CleanupScope(2.0):
             if not self._ended and self._protocol.state is wsproto.connection.ConnectionState.OPEN:
                 try:
                     self._write(self._protocol.send(wsproto.events.CloseConnection(code=code)))
                 except (WrennStreamInterruptedError, wsproto.utilities.LocalProtocolError):
                     pass
+                else:
+                    if wait_for_reply:
+                        self._await_close_reply(time.monotonic() + CLOSE_REPLY_WAIT)
             self._ended = True
             self._release()
+
+    def _await_close_reply(self, deadline: float) -> None:
+        for _ in range(4096):  # bounded in count as well as in time
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                data = self._stream.read(_READ_CHUNK, timeout=remaining)
+            except (httpcore.ReadTimeout, httpcore.ReadError, OSError):
+                return
+            if not data:
+                return
+            try:
+                self._protocol.receive_data(data)
+                events = list(self._protocol.events())
+            except wsproto.utilities.RemoteProtocolError:
+                return
+            if any(isinstance(event, wsproto.events.CloseConnection) for event in events):
+                return
 
     def _release(self) -> None:
         if self._released:
@@ -238,4 +267,6 @@ def connect_websocket(
         raise WrennStreamError(
             "bad_handshake", "the server's WebSocket handshake answer is invalid"
         )
-    return WebSocket(response)
+    # The module constants are read at call time, so they can be tuned (and tests can
+    # shorten them) without touching every caller.
+    return WebSocket(response, ping_interval=WS_PING_INTERVAL, ping_timeout=WS_PING_TIMEOUT)

@@ -72,7 +72,7 @@ class EventStream:
             "GET",
             "/v1/events/stream",
             headers=_SSE_HEADERS,
-            read_timeout=self._idle_timeout,
+            idle_timeout=self._idle_timeout,
         )
         self._chunks = self._response.iter_bytes()
 
