@@ -55,6 +55,7 @@ REPLACEMENTS = {
     "AsyncCapsule": "Capsule",
     "AsyncGit": "Git",
     "AsyncFlavor": "SyncFlavor",
+    "allow_in_event_loop": "warn_if_event_loop_running",
     # wrenn._compat twins
     "asleep": "sleep",
     "AsyncLock": "Lock",

@@ -57,3 +57,24 @@ def test_client_per_loop_works_and_garbage_collection_schedules_nothing() -> Non
         asyncio.run(use_and_drop())
         trio.run(use_and_drop)
         gc.collect()
+
+
+def test_blocking_client_inside_an_event_loop_warns() -> None:
+    from wrenn import WrennClient
+    from wrenn._compat import BlockingCallWarning
+
+    recorder = Recorder({"GET /v1/capsules": json_response(200, [])})
+    http = httpx.Client(transport=recorder.transport())
+    client = WrennClient(api_key=API_KEY, base_url=BASE_URL, http_client=http)
+
+    async def misuse() -> None:
+        with pytest.warns(BlockingCallWarning, match="AsyncWrennClient"):
+            client.capsules.list()
+
+    asyncio.run(misuse())
+    trio.run(misuse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert client.capsules.list() == []  # outside a loop: silent
+    client.close()
+    http.close()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._async.commands import AsyncCommandHandle
     from ._async.git import AsyncGit
     from ._async.pty import AsyncPtySession
+    from ._compat import BlockingCallWarning
     from ._exceptions import (
         WrennAgentError,
         WrennAPIStatusError,
@@ -70,6 +71,7 @@ __all__ = [
     "AsyncGit",
     "AsyncPtySession",
     "AsyncWrennClient",
+    "BlockingCallWarning",
     "Capsule",
     "CommandHandle",
     "CommandResult",
@@ -132,6 +134,7 @@ _LAZY: dict[str, str] = {
     "AsyncPtySession": "wrenn._async.pty",
     "PtySession": "wrenn._sync.pty",
     "PtyEvent": "wrenn._pty",
+    "BlockingCallWarning": "wrenn._compat",
     "PtyEventType": "wrenn._pty",
     "FileEntry": "wrenn._models",
     "AsyncGit": "wrenn._async.git",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import warnings
 import weakref
 
 import anyio
@@ -96,7 +97,8 @@ class Semaphore:
         self._semaphore = threading.Semaphore(value)
 
     def acquire(self, timeout: float | None) -> bool:
-        return self._semaphore.acquire(timeout=timeout)
+        # The non-blocking attempt skips the condition variable when a slot is free.
+        return self._semaphore.acquire(blocking=False) or self._semaphore.acquire(timeout=timeout)
 
     def release(self) -> None:
         self._semaphore.release()
@@ -199,3 +201,35 @@ class AsyncFlavor:
 
 class SyncFlavor:
     is_async = False
+
+
+# --- blocking calls from inside an event loop ---------------------------------------
+
+
+class BlockingCallWarning(RuntimeWarning):
+    """A blocking wrenn call was made from inside a running event loop, stalling it."""
+
+
+def allow_in_event_loop(method: str, path: str) -> None:
+    """The async side: awaiting inside an event loop is the point."""
+
+
+def warn_if_event_loop_running(method: str, path: str) -> None:
+    """The sync twin: a blocking call inside a running asyncio or trio loop stalls every
+    other task of that loop, so say so and name the async spelling."""
+    asyncio = sys.modules.get("asyncio")
+    running = asyncio is not None and asyncio._get_running_loop() is not None
+    trio = sys.modules.get("trio")
+    if not running and trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+            running = True
+        except RuntimeError:
+            pass
+    if running:
+        warnings.warn(
+            f"blocking wrenn call ({method} {path}) inside a running event loop stalls the loop; "
+            "use AsyncWrennClient / AsyncCapsule and `await` it instead",
+            BlockingCallWarning,
+            stacklevel=4,
+        )

@@ -16,7 +16,14 @@ from typing import Any
 import httpx
 from httpx._utils import get_environment_proxies
 
-from .._compat import AsyncCleanupScope, AsyncLock, AsyncLoopGuard, AsyncSemaphore, asleep
+from .._compat import (
+    AsyncCleanupScope,
+    AsyncLock,
+    AsyncLoopGuard,
+    AsyncSemaphore,
+    allow_in_event_loop,
+    asleep,
+)
 from .._config import (
     RETRY_COUNT_HEADER,
     USER_AGENT,
@@ -330,6 +337,7 @@ class AsyncRequester:
         stream: bool,
         idle_timeout: float | None = None,
     ) -> RawResponse | httpx.Response:
+        allow_in_event_loop(method, path)
         started = time.monotonic()
         deadline = None if options.total_timeout is None else started + options.total_timeout
         if read_timeout is not None and deadline is not None:

@@ -17,7 +17,14 @@ from typing import Any
 import httpx
 from httpx._utils import get_environment_proxies
 
-from .._compat import CleanupScope, Lock, LoopGuard, Semaphore, sleep
+from .._compat import (
+    CleanupScope,
+    Lock,
+    LoopGuard,
+    Semaphore,
+    sleep,
+    warn_if_event_loop_running,
+)
 from .._config import (
     RETRY_COUNT_HEADER,
     USER_AGENT,
@@ -331,6 +338,7 @@ class Requester:
         stream: bool,
         idle_timeout: float | None = None,
     ) -> RawResponse | httpx.Response:
+        warn_if_event_loop_running(method, path)
         started = time.monotonic()
         deadline = None if options.total_timeout is None else started + options.total_timeout
         if read_timeout is not None and deadline is not None:
