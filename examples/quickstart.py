@@ -7,23 +7,9 @@ WRENN_API_KEY / WRENN_BASE_URL to run the same steps against the platform instea
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
+from _backend import backend
 
 from wrenn import Capsule, WrennClient
-from wrenn.local import LocalServer
-
-
-@contextlib.contextmanager
-def backend() -> Iterator[dict[str, str]]:
-    """The platform if WRENN_API_KEY is set, else a local server for the length of the demo."""
-    if os.environ.get("WRENN_API_KEY"):
-        yield {}
-        return
-    with LocalServer() as server:
-        print(f"started a local Wrenn server at {server.base_url} (isolation: {server.isolation})")
-        yield {"api_key": server.api_key, "base_url": server.base_url}
 
 
 def main() -> None:
