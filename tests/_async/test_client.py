@@ -16,6 +16,7 @@ from tests.helpers import (
     error_response,
     json_response,
 )
+from tests.reliability.fixtures import SleepRecorder
 from wrenn import (
     AsyncWrennClient,
     WrennAgentError,
@@ -30,29 +31,11 @@ from wrenn import (
     WrennTimeoutError,
     WrennValidationError,
 )
-from wrenn._async import _requester
 from wrenn.models import Status, TemplateType
 
 pytestmark = pytest.mark.anyio
 
 CID = CAPSULE["id"]
-
-
-class SleepRecorder:
-    """Stands in for the retry sleep so tests run fast and can see the delays."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def asleep(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(_requester, "asleep", recorder.asleep)
-    return recorder
 
 
 def make_client(recorder: Recorder, **options: object) -> AsyncWrennClient:

@@ -25,7 +25,6 @@ from tests.reliability.fixtures import (
     watch_event_loop,
 )
 from wrenn import AsyncWrennClient, WrennClientClosedError, WrennError
-from wrenn._async import _requester
 from wrenn._async.commands import AsyncCommands
 from wrenn._async.files import AsyncFiles
 from wrenn._models import Capsule
@@ -63,13 +62,6 @@ _STREAM_FAULTS = ["sse-ok", "sse-bad", "sse-drop", "wstrunc", "wsclose", "wsbadj
 def srv() -> Iterator[FaultServer]:
     with running_fault_server(hang_limit=10.0) as server:
         yield server
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(_requester, "asleep", recorder.asleep)
-    return recorder
 
 
 def sharing(client: AsyncWrennClient, url: str) -> AsyncWrennClient:

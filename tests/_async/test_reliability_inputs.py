@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import datetime
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 
+from tests._async.clients import client_for
 from tests.faultserver import FaultServer
-from tests.reliability.fixtures import CID, KEY, running_fault_server
+from tests.reliability.fixtures import CID, KEY
 from wrenn import AsyncWrennClient, WrennError
 from wrenn._async.capsule import AsyncCapsule
 from wrenn._async.commands import AsyncCommands
 from wrenn._async.files import AsyncFiles
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[FaultServer]:
-    with running_fault_server() as server:
-        yield server
-
-
-def client_for(url: str, **options: object) -> AsyncWrennClient:
-    return AsyncWrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 _ENCODED = {

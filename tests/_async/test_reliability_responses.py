@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterator
 
 import httpx
 import msgspec
 import pytest
 
+from tests._async.clients import client_for
 from tests.faultserver import FaultServer
 from tests.reliability.fixtures import (
     CID,
-    KEY,
     EndlessJSON,
     SleepRecorder,
     in_flight,
-    running_fault_server,
     timed,
 )
 from wrenn import (
-    AsyncWrennClient,
     WrennAgentError,
     WrennAPIStatusError,
     WrennAuthenticationError,
@@ -40,29 +37,12 @@ from wrenn import (
     WrennStreamTimeoutError,
     WrennValidationError,
 )
-from wrenn._async import _requester, _websocket
+from wrenn._async import _websocket
 from wrenn._async.commands import AsyncCommands
 from wrenn._process import StreamExitEvent
 from wrenn.models import Status
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[FaultServer]:
-    with running_fault_server() as server:
-        yield server
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(_requester, "asleep", recorder.asleep)
-    return recorder
-
-
-def client_for(url: str, **options: object) -> AsyncWrennClient:
-    return AsyncWrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 async def test_BR01_malformed_json_is_a_typed_validation_error(srv: FaultServer) -> None:

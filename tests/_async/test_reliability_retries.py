@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests._async.clients import client_for
 from tests.faultserver import FaultServer, rawra
 from tests.helpers import error_response
 from tests.reliability.fixtures import (
     CID,
-    KEY,
     SleepRecorder,
     agather,
-    running_fault_server,
     timed,
 )
 from wrenn import (
-    AsyncWrennClient,
     WrennAgentError,
     WrennAPIStatusError,
     WrennAuthenticationError,
@@ -35,28 +32,11 @@ from wrenn import (
     WrennTimeoutError,
     WrennValidationError,
 )
-from wrenn._async import _requester, capsules, snapshots
+from wrenn._async import capsules, snapshots
 from wrenn._async.commands import AsyncCommands
 from wrenn._async.files import AsyncFiles
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[FaultServer]:
-    with running_fault_server() as server:
-        yield server
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(_requester, "asleep", recorder.asleep)
-    return recorder
-
-
-def client_for(url: str, **options: object) -> AsyncWrennClient:
-    return AsyncWrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 def retry_counts(srv: FaultServer, url: str) -> list[str | None]:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests._async.clients import client_for
 from tests.faultserver import FaultServer
 from tests.reliability.fixtures import (
     CID,
@@ -37,10 +38,6 @@ UPLOAD_MARKER = b"UPLOAD-MARKER-5f1c"
 def srv() -> Iterator[FaultServer]:
     with running_fault_server(hang_limit=5.0) as server:
         yield server
-
-
-def client_for(url: str, **options: object) -> AsyncWrennClient:
-    return AsyncWrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 def _assert_clean(text: str, where: object) -> None:

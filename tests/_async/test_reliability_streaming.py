@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
+from tests._async.clients import client_for
 from tests.faultserver import FaultServer
-from tests.reliability.fixtures import CID, KEY, in_flight, running_fault_server
+from tests.reliability.fixtures import CID, in_flight
 from wrenn import (
-    AsyncWrennClient,
     WrennError,
     WrennNotFoundError,
     WrennStreamInterruptedError,
@@ -20,16 +19,6 @@ from wrenn._async.commands import AsyncCommands
 from wrenn._async.files import AsyncFiles
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[FaultServer]:
-    with running_fault_server() as server:
-        yield server
-
-
-def client_for(url: str, **options: object) -> AsyncWrennClient:
-    return AsyncWrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 async def test_ST01_breaking_out_of_an_event_stream_releases_the_connection(

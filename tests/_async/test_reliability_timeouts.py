@@ -9,51 +9,31 @@ row's margin: TO-02's retrying variant uses a 1 s deadline; TO-04's total deadli
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests._async.clients import client_for
 from tests.faultserver import FaultServer
 from tests.reliability.fixtures import (
     CID,
-    KEY,
     SleepRecorder,
     agather,
     in_flight,
-    running_fault_server,
     timed,
 )
 from wrenn import (
-    AsyncWrennClient,
     WrennError,
     WrennStreamTimeoutError,
     WrennTimeoutError,
 )
-from wrenn._async import _requester, _websocket
+from wrenn._async import _websocket
 from wrenn._async.commands import AsyncCommands
 from wrenn._async.files import AsyncFiles
 from wrenn._compat import asleep
 from wrenn._constants import DEFAULT_SSE_IDLE_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[FaultServer]:
-    with running_fault_server() as server:
-        yield server
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(_requester, "asleep", recorder.asleep)
-    return recorder
-
-
-def client_for(url: str, **options: object) -> AsyncWrennClient:
-    return AsyncWrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 def _finite(timeout: dict[str, float | None]) -> bool:

@@ -17,6 +17,7 @@ from tests.helpers import (
     error_response,
     json_response,
 )
+from tests.reliability.fixtures import SleepRecorder
 from wrenn import (
     WrennAgentError,
     WrennCapsuleStateError,
@@ -31,29 +32,11 @@ from wrenn import (
     WrennTimeoutError,
     WrennValidationError,
 )
-from wrenn._sync import _requester
 from wrenn.models import Status, TemplateType
 
 pytestmark = pytest.mark.anyio
 
 CID = CAPSULE["id"]
-
-
-class SleepRecorder:
-    """Stands in for the retry sleep so tests run fast and can see the delays."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(_requester, "sleep", recorder.sleep)
-    return recorder
 
 
 def make_client(recorder: Recorder, **options: object) -> WrennClient:

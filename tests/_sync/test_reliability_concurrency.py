@@ -27,7 +27,6 @@ from tests.reliability.fixtures import (
 )
 from wrenn import WrennClient, WrennClientClosedError, WrennError
 from wrenn._models import Capsule
-from wrenn._sync import _requester
 from wrenn._sync.commands import Commands
 from wrenn._sync.files import Files
 
@@ -64,13 +63,6 @@ _STREAM_FAULTS = ["sse-ok", "sse-bad", "sse-drop", "wstrunc", "wsclose", "wsbadj
 def srv() -> Iterator[FaultServer]:
     with running_fault_server(hang_limit=10.0) as server:
         yield server
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(_requester, "sleep", recorder.sleep)
-    return recorder
 
 
 def sharing(client: WrennClient, url: str) -> WrennClient:

@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import datetime
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 
+from tests._sync.clients import client_for
 from tests.faultserver import FaultServer
-from tests.reliability.fixtures import CID, KEY, running_fault_server
+from tests.reliability.fixtures import CID, KEY
 from wrenn import WrennClient, WrennError
 from wrenn._sync.capsule import Capsule
 from wrenn._sync.commands import Commands
 from wrenn._sync.files import Files
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[FaultServer]:
-    with running_fault_server() as server:
-        yield server
-
-
-def client_for(url: str, **options: object) -> WrennClient:
-    return WrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 _ENCODED = {

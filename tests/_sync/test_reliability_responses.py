@@ -4,27 +4,24 @@
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterator
 
 import httpx
 import msgspec
 import pytest
 
+from tests._sync.clients import client_for
 from tests.faultserver import FaultServer
 from tests.reliability.fixtures import (
     CID,
-    KEY,
     EndlessJSON,
     SleepRecorder,
     in_flight,
-    running_fault_server,
     timed,
 )
 from wrenn import (
     WrennAgentError,
     WrennAPIStatusError,
     WrennAuthenticationError,
-    WrennClient,
     WrennConflictError,
     WrennConnectionError,
     WrennError,
@@ -42,28 +39,11 @@ from wrenn import (
     WrennValidationError,
 )
 from wrenn._process import StreamExitEvent
-from wrenn._sync import _requester, _websocket
+from wrenn._sync import _websocket
 from wrenn._sync.commands import Commands
 from wrenn.models import Status
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[FaultServer]:
-    with running_fault_server() as server:
-        yield server
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(_requester, "sleep", recorder.sleep)
-    return recorder
-
-
-def client_for(url: str, **options: object) -> WrennClient:
-    return WrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 def test_BR01_malformed_json_is_a_typed_validation_error(srv: FaultServer) -> None:

@@ -4,26 +4,23 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests._sync.clients import client_for
 from tests.faultserver import FaultServer, rawra
 from tests.helpers import error_response
 from tests.reliability.fixtures import (
     CID,
-    KEY,
     SleepRecorder,
     gather,
-    running_fault_server,
     timed,
 )
 from wrenn import (
     WrennAgentError,
     WrennAPIStatusError,
     WrennAuthenticationError,
-    WrennClient,
     WrennConflictError,
     WrennConnectionError,
     WrennError,
@@ -36,28 +33,11 @@ from wrenn import (
     WrennTimeoutError,
     WrennValidationError,
 )
-from wrenn._sync import _requester, capsules, snapshots
+from wrenn._sync import capsules, snapshots
 from wrenn._sync.commands import Commands
 from wrenn._sync.files import Files
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[FaultServer]:
-    with running_fault_server() as server:
-        yield server
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(_requester, "sleep", recorder.sleep)
-    return recorder
-
-
-def client_for(url: str, **options: object) -> WrennClient:
-    return WrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 def retry_counts(srv: FaultServer, url: str) -> list[str | None]:

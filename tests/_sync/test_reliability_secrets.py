@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests._sync.clients import client_for
 from tests.faultserver import FaultServer
 from tests.reliability.fixtures import (
     CID,
@@ -38,10 +39,6 @@ UPLOAD_MARKER = b"UPLOAD-MARKER-5f1c"
 def srv() -> Iterator[FaultServer]:
     with running_fault_server(hang_limit=5.0) as server:
         yield server
-
-
-def client_for(url: str, **options: object) -> WrennClient:
-    return WrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 def _assert_clean(text: str, where: object) -> None:

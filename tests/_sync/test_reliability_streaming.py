@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
+from tests._sync.clients import client_for
 from tests.faultserver import FaultServer
-from tests.reliability.fixtures import CID, KEY, in_flight, running_fault_server
+from tests.reliability.fixtures import CID, in_flight
 from wrenn import (
-    WrennClient,
     WrennError,
     WrennNotFoundError,
     WrennStreamInterruptedError,
@@ -21,16 +20,6 @@ from wrenn._sync.commands import Commands
 from wrenn._sync.files import Files
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[FaultServer]:
-    with running_fault_server() as server:
-        yield server
-
-
-def client_for(url: str, **options: object) -> WrennClient:
-    return WrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 def test_ST01_breaking_out_of_an_event_stream_releases_the_connection(

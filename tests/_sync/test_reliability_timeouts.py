@@ -10,51 +10,31 @@ row's margin: TO-02's retrying variant uses a 1 s deadline; TO-04's total deadli
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests._sync.clients import client_for
 from tests.faultserver import FaultServer
 from tests.reliability.fixtures import (
     CID,
-    KEY,
     SleepRecorder,
     gather,
     in_flight,
-    running_fault_server,
     timed,
 )
 from wrenn import (
-    WrennClient,
     WrennError,
     WrennStreamTimeoutError,
     WrennTimeoutError,
 )
 from wrenn._compat import sleep
 from wrenn._constants import DEFAULT_SSE_IDLE_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
-from wrenn._sync import _requester, _websocket
+from wrenn._sync import _websocket
 from wrenn._sync.commands import Commands
 from wrenn._sync.files import Files
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[FaultServer]:
-    with running_fault_server() as server:
-        yield server
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
-    recorder = SleepRecorder()
-    monkeypatch.setattr(_requester, "sleep", recorder.sleep)
-    return recorder
-
-
-def client_for(url: str, **options: object) -> WrennClient:
-    return WrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
 
 
 def _finite(timeout: dict[str, float | None]) -> bool:

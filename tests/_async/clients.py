@@ -1,0 +1,11 @@
+"""Client factories shared by the async tests and, generated, by their sync twins."""
+
+from __future__ import annotations
+
+from tests.reliability.fixtures import KEY
+from wrenn import AsyncWrennClient
+
+
+def client_for(url: str, **options: object) -> AsyncWrennClient:
+    """A client pointed at one fault-server scenario URL."""
+    return AsyncWrennClient(api_key=KEY, base_url=url, **options)  # type: ignore[arg-type]
