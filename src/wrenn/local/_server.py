@@ -238,7 +238,7 @@ class LocalServer:
     def _run(self) -> None:
         assert self._server is not None
         try:
-            asyncio.run(self._server.serve(sockets=[self._sock]))
+            asyncio.run(self._serve(self._server))
         except BaseException as exc:  # surfaced by start()
             self._error = exc
         finally:
@@ -247,6 +247,18 @@ class LocalServer:
             self._ready.set()
             with contextlib.suppress(OSError):
                 self._sock.close()
+
+    async def _serve(self, server: uvicorn.Server) -> None:
+        await server.serve(sockets=[self._sock])
+        # A connection whose peer stopped reading can still be flushing after the
+        # graceful shutdown; cut it, and let its transport close before asyncio.run()
+        # closes the loop (or the socket is left for the garbage collector).
+        for connection in list(server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     def stop(self) -> None:
         thread, server = self._thread, self._server
