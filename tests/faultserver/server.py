@@ -1189,9 +1189,15 @@ class FaultServer:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=self.stop_timeout / 2)
-        # Anything still open or still flushing is cut.
+        # Anything still open or still flushing is cut, including connections whose
+        # handler already ended but whose transport is still flushing to a client that
+        # stopped reading (Server.abort_clients() reaches those; Python 3.13+).
         for writer in list(self._writers):
             writer.transport.abort()
+        for server in self._servers:
+            abort_clients = getattr(server, "abort_clients", None)
+            if abort_clients is not None:
+                abort_clients()
         for server in self._servers:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
