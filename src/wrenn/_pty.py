@@ -5,15 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import enum
-from typing import Any
 
 import msgspec
+
+from ._models import _OpenEnum
 
 __all__ = ["PtyEvent", "PtyEventType", "parse_pty_message"]
 
 
-class PtyEventType(str, enum.Enum):
+class PtyEventType(_OpenEnum):
     """Kind of a terminal event; unknown kinds are kept as their raw string."""
 
     started = "started"
@@ -21,18 +21,6 @@ class PtyEventType(str, enum.Enum):
     exit = "exit"
     error = "error"
     ping = "ping"
-
-    @classmethod
-    def _missing_(cls, value: object) -> Any:
-        if not isinstance(value, str):
-            return None
-        unknown = str.__new__(cls, value)
-        unknown._name_ = value
-        unknown._value_ = value
-        return unknown
-
-    def __str__(self) -> str:
-        return str(self.value)
 
 
 @dataclasses.dataclass

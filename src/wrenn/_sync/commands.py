@@ -176,34 +176,23 @@ class CommandHandle:
         stdout, stderr = OutputBuffer(), OutputBuffer()
         started = time.monotonic()
         with self.connect() as stream:
-            while True:
-                try:
-                    event = stream.next_event(deadline)
-                except DeadlineReached:
-                    raise WrennCommandTimeoutError(
-                        f"process {self.pid} did not exit within {timeout:g} s",
-                        stdout=stdout.text(),
-                        stderr=stderr.text(),
-                        pid=self.pid,
-                    ) from None
-                if event is None or isinstance(event, StreamExitEvent):
-                    break
-                if isinstance(event, StreamErrorEvent):
-                    raise WrennStreamError(
-                        "process_error", f"cannot follow process {self.pid}: {event.data}"
-                    )
-                if isinstance(event, StreamStdoutEvent):
-                    stdout.append(event.data)
-                elif isinstance(event, StreamStderrEvent):
-                    stderr.append(event.data)
-        return CommandResult(
-            stdout=stdout.text(),
-            stderr=stderr.text(),
-            exit_code=stream.exit_code if stream.exit_code is not None else -1,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            stdout_dropped=stdout.dropped,
-            stderr_dropped=stderr.dropped,
-        )
+            try:
+                _collect(
+                    stream,
+                    deadline,
+                    stdout,
+                    stderr,
+                    "process_error",
+                    f"cannot follow process {self.pid}",
+                )
+            except DeadlineReached:
+                raise WrennCommandTimeoutError(
+                    f"process {self.pid} did not exit within {timeout:g} s",
+                    stdout=stdout.text(),
+                    stderr=stderr.text(),
+                    pid=self.pid,
+                ) from None
+        return _result(stream, stdout, stderr, started)
 
     def kill(self, signal: str = "SIGKILL") -> None:
         """Send SIGKILL (or SIGTERM) to the command."""
@@ -316,37 +305,18 @@ class Commands:
         deadline = started + timeout
         stream = CommandStream(self._client, self._path("/v1/capsules/{id}/exec/stream"), start)
         try:
-            while True:
-                try:
-                    event = stream.next_event(deadline)
-                except DeadlineReached:
-                    self._stop_timed_out(stream)
-                    raise WrennCommandTimeoutError(
-                        f"the command did not finish within {timeout:g} s and was stopped",
-                        stdout=stdout.text(),
-                        stderr=stderr.text(),
-                        pid=stream.pid,
-                    ) from None
-                if event is None or isinstance(event, StreamExitEvent):
-                    break
-                if isinstance(event, StreamErrorEvent):
-                    raise WrennStreamError(
-                        "command_error", f"the command could not run: {event.data}"
-                    )
-                if isinstance(event, StreamStdoutEvent):
-                    stdout.append(event.data)
-                elif isinstance(event, StreamStderrEvent):
-                    stderr.append(event.data)
+            _collect(stream, deadline, stdout, stderr, "command_error", "the command could not run")
+        except DeadlineReached:
+            self._stop_timed_out(stream)
+            raise WrennCommandTimeoutError(
+                f"the command did not finish within {timeout:g} s and was stopped",
+                stdout=stdout.text(),
+                stderr=stderr.text(),
+                pid=stream.pid,
+            ) from None
         finally:
             stream.close()
-        return CommandResult(
-            stdout=stdout.text(),
-            stderr=stderr.text(),
-            exit_code=stream.exit_code if stream.exit_code is not None else -1,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            stdout_dropped=stdout.dropped,
-            stderr_dropped=stderr.dropped,
-        )
+        return _result(stream, stdout, stderr, started)
 
     def _stop_timed_out(self, stream: CommandStream) -> None:
         """SIGTERM, a grace period for the exit event, then SIGKILL: never left running."""
@@ -421,3 +391,41 @@ class Commands:
             self._path("/v1/capsules/{id}/exec/stream"),
             {"type": "start", "cmd": program, "args": arguments},
         )
+
+
+def _collect(
+    stream: CommandStream,
+    deadline: float | None,
+    stdout: OutputBuffer,
+    stderr: OutputBuffer,
+    error_code: str,
+    error_text: str,
+) -> None:
+    """Read a command's events up to its exit, keeping its output in the bounded buffers.
+
+    ``DeadlineReached`` propagates with the buffers holding the output so far; an error
+    event from the server becomes ``WrennStreamError``.
+    """
+    while True:
+        event = stream.next_event(deadline)
+        if event is None or isinstance(event, StreamExitEvent):
+            return
+        if isinstance(event, StreamErrorEvent):
+            raise WrennStreamError(error_code, f"{error_text}: {event.data}")
+        if isinstance(event, StreamStdoutEvent):
+            stdout.append(event.data)
+        elif isinstance(event, StreamStderrEvent):
+            stderr.append(event.data)
+
+
+def _result(
+    stream: CommandStream, stdout: OutputBuffer, stderr: OutputBuffer, started: float
+) -> CommandResult:
+    return CommandResult(
+        stdout=stdout.text(),
+        stderr=stderr.text(),
+        exit_code=stream.exit_code if stream.exit_code is not None else -1,
+        duration_ms=int((time.monotonic() - started) * 1000),
+        stdout_dropped=stdout.dropped,
+        stderr_dropped=stderr.dropped,
+    )
