@@ -64,6 +64,7 @@ REPLACEMENTS = {
     "AsyncCleanupScope": "CleanupScope",
     "AsyncWebSocket": "WebSocket",
     "aconnect_websocket": "connect_websocket",
+    "aconnect_websocket_url": "connect_websocket_url",
     # httpx and httpx-ws
     "AsyncClient": "Client",
     "AsyncHTTPTransport": "HTTPTransport",

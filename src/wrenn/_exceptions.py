@@ -311,6 +311,8 @@ def error_from_response(
         else:
             if isinstance(error, str):
                 message = error
+            elif isinstance(body.get("message"), str):
+                message = body["message"]  # Jupyter's error shape, from a capsule's port
             ids = body.get("capsule_ids") or body.get("sandbox_ids")
         if isinstance(ids, list):
             capsule_ids = [str(i) for i in ids]

@@ -28,8 +28,13 @@ import wsproto.utilities
 
 from .._compat import AsyncCleanupScope, AsyncLock
 from .._config import ClientOptions
-from .._exceptions import WrennStreamError, WrennStreamInterruptedError, WrennStreamTimeoutError
-from ._requester import AsyncRequester
+from .._exceptions import (
+    WrennStreamError,
+    WrennStreamInterruptedError,
+    WrennStreamTimeoutError,
+    error_from_response,
+)
+from ._requester import AsyncRequester, _transport_error
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 WS_PING_INTERVAL = 20.0
@@ -270,4 +275,40 @@ async def aconnect_websocket(
         )
     # The module constants are read at call time, so they can be tuned (and tests can
     # shorten them) without touching every caller.
+    return AsyncWebSocket(response, ping_interval=WS_PING_INTERVAL, ping_timeout=WS_PING_TIMEOUT)
+
+
+async def aconnect_websocket_url(
+    http: httpx.AsyncClient, url: str, *, timeout: float, max_error_bytes: int = 65536
+) -> AsyncWebSocket:
+    """Upgrade ``GET url`` on a plain httpx client (no Wrenn auth, no retries).
+
+    For endpoints outside the API, such as a capsule's port proxy: the caller
+    decides what to retry. Errors are the SDK's own, as for the API.
+    """
+    headers, accept = _handshake_headers()
+    request = http.build_request("GET", url, headers=headers, timeout=timeout)
+    try:
+        response = await http.send(request, stream=True)
+    except httpx.TransportError as exc:
+        raise _transport_error(exc, "GET", request.url.path, str) from None
+    if response.status_code != 101:
+        try:
+            content = b""
+            async for chunk in response.aiter_bytes():
+                content += chunk
+                if len(content) >= max_error_bytes:
+                    break
+        except httpx.HTTPError:
+            pass
+        finally:
+            await response.aclose()
+        raise error_from_response(
+            response.status_code, response.headers, content[:max_error_bytes], scrub=str
+        )
+    if response.headers.get("sec-websocket-accept") != accept:
+        await response.aclose()
+        raise WrennStreamError(
+            "bad_handshake", "the server's WebSocket handshake answer is invalid"
+        )
     return AsyncWebSocket(response, ping_interval=WS_PING_INTERVAL, ping_timeout=WS_PING_TIMEOUT)

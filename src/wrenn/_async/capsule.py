@@ -314,7 +314,13 @@ class AsyncCapsule:
 
     async def aclose(self) -> None:
         """Close this object's client (the capsule keeps running)."""
-        await self._client.aclose()
+        try:
+            await self._release()
+        finally:
+            await self._client.aclose()
+
+    async def _release(self) -> None:
+        """Let go of connections held besides the client (none here; subclasses add theirs)."""
 
     async def __aenter__(self) -> AsyncCapsule:
         return self
@@ -326,7 +332,10 @@ class AsyncCapsule:
         tb: TracebackType | None,
     ) -> None:
         try:
-            await _destroy_quietly(self._client, self._capsule_id)
+            try:
+                await self._release()
+            finally:
+                await _destroy_quietly(self._client, self._capsule_id)
         finally:
             await self._client.aclose()
 

@@ -313,7 +313,13 @@ class Capsule:
 
     def close(self) -> None:
         """Close this object's client (the capsule keeps running)."""
-        self._client.close()
+        try:
+            self._release()
+        finally:
+            self._client.close()
+
+    def _release(self) -> None:
+        """Let go of connections held besides the client (none here; subclasses add theirs)."""
 
     def __enter__(self) -> Capsule:
         return self
@@ -325,7 +331,10 @@ class Capsule:
         tb: TracebackType | None,
     ) -> None:
         try:
-            _destroy_quietly(self._client, self._capsule_id)
+            try:
+                self._release()
+            finally:
+                _destroy_quietly(self._client, self._capsule_id)
         finally:
             self._client.close()
 

@@ -23,7 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message
 
 from .. import _version
-from . import _ws
+from . import _proxy, _ws
 from ._auth import ApiKeyMiddleware
 from ._capsules import Manager
 from ._events import API_KEY_ACTOR
@@ -404,7 +404,11 @@ def create_app(
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(ApiKeyMiddleware, api_key=api_key)],
+        middleware=[
+            # First: capsule-port hosts never reach the API (nor its key check).
+            Middleware(_proxy.HostRouting, proxy=_proxy.create_proxy_app(lambda: holder["api"].m)),
+            Middleware(ApiKeyMiddleware, api_key=api_key),
+        ],
         exception_handlers={ApiError: _api_error, 404: _not_found, 405: _not_found},
         lifespan=lifespan,
     )

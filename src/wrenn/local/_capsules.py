@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import _wire
+from . import _kernels, _wire
 from ._events import SYSTEM_ACTOR, EventBus
 from ._fs import CapsuleFS, FsError
 from ._live import Live, Tracked
@@ -36,7 +36,7 @@ from ._wire import ApiError, agent_error, bad_request, invalid_state, not_found
 log = logging.getLogger("wrenn.local")
 
 DEFAULT_TEMPLATE = "minimal-ubuntu"
-PLATFORM_TEMPLATES = ("minimal", "minimal-ubuntu")
+PLATFORM_TEMPLATES = ("minimal", "minimal-ubuntu", _kernels.TEMPLATE)
 DEFAULT_EXEC_TIMEOUT = 30
 MAX_METADATA_KEYS = 20
 RESERVED_METADATA = frozenset({"kernel_version", "vmm_version", "agent_version", "envd_version"})
@@ -132,7 +132,14 @@ class Manager:
         return self.state_dir / "capsules" / capsule_id
 
     async def _boot(self, capsule_id: str) -> Live:
-        sandbox = self.backend.sandbox(capsule_id, self._capsule_dir(capsule_id))
+        row = self.store.get_capsule(capsule_id)
+        # A code-runner capsule sees the server's interpreter, which runs its kernels.
+        binds = (
+            _kernels.interpreter_binds()
+            if row is not None and row.template == _kernels.TEMPLATE
+            else ()
+        )
+        sandbox = self.backend.sandbox(capsule_id, self._capsule_dir(capsule_id), binds)
         await asyncio.to_thread(ensure_rw_skeleton, sandbox.rw_dir)
         await sandbox.boot()
         live = Live(sandbox, CapsuleFS(sandbox.open_root))
@@ -147,6 +154,9 @@ class Manager:
             with contextlib.suppress(OSError):
                 live.sandbox.thaw()
         await live.sandbox.destroy()
+        for kernel in live.kernels.values():
+            kernel.close_fds()
+        live.kernels.clear()
         for session in list(live.ptys.values()):
             await session.close()
         for tracked in list(live.procs.values()):
@@ -247,6 +257,8 @@ class Manager:
         tpl = self.store.get_template(template)
         if tpl is None:
             raise not_found()
+        if template == _kernels.TEMPLATE and _kernels.missing_packages():
+            raise bad_request(_kernels.install_hint())
         if tpl.type == "snapshot":
             vcpus, memory_mb = tpl.vcpus, tpl.memory_mb
         vcpus = vcpus if vcpus > 0 else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._fs import CapsuleFS
+from ._kernels import Kernel
 from ._proc import ManagedProcess
 from ._pty import PtySession
 from ._runtime import Sandbox
@@ -25,4 +26,5 @@ class Live:
     fs: CapsuleFS
     procs: dict[int, Tracked] = field(default_factory=dict)
     ptys: dict[str, PtySession] = field(default_factory=dict)
+    kernels: dict[str, Kernel] = field(default_factory=dict)  # code runner, by kernel id
     cpu_prev: tuple[float, float] | None = None  # (monotonic, cpu seconds)

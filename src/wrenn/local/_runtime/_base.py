@@ -15,6 +15,10 @@ from ._freeze import Freezer
 
 # Directories a capsule may write; each is a per-capsule host directory.
 WRITABLE_DIRS = ("root", "tmp", "home", "workspace")
+# Where the server-owned directory ``<capsule dir>/run`` appears inside an isolated
+# capsule.  The server puts files there that it must later trust (the code runner's
+# kernel sockets): capsule code can add entries, but never swap the directory itself.
+RUN_DIR_IN_CAPSULE = "/run/wrenn"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 TIOCSPTLCK = 0x40045431
@@ -47,10 +51,19 @@ class Sandbox(abc.ABC):
 
     kind: str
 
-    def __init__(self, capsule_id: str, capsule_dir: Path, freezer_cgroup: Path | None) -> None:
+    def __init__(
+        self,
+        capsule_id: str,
+        capsule_dir: Path,
+        freezer_cgroup: Path | None,
+        ro_binds: tuple[str, ...] = (),
+    ) -> None:
         self.capsule_id = capsule_id
         self.dir = capsule_dir
         self.rw_dir = capsule_dir / "rw"
+        self.run_dir = capsule_dir / "run"
+        # Host directories shown read-only at the same path inside the capsule.
+        self.ro_binds = ro_binds
         self.wrappers: set[int] = set()
         self.freezer = Freezer(self.member_pids, freezer_cgroup, lambda: list(self.wrappers))
 
@@ -102,6 +115,10 @@ class Sandbox(abc.ABC):
     def home_env(self) -> dict[str, str]:
         return {"PATH": DEFAULT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root"}
 
+    def run_dir_for_processes(self) -> str:
+        """The path under which processes of this capsule see ``run_dir``."""
+        return RUN_DIR_IN_CAPSULE
+
     def open_pty(self) -> tuple[int, int]:
         return os.openpty()
 
@@ -115,6 +132,7 @@ class Sandbox(abc.ABC):
 def ensure_rw_skeleton(rw_dir: Path) -> None:
     for name in WRITABLE_DIRS:
         (rw_dir / name).mkdir(parents=True, exist_ok=True)
+    (rw_dir.parent / "run").mkdir(exist_ok=True)
     os.chmod(rw_dir / "tmp", 0o1777)
     os.chmod(rw_dir / "root", 0o700)
 

@@ -21,7 +21,15 @@ import subprocess
 from pathlib import Path
 
 from . import _procfs
-from ._base import BootError, Launch, Sandbox, open_pty_from, read_until
+from ._base import (
+    RUN_DIR_IN_CAPSULE,
+    WRITABLE_DIRS,
+    BootError,
+    Launch,
+    Sandbox,
+    open_pty_from,
+    read_until,
+)
 
 BOOT_TIMEOUT = 10.0
 _NAMESPACES = ("user", "mnt", "uts", "ipc", "net", "pid")
@@ -45,7 +53,12 @@ def _tool(name: str) -> str:
 
 
 def bwrap_argv(
-    bwrap: str, rw_dir: Path, hostname: str, info_fd: int, command: list[str]
+    bwrap: str,
+    rw_dir: Path,
+    hostname: str,
+    info_fd: int,
+    command: list[str],
+    ro_binds: tuple[str, ...] = (),
 ) -> list[str]:
     argv = [
         bwrap,
@@ -80,8 +93,15 @@ def bwrap_argv(
         if os.path.lexists(masked):
             argv += ["--ro-bind", "/dev/null", masked]
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    for name in ("root", "tmp", "home", "workspace"):
+    for name in WRITABLE_DIRS:
         argv += ["--bind", str(rw_dir / name), f"/{name}"]
+    run_dir = rw_dir.parent / "run"
+    if run_dir.is_dir():
+        argv += ["--bind", str(run_dir), RUN_DIR_IN_CAPSULE]
+    # After the writable binds, so that a path under /root or /tmp (a pyenv
+    # interpreter, a venv in a temporary clone) is layered on top of them.
+    for path in ro_binds:
+        argv += ["--ro-bind", path, path]
     argv += ["--chdir", "/root", "--info-fd", str(info_fd), *command]
     return argv
 
@@ -89,8 +109,14 @@ def bwrap_argv(
 class BwrapSandbox(Sandbox):
     kind = "bwrap"
 
-    def __init__(self, capsule_id: str, capsule_dir: Path, freezer_cgroup: Path | None) -> None:
-        super().__init__(capsule_id, capsule_dir, freezer_cgroup)
+    def __init__(
+        self,
+        capsule_id: str,
+        capsule_dir: Path,
+        freezer_cgroup: Path | None,
+        ro_binds: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(capsule_id, capsule_dir, freezer_cgroup, ro_binds)
         self._bwrap: subprocess.Popen[bytes] | None = None
         self.init_pid = 0
         # Held for the capsule's lifetime, so a recycled pid can never redirect an
@@ -107,7 +133,12 @@ class BwrapSandbox(Sandbox):
         info_r, info_w = os.pipe()
         out_r, out_w = os.pipe()
         argv = bwrap_argv(
-            _tool("bwrap"), self.rw_dir, "wrenn", info_w, ["/bin/sh", "-c", INIT_SCRIPT]
+            _tool("bwrap"),
+            self.rw_dir,
+            "wrenn",
+            info_w,
+            ["/bin/sh", "-c", INIT_SCRIPT],
+            self.ro_binds,
         )
         try:
             with open(self.dir / "boot.log", "ab") as log:

@@ -20,8 +20,15 @@ from ._base import DEFAULT_PATH, WRITABLE_DIRS, Launch, Sandbox
 class PlainSandbox(Sandbox):
     kind = "none"
 
-    def __init__(self, capsule_id: str, capsule_dir: Path, freezer_cgroup: Path | None) -> None:
-        super().__init__(capsule_id, capsule_dir, freezer_cgroup)
+    def __init__(
+        self,
+        capsule_id: str,
+        capsule_dir: Path,
+        freezer_cgroup: Path | None,
+        ro_binds: tuple[str, ...] = (),
+    ) -> None:
+        # Host paths are visible as they are: ro_binds need no mount here.
+        super().__init__(capsule_id, capsule_dir, freezer_cgroup, ro_binds)
         self._alive = False
         # Every session ever started for the capsule: a background child that
         # outlives its session leader still belongs to the capsule.
@@ -49,6 +56,9 @@ class PlainSandbox(Sandbox):
             "LOGNAME": os.environ.get("LOGNAME", "root"),
             "TMPDIR": str(self.rw_dir / "tmp"),
         }
+
+    def run_dir_for_processes(self) -> str:
+        return str(self.run_dir)
 
     def launch(
         self, argv: list[str], env: dict[str, str], cwd: str, *, tty: bool, want_pid: bool

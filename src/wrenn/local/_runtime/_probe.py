@@ -25,11 +25,13 @@ class Backend:
     reason: str  # why this backend (and why not a better one)
     cgroup: Path | None  # parent cgroup for capsule freezers, None means SIGSTOP
 
-    def sandbox(self, capsule_id: str, capsule_dir: Path) -> Sandbox:
+    def sandbox(
+        self, capsule_id: str, capsule_dir: Path, ro_binds: tuple[str, ...] = ()
+    ) -> Sandbox:
         cg = self.cgroup / capsule_id if self.cgroup is not None else None
         if self.kind == "bwrap":
-            return BwrapSandbox(capsule_id, capsule_dir, cg)
-        return PlainSandbox(capsule_id, capsule_dir, cg)
+            return BwrapSandbox(capsule_id, capsule_dir, cg, ro_binds)
+        return PlainSandbox(capsule_id, capsule_dir, cg, ro_binds)
 
     @property
     def freeze_mode(self) -> str:

@@ -1,0 +1,380 @@
+"""The code runner's ``AsyncCapsule``: ``run_code`` in a persistent Jupyter kernel."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import httpx
+
+from .._code_runner import (
+    DEFAULT_KERNEL,
+    DEFAULT_TEMPLATE,
+    INTERRUPT_GRACE,
+    JUPYTER_PORT,
+    KERNEL_POLL_INTERVAL,
+    CellCollector,
+    Execution,
+    ExecutionError,
+    Result,
+    check_language,
+    execute_request,
+    pick_kernel,
+    proxy_endpoint,
+)
+from .._compat import AsyncCleanupScope, AsyncLock, asleep
+from .._config import default_ssl_context
+from .._exceptions import (
+    WrennError,
+    WrennNotFoundError,
+    WrennResponseValidationError,
+    WrennStreamError,
+    WrennTimeoutError,
+    error_from_response,
+)
+from .._logs import logger
+from .._models import Capsule as CapsuleInfo
+from .._urls import path_param
+from .._validate import positive_seconds
+from . import capsule as _capsule
+from ._requester import _transport_error
+from ._websocket import AsyncWebSocket, DeadlineReached, aconnect_websocket_url
+from .client import AsyncWrennClient
+
+# The port proxy answers these while the capsule's Jupyter server is still starting.
+_NOT_READY_STATUSES = (502, 503, 504)
+_MAX_JUPYTER_BODY = 1024 * 1024
+
+
+class _NotReady(Exception):
+    """Jupyter did not answer yet (connection refused, 502-504): ask again shortly."""
+
+
+class AsyncCapsule(_capsule.AsyncCapsule):
+    """A capsule with a persistent Jupyter kernel: ``run_code`` keeps variables between calls.
+
+    Boots the ``code-runner-beta`` template and the ``wrenn`` kernelspec unless told
+    otherwise. The kernel is reached through the capsule's port proxy, which gets no
+    credentials: the team API key never leaves for anything inside a capsule. A cell
+    that outlives its ``timeout`` is interrupted, and ``run_code`` returns an
+    ``Execution`` with ``timed_out=True``.
+    """
+
+    def __init__(
+        self,
+        template: str | None = None,
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
+        timeout: int | None = None,
+        *,
+        kernel: str | None = None,
+        wait: bool = False,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        _capsule_id: str | None = None,
+        _client: AsyncWrennClient | None = None,
+        _info: CapsuleInfo | None = None,
+    ) -> None:
+        kernel_name = _kernel_name(kernel)
+        super().__init__(
+            template or DEFAULT_TEMPLATE,
+            vcpus,
+            memory_mb,
+            timeout,
+            wait=wait,
+            api_key=api_key,
+            base_url=base_url,
+            _capsule_id=_capsule_id,
+            _client=_client,
+            _info=_info,
+        )
+        self._kernel_name = kernel_name
+
+    def _setup(self, capsule_id: str, client: AsyncWrennClient, info: CapsuleInfo | None) -> None:
+        super()._setup(capsule_id, client, info)
+        self._kernel_name = DEFAULT_KERNEL
+        self._kernel_id: str | None = None
+        self._proxy: httpx.AsyncClient | None = None
+        self._socket: AsyncWebSocket | None = None
+        # One cell at a time: the kernel runs cells in order, and the replies of two
+        # concurrent calls would interleave on the one connection.
+        self._cell_lock = AsyncLock()
+
+    @classmethod
+    async def create(
+        cls,
+        template: str | None = None,
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
+        timeout: int | None = None,
+        *,
+        kernel: str | None = None,
+        wait: bool = False,
+        api_key: str | None = None,
+        base_url: str | None = None,
+    ) -> AsyncCapsule:
+        """Create a code-runner capsule (template ``code-runner-beta``, kernel ``wrenn``).
+
+        With ``wait=True``, also wait until it is running. A capsule is never orphaned:
+        if waiting fails, the capsule is destroyed and the client closed.
+        """
+        kernel_name = _kernel_name(kernel)
+        capsule = cast(
+            AsyncCapsule,
+            await super().create(
+                template or DEFAULT_TEMPLATE,
+                vcpus,
+                memory_mb,
+                timeout,
+                wait=wait,
+                api_key=api_key,
+                base_url=base_url,
+            ),
+        )
+        capsule._kernel_name = kernel_name
+        return capsule
+
+    @property
+    def kernel_id(self) -> str | None:
+        """The id of the Jupyter kernel in use, once ``run_code`` has found or started it."""
+        return self._kernel_id
+
+    async def run_code(
+        self,
+        code: str,
+        language: str = "python",
+        timeout: float = 30,
+        jupyter_timeout: float = 30,
+        on_result: Callable[[Result], Any] | None = None,
+        on_stdout: Callable[[str], Any] | None = None,
+        on_stderr: Callable[[str], Any] | None = None,
+        on_error: Callable[[ExecutionError], Any] | None = None,
+    ) -> Execution:
+        """Run a cell in the capsule's kernel; variables and imports persist between calls.
+
+        ``timeout`` bounds the cell: when it passes, the kernel is interrupted and the
+        returned ``Execution`` has ``timed_out=True`` and an error named ``"Timeout"``,
+        with the output produced so far. ``jupyter_timeout`` bounds the wait for the
+        capsule's Jupyter server (``WrennTimeoutError``, also a ``TimeoutError``, after
+        it). The callbacks receive each result, output chunk and error as they arrive.
+        """
+        check_language(language)
+        timeout = positive_seconds(timeout, "timeout")
+        jupyter_timeout = positive_seconds(jupyter_timeout, "jupyter_timeout")
+        request = execute_request(code)
+        cell = CellCollector(request["header"]["msg_id"], on_result, on_stdout, on_stderr, on_error)
+        payload = json.dumps(request)
+        async with self._cell_lock:
+            jupyter_deadline = time.monotonic() + jupyter_timeout
+            socket = await self._kernel_socket(jupyter_deadline)
+            try:
+                await socket.send_text(payload)
+            except WrennStreamError:
+                # Nothing reached the kernel: one fresh connection, then the cell.
+                await self._drop_socket()
+                socket = await self._kernel_socket(jupyter_deadline)
+                await socket.send_text(payload)
+            try:
+                outcome = await _collect(socket, cell, time.monotonic() + timeout)
+            except WrennStreamError as exc:
+                logger.warning("the kernel connection failed mid-cell: %s", exc)
+                outcome = "disconnected"
+            except BaseException:
+                # Cancelled or failed mid-cell: never leave the cell running, and let it
+                # end before the next one comes (the kernel skips cells queued behind a
+                # failed one).
+                with AsyncCleanupScope(2 * INTERRUPT_GRACE):
+                    await self._stop_cell(socket, cell.msg_id)
+                raise
+            if outcome == "timeout":
+                cell.execution.timed_out = True
+                if cell.execution.error is None:
+                    cell.set_error(
+                        ExecutionError(
+                            "Timeout",
+                            f"run_code exceeded {timeout:g} s; the kernel was interrupted",
+                        )
+                    )
+                await self._stop_cell(socket, cell.msg_id)
+            elif outcome == "disconnected":
+                cell.execution.timed_out = True
+                if cell.execution.error is None:
+                    cell.set_error(
+                        ExecutionError("Disconnected", "the kernel connection closed mid-cell")
+                    )
+                await self._interrupt()
+                await self._drop_socket()
+        return cell.execution
+
+    async def close(self) -> None:
+        """Close the kernel connection and its HTTP client; the capsule keeps running."""
+        await self._release()
+
+    # --- kernel discovery and connection ----------------------------------------------
+
+    def _proxy_client(self) -> httpx.AsyncClient:
+        if self._proxy is None:
+            base, headers = proxy_endpoint(
+                self._client._options.base_url,
+                self._client.proxy_domain,
+                self._capsule_id,
+                JUPYTER_PORT,
+            )
+            # A client of its own, with no credentials: what runs in the capsule must
+            # never see the team's API key.
+            self._proxy = httpx.AsyncClient(
+                base_url=base,
+                headers=headers,
+                verify=default_ssl_context(True),
+                follow_redirects=False,
+                timeout=httpx.Timeout(30.0, connect=10.0),
+            )
+        return self._proxy
+
+    async def _jupyter(
+        self, method: str, path: str, deadline: float, body: dict[str, Any] | None = None
+    ) -> Any:
+        """One Jupyter REST call through the port proxy, decoded."""
+        http = self._proxy_client()
+        remaining = max(deadline - time.monotonic(), 0.1)
+        try:
+            response = await http.request(method, path, json=body, timeout=remaining)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise _NotReady(f"{type(exc).__name__}: {exc}") from None
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, method, path, str) from None
+        content = response.content[:_MAX_JUPYTER_BODY]
+        if response.status_code in _NOT_READY_STATUSES:
+            raise _NotReady(f"HTTP {response.status_code}")
+        if response.status_code >= 300:
+            raise error_from_response(response.status_code, response.headers, content, scrub=str)
+        if not content:
+            return None
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise WrennResponseValidationError(
+                "invalid_response", f"{method} {path}: the Jupyter server answered non-JSON"
+            ) from None
+
+    async def _ensure_kernel(self, deadline: float) -> str:
+        """The kernel to use: a running one with our kernelspec name, or a new one."""
+        if self._kernel_id is not None:
+            return self._kernel_id
+        last = "no answer yet"
+        for _ in range(100_000):  # bounded by count as well as by the deadline
+            try:
+                kernel_id = pick_kernel(
+                    await self._jupyter("GET", "/api/kernels", deadline), self._kernel_name
+                )
+                if kernel_id is None:
+                    started = await self._jupyter(
+                        "POST", "/api/kernels", deadline, {"name": self._kernel_name}
+                    )
+                    kernel_id = started.get("id") if isinstance(started, dict) else None
+                    if not isinstance(kernel_id, str) or not kernel_id:
+                        raise WrennResponseValidationError(
+                            "invalid_response", "the Jupyter server started a kernel without an id"
+                        )
+                self._kernel_id = kernel_id
+                return kernel_id
+            except _NotReady as exc:
+                last = str(exc)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await asleep(min(KERNEL_POLL_INTERVAL, remaining))
+        raise WrennTimeoutError(
+            f"the capsule's Jupyter server was not available in time ({last})",
+            request_sent=False,
+        )
+
+    async def _kernel_socket(self, deadline: float) -> AsyncWebSocket:
+        if self._socket is not None and not self._socket.ended:
+            return self._socket
+        await self._drop_socket()
+        for attempt in range(2):
+            kernel_id = await self._ensure_kernel(deadline)
+            path = f"/api/kernels/{path_param(kernel_id, 'kernel_id')}/channels"
+            try:
+                self._socket = await aconnect_websocket_url(
+                    self._proxy_client(),
+                    path,
+                    timeout=max(deadline - time.monotonic(), 0.1),
+                )
+                return self._socket
+            except WrennNotFoundError:
+                # The kernel is gone (it died, or the capsule restarted): start another.
+                self._kernel_id = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _interrupt(self) -> None:
+        """Interrupt the running cell (SIGINT to the kernel); failures are only logged."""
+        if self._kernel_id is None:
+            return
+        path = f"/api/kernels/{path_param(self._kernel_id, 'kernel_id')}/interrupt"
+        try:
+            await self._jupyter("POST", path, time.monotonic() + INTERRUPT_GRACE)
+        except (WrennError, _NotReady) as exc:
+            logger.warning("could not interrupt kernel %s: %s", self._kernel_id, exc)
+
+    async def _stop_cell(self, socket: AsyncWebSocket, msg_id: str) -> None:
+        """After a timeout: interrupt, then read the cell's end so the kernel is free."""
+        await self._interrupt()
+        drain = CellCollector(msg_id, None, None, None, None)
+        try:
+            outcome = await _collect(socket, drain, time.monotonic() + INTERRUPT_GRACE)
+        except WrennError:
+            outcome = "disconnected"
+        if outcome != "idle":
+            logger.warning(
+                "kernel %s did not stop within %g s of an interrupt; the next cell waits for it",
+                self._kernel_id,
+                INTERRUPT_GRACE,
+            )
+            await self._drop_socket()
+
+    async def _drop_socket(self) -> None:
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            try:
+                await socket.aclose()
+            except WrennError as exc:
+                logger.debug("closing the kernel connection failed: %s", exc)
+
+    async def _release(self) -> None:
+        await self._drop_socket()
+        proxy, self._proxy = self._proxy, None
+        if proxy is not None:
+            with AsyncCleanupScope(2.0):
+                await proxy.aclose()
+
+
+async def _collect(socket: AsyncWebSocket, cell: CellCollector, deadline: float) -> str:
+    """Feed the cell's messages to ``cell``: "idle", "timeout" or "disconnected"."""
+    while True:
+        try:
+            raw = await socket.receive(deadline)
+        except DeadlineReached:
+            return "timeout"
+        if raw is None:
+            return "disconnected"
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            logger.debug("ignored a kernel message that is not JSON")
+            continue
+        if cell.apply(message):
+            return "idle"
+
+
+def _kernel_name(kernel: str | None) -> str:
+    if kernel is None:
+        return DEFAULT_KERNEL
+    if not isinstance(kernel, str) or not kernel.strip():
+        raise ValueError("kernel must be a non-empty kernelspec name")
+    return kernel
