@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from ._fs import CapsuleFS
@@ -27,4 +28,5 @@ class Live:
     procs: dict[int, Tracked] = field(default_factory=dict)
     ptys: dict[str, PtySession] = field(default_factory=dict)
     kernels: dict[str, Kernel] = field(default_factory=dict)  # code runner, by kernel id
+    kernel_start: asyncio.Lock = field(default_factory=asyncio.Lock)  # one kernel boots at a time
     cpu_prev: tuple[float, float] | None = None  # (monotonic, cpu seconds)

@@ -82,7 +82,6 @@ def _carries_credentials(headers: Any) -> bool:
 class KernelProxy:
     def __init__(self, manager: Callable[[], Manager]) -> None:
         self._manager = manager
-        self._starting: dict[str, asyncio.Lock] = {}
 
     def _live(self, scope: Scope, headers: Any) -> Live:
         """The running code-runner capsule this request is for, or an ApiError."""
@@ -162,8 +161,7 @@ class KernelProxy:
                 return _jupyter_error(404, f"No such kernel named {name!r}")
             if _kernels.missing_packages():
                 return _jupyter_error(501, _kernels.install_hint())
-            lock = self._starting.setdefault(live.sandbox.capsule_id, asyncio.Lock())
-            async with lock:
+            async with live.kernel_start:
                 try:
                     kernel = await _kernels.start_kernel(live.sandbox, name)
                 except _kernels.KernelStartError as exc:
