@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
+from ._deprecation import deprecated_alias
 from ._process import (
     StreamErrorEvent,
     StreamEvent,
@@ -28,8 +28,5 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "Sandbox":
-        warnings.warn(
-            "wrenn.sandbox.Sandbox is deprecated; use wrenn.Capsule", FutureWarning, stacklevel=2
-        )
-        return Capsule
+        return deprecated_alias("wrenn.sandbox.Sandbox", "wrenn.Capsule", Capsule)
     raise AttributeError(f"module 'wrenn.sandbox' has no attribute {name!r}")

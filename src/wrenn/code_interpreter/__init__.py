@@ -8,12 +8,11 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from .._deprecation import deprecated_alias
 from ..code_runner import AsyncCapsule, Capsule, Execution, ExecutionError, Logs, Result
 
 warnings.warn(
-    "'wrenn.code_interpreter' is deprecated, use 'wrenn.code_runner' instead",
-    FutureWarning,
-    stacklevel=2,
+    "wrenn.code_interpreter is deprecated; use wrenn.code_runner", FutureWarning, stacklevel=2
 )
 
 __all__ = ["AsyncCapsule", "Capsule", "Execution", "ExecutionError", "Logs", "Result", "Sandbox"]
@@ -21,6 +20,7 @@ __all__ = ["AsyncCapsule", "Capsule", "Execution", "ExecutionError", "Logs", "Re
 
 def __getattr__(name: str) -> Any:
     if name == "Sandbox":
-        warnings.warn("'Sandbox' is deprecated, use 'Capsule' instead", FutureWarning, stacklevel=2)
-        return Capsule
+        return deprecated_alias(
+            "wrenn.code_interpreter.Sandbox", "wrenn.code_runner.Capsule", Capsule
+        )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._async.code_runner import AsyncCapsule
 from .._code_runner import DEFAULT_KERNEL, DEFAULT_TEMPLATE
+from .._deprecation import deprecated_alias
 from .._sync.code_runner import Capsule
 from .models import Execution, ExecutionError, Logs, Result
 
@@ -35,8 +36,5 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "Sandbox":
-        import warnings
-
-        warnings.warn("'Sandbox' is deprecated, use 'Capsule' instead", FutureWarning, stacklevel=2)
-        return Capsule
+        return deprecated_alias("wrenn.code_runner.Sandbox", "wrenn.code_runner.Capsule", Capsule)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
