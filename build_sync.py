@@ -53,6 +53,8 @@ REPLACEMENTS = {
     "AsyncDownloadStream": "DownloadStream",
     "AsyncPtySession": "PtySession",
     "AsyncCapsule": "Capsule",
+    "AsyncLazyStream": "LazyStream",
+    "AsyncResponseStream": "ResponseStream",
     "AsyncGit": "Git",
     "AsyncFlavor": "SyncFlavor",
     "allow_in_event_loop": "warn_if_event_loop_running",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import msgspec
@@ -33,6 +32,7 @@ from .._process import (
 from .._responses import decode
 from .._urls import build_path
 from .._validate import optional_str, positive_seconds, string_map
+from ._stream import AsyncLazyStream
 from ._websocket import AsyncWebSocket, DeadlineReached, aconnect_websocket
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def _selector(pid: int | str) -> str:
     return str(pid)
 
 
-class AsyncCommandStream:
+class AsyncCommandStream(AsyncLazyStream):
     """The output of a command as typed events, ending after its exit (or error) event.
 
     Iterate it directly, or use it as a context manager: leaving the block (or breaking
@@ -80,21 +80,8 @@ class AsyncCommandStream:
             await socket.send_text(json_encoder.encode(self._start).decode())
         return socket
 
-    async def __aenter__(self) -> AsyncCommandStream:
-        if self._socket is None and not self._finished:
-            await self._open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncCommandStream:
-        return self
+    def _is_open(self) -> bool:
+        return self._socket is not None
 
     async def __anext__(self) -> StreamEvent:
         event = await self.next_event()

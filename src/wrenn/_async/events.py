@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 from collections import deque
 from collections.abc import AsyncIterator
-from types import TracebackType
 
 import httpx
 import msgspec
@@ -20,8 +19,8 @@ from .._exceptions import (
 from .._models import SSEEvent, sse_event_decoder
 from .._sse import ServerSentEvent, SSEDecoder
 from .._validate import positive_seconds
-from ._requester import finish_iterator
 from ._resource import AsyncAPIResource
+from ._stream import AsyncResponseStream
 
 _SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
 
@@ -46,7 +45,7 @@ class AsyncEvents(AsyncAPIResource):
         return AsyncEventStream(self, positive_seconds(idle_timeout, "idle_timeout"))
 
 
-class AsyncEventStream:
+class AsyncEventStream(AsyncResponseStream):
     """An open (or lazily opened) server-sent event stream yielding ``SSEEvent`` objects."""
 
     def __init__(self, resource: AsyncEvents, idle_timeout: float) -> None:
@@ -74,22 +73,6 @@ class AsyncEventStream:
             idle_timeout=self._idle_timeout,
         )
         self._chunks = self._response.aiter_bytes()
-
-    async def __aenter__(self) -> AsyncEventStream:
-        if self._response is None and not self._finished:
-            await self._open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncEventStream:
-        return self
 
     async def __anext__(self) -> SSEEvent:
         while True:
@@ -124,16 +107,6 @@ class AsyncEventStream:
                     last_event_id=self._decoder.last_event_id,
                 ) from exc
             self._pending.extend(self._decoder.feed(self._text.decode(chunk)))
-
-    async def aclose(self) -> None:
-        """Close the connection; iteration then stops. Safe to call more than once."""
-        self._finished = True
-        response, self._response = self._response, None
-        chunks, self._chunks = self._chunks, None
-        if response is not None:
-            await response.aclose()
-        if chunks is not None:
-            await finish_iterator(chunks)
 
 
 def _parse(event: ServerSentEvent) -> SSEEvent:

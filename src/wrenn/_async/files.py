@@ -6,7 +6,6 @@ import builtins
 import os
 import posixpath
 from collections.abc import AsyncIterable, AsyncIterator
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import httpx
@@ -30,7 +29,7 @@ from .._models import (
 from .._responses import decode
 from .._urls import build_path
 from .._validate import optional_int
-from ._requester import finish_iterator
+from ._stream import AsyncResponseStream
 
 if TYPE_CHECKING:
     from .client import AsyncWrennClient
@@ -49,7 +48,7 @@ def _check_path(path: object) -> str:
     return path
 
 
-class AsyncDownloadStream:
+class AsyncDownloadStream(AsyncResponseStream):
     """The bytes of a file as they arrive; iterate directly or use as a context manager.
 
     A transfer that breaks off raises ``WrennStreamInterruptedError`` instead of
@@ -85,22 +84,6 @@ class AsyncDownloadStream:
         self._chunks = self._response.aiter_bytes()
         return self._chunks
 
-    async def __aenter__(self) -> AsyncDownloadStream:
-        if self._response is None and not self._finished:
-            await self._open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncDownloadStream:
-        return self
-
     async def __anext__(self) -> bytes:
         if self._finished:
             raise StopAsyncIteration
@@ -126,16 +109,6 @@ class AsyncDownloadStream:
             ) from exc
         self._received += len(chunk)
         return chunk
-
-    async def aclose(self) -> None:
-        """Close the connection; iteration then stops. Safe to call more than once."""
-        self._finished = True
-        response, self._response = self._response, None
-        chunks, self._chunks = self._chunks, None
-        if response is not None:
-            await response.aclose()
-        if chunks is not None:
-            await finish_iterator(chunks)
 
 
 class AsyncFiles:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import msgspec
@@ -34,6 +33,7 @@ from .._process import (
 from .._responses import decode
 from .._urls import build_path
 from .._validate import optional_str, positive_seconds, string_map
+from ._stream import LazyStream
 from ._websocket import DeadlineReached, WebSocket, connect_websocket
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def _selector(pid: int | str) -> str:
     return str(pid)
 
 
-class CommandStream:
+class CommandStream(LazyStream):
     """The output of a command as typed events, ending after its exit (or error) event.
 
     Iterate it directly, or use it as a context manager: leaving the block (or breaking
@@ -79,21 +79,8 @@ class CommandStream:
             socket.send_text(json_encoder.encode(self._start).decode())
         return socket
 
-    def __enter__(self) -> CommandStream:
-        if self._socket is None and not self._finished:
-            self._open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __iter__(self) -> CommandStream:
-        return self
+    def _is_open(self) -> bool:
+        return self._socket is not None
 
     def __next__(self) -> StreamEvent:
         event = self.next_event()

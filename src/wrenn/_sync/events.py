@@ -6,7 +6,6 @@ from __future__ import annotations
 import codecs
 from collections import deque
 from collections.abc import Iterator
-from types import TracebackType
 
 import httpx
 import msgspec
@@ -21,8 +20,8 @@ from .._exceptions import (
 from .._models import SSEEvent, sse_event_decoder
 from .._sse import ServerSentEvent, SSEDecoder
 from .._validate import positive_seconds
-from ._requester import finish_iterator
 from ._resource import APIResource
+from ._stream import ResponseStream
 
 _SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
 
@@ -47,7 +46,7 @@ class Events(APIResource):
         return EventStream(self, positive_seconds(idle_timeout, "idle_timeout"))
 
 
-class EventStream:
+class EventStream(ResponseStream):
     """An open (or lazily opened) server-sent event stream yielding ``SSEEvent`` objects."""
 
     def __init__(self, resource: Events, idle_timeout: float) -> None:
@@ -75,22 +74,6 @@ class EventStream:
             idle_timeout=self._idle_timeout,
         )
         self._chunks = self._response.iter_bytes()
-
-    def __enter__(self) -> EventStream:
-        if self._response is None and not self._finished:
-            self._open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __iter__(self) -> EventStream:
-        return self
 
     def __next__(self) -> SSEEvent:
         while True:
@@ -125,16 +108,6 @@ class EventStream:
                     last_event_id=self._decoder.last_event_id,
                 ) from exc
             self._pending.extend(self._decoder.feed(self._text.decode(chunk)))
-
-    def close(self) -> None:
-        """Close the connection; iteration then stops. Safe to call more than once."""
-        self._finished = True
-        response, self._response = self._response, None
-        chunks, self._chunks = self._chunks, None
-        if response is not None:
-            response.close()
-        if chunks is not None:
-            finish_iterator(chunks)
 
 
 def _parse(event: ServerSentEvent) -> SSEEvent:

@@ -7,7 +7,6 @@ import builtins
 import os
 import posixpath
 from collections.abc import Iterable, Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import httpx
@@ -31,7 +30,7 @@ from .._models import (
 from .._responses import decode
 from .._urls import build_path
 from .._validate import optional_int
-from ._requester import finish_iterator
+from ._stream import ResponseStream
 
 if TYPE_CHECKING:
     from .client import WrennClient
@@ -50,7 +49,7 @@ def _check_path(path: object) -> str:
     return path
 
 
-class DownloadStream:
+class DownloadStream(ResponseStream):
     """The bytes of a file as they arrive; iterate directly or use as a context manager.
 
     A transfer that breaks off raises ``WrennStreamInterruptedError`` instead of
@@ -86,22 +85,6 @@ class DownloadStream:
         self._chunks = self._response.iter_bytes()
         return self._chunks
 
-    def __enter__(self) -> DownloadStream:
-        if self._response is None and not self._finished:
-            self._open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __iter__(self) -> DownloadStream:
-        return self
-
     def __next__(self) -> bytes:
         if self._finished:
             raise StopIteration
@@ -127,16 +110,6 @@ class DownloadStream:
             ) from exc
         self._received += len(chunk)
         return chunk
-
-    def close(self) -> None:
-        """Close the connection; iteration then stops. Safe to call more than once."""
-        self._finished = True
-        response, self._response = self._response, None
-        chunks, self._chunks = self._chunks, None
-        if response is not None:
-            response.close()
-        if chunks is not None:
-            finish_iterator(chunks)
 
 
 class Files:
