@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import TypeVar
 
 import msgspec
@@ -15,10 +16,14 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True)
 class RawResponse:
-    """A fully read response: status, headers and body bytes."""
+    """A fully read response: status, headers and body bytes.
+
+    ``headers`` is case-insensitive when it comes from a real response (httpx's own
+    mapping, not copied); look keys up in lower case to work with a plain dict too.
+    """
 
     status_code: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     content: bytes
     retries_taken: int = 0
 

@@ -135,5 +135,9 @@ class RetryBudget:
             return True
 
     def refund(self, amount: int = RETRY_REFUND_ON_SUCCESS) -> None:
+        if self._tokens >= self.capacity:
+            # Full already (every success while nothing fails): nothing to add, so no
+            # lock. A racing acquire() simply counts as having come after this refund.
+            return
         with self._lock:
             self._tokens = min(self.capacity, self._tokens + amount)
