@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from wrenn import WrennNotFoundError
+from wrenn import (
+    WrennInternalError,
+    WrennNotFoundError,
+    WrennResponseValidationError,
+    WrennTimeoutError,
+)
 from wrenn.code_runner import (
     DEFAULT_KERNEL,
     DEFAULT_TEMPLATE,
@@ -149,3 +155,67 @@ async def test_the_team_key_never_goes_to_the_capsule(local_server: LocalServer)
         assert (await capsule.run_code("1 + 1")).text == "2"
         headers = {k.lower() for k in capsule._proxy_client().headers}
         assert "x-api-key" not in headers and "authorization" not in headers
+
+
+async def test_a_kernel_shut_down_between_cells_is_replaced(local_server: LocalServer) -> None:
+    async with await AsyncCapsule.create(**keys(local_server)) as capsule:
+        await capsule.run_code("z = 1")
+        proxy = capsule._proxy_client()
+        assert (await proxy.delete(f"/api/kernels/{capsule.kernel_id}")).status_code == 204
+        # The kept connection was closed by the server: the cell goes to a new kernel
+        # instead of reporting a disconnection for a cell that never ran.
+        execution = await capsule.run_code("'z' in globals()")
+        assert execution.error is None and execution.text == "False"
+
+
+def jupyter_answering(handler: object) -> httpx.AsyncClient:
+    """A port-proxy client whose answers the test chooses."""
+    return httpx.AsyncClient(
+        base_url="http://proxy.test",
+        transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
+    )
+
+
+async def test_jupyter_starting_up_is_waited_for_within_jupyter_timeout(
+    local_server: LocalServer,
+) -> None:
+    calls: list[str] = []
+
+    def starting(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(503, text="starting")
+
+    async with await AsyncCapsule.create(template="minimal", **keys(local_server)) as capsule:
+        capsule._proxy = jupyter_answering(starting)
+        with pytest.raises(WrennTimeoutError, match="not available in time") as caught:
+            await capsule.run_code("1", jupyter_timeout=1.2)
+        assert isinstance(caught.value, TimeoutError)
+        assert 2 <= len(calls) <= 5  # asked again every 0.5 s, not in a tight loop
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "match"),
+    [
+        (httpx.Response(500, json={"message": "kernel spec broken"}), WrennInternalError, "broken"),
+        (httpx.Response(200, text="<html>"), WrennResponseValidationError, "non-JSON"),
+        (
+            httpx.Response(201, json={"name": "wrenn"}),
+            WrennResponseValidationError,
+            "without an id",
+        ),
+    ],
+)
+async def test_jupyter_errors_are_the_sdks_own(
+    local_server: LocalServer, answer: httpx.Response, error: type[Exception], match: str
+) -> None:
+    def jupyter(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and answer.status_code != 200:
+            return httpx.Response(200, json=[])  # no kernel yet: the next step starts one
+        return answer
+
+    async with await AsyncCapsule.create(template="minimal", **keys(local_server)) as capsule:
+        capsule._proxy = jupyter_answering(jupyter)
+        with pytest.raises(error, match=match):
+            await capsule.run_code("1")

@@ -46,6 +46,8 @@ from .client import AsyncWrennClient
 # The port proxy answers these while the capsule's Jupyter server is still starting.
 _NOT_READY_STATUSES = (502, 503, 504)
 _MAX_JUPYTER_BODY = 1024 * 1024
+# How long a check of a kept kernel connection waits for bytes already on their way.
+_POLL = 0.0005
 
 
 class _NotReady(Exception):
@@ -292,7 +294,7 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         )
 
     async def _kernel_socket(self, deadline: float) -> AsyncWebSocket:
-        if self._socket is not None and not self._socket.ended:
+        if self._socket is not None and await _still_open(self._socket):
             return self._socket
         await self._drop_socket()
         for attempt in range(2):
@@ -352,6 +354,26 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         if proxy is not None:
             with AsyncCleanupScope(2.0):
                 await proxy.aclose()
+
+
+async def _still_open(socket: AsyncWebSocket) -> bool:
+    """Whether a kept connection still works, found without waiting.
+
+    Reads what arrived since the last cell (late output of an interrupted one, which no
+    cell wants) and notices a server that closed meanwhile (the kernel was shut down),
+    so the next cell goes to a live kernel instead of into a dead connection.
+    """
+    for _ in range(10_000):  # bounded: a busy kernel cannot keep us here
+        if socket.ended:
+            return False
+        try:
+            if await socket.receive(time.monotonic() + _POLL) is None:
+                return False
+        except DeadlineReached:
+            return True
+        except WrennStreamError:
+            return False
+    return True
 
 
 async def _collect(socket: AsyncWebSocket, cell: CellCollector, deadline: float) -> str:

@@ -47,6 +47,8 @@ from .client import WrennClient
 # The port proxy answers these while the capsule's Jupyter server is still starting.
 _NOT_READY_STATUSES = (502, 503, 504)
 _MAX_JUPYTER_BODY = 1024 * 1024
+# How long a check of a kept kernel connection waits for bytes already on their way.
+_POLL = 0.0005
 
 
 class _NotReady(Exception):
@@ -293,7 +295,7 @@ class Capsule(_capsule.Capsule):
         )
 
     def _kernel_socket(self, deadline: float) -> WebSocket:
-        if self._socket is not None and not self._socket.ended:
+        if self._socket is not None and _still_open(self._socket):
             return self._socket
         self._drop_socket()
         for attempt in range(2):
@@ -353,6 +355,26 @@ class Capsule(_capsule.Capsule):
         if proxy is not None:
             with CleanupScope(2.0):
                 proxy.close()
+
+
+def _still_open(socket: WebSocket) -> bool:
+    """Whether a kept connection still works, found without waiting.
+
+    Reads what arrived since the last cell (late output of an interrupted one, which no
+    cell wants) and notices a server that closed meanwhile (the kernel was shut down),
+    so the next cell goes to a live kernel instead of into a dead connection.
+    """
+    for _ in range(10_000):  # bounded: a busy kernel cannot keep us here
+        if socket.ended:
+            return False
+        try:
+            if socket.receive(time.monotonic() + _POLL) is None:
+                return False
+        except DeadlineReached:
+            return True
+        except WrennStreamError:
+            return False
+    return True
 
 
 def _collect(socket: WebSocket, cell: CellCollector, deadline: float) -> str:
