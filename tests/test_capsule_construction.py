@@ -44,3 +44,16 @@ def test_class_level_lifecycle(local_server: LocalServer) -> None:
         Capsule.destroy(capsule.capsule_id, wait=True, **keys)
         capsule.close()
     assert Capsule.get_info(capsule.capsule_id, **keys).status is Status.stopped
+
+
+def test_code_runner_constructors(local_server: LocalServer) -> None:
+    from wrenn import code_runner
+
+    keys = {"api_key": local_server.api_key, "base_url": local_server.base_url}
+    with code_runner.Capsule(kernel="wrenn", wait=True, **keys) as capsule:
+        assert capsule.info is not None and capsule.info.template == "code-runner-beta"
+        assert capsule.run_code("6 * 7").text == "42"
+    with pytest.raises(TypeError, match="await"):
+        code_runner.AsyncCapsule(kernel="wrenn")
+    with pytest.raises(ValueError, match="kernel"):
+        code_runner.Capsule(kernel=" ", **keys)

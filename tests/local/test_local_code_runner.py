@@ -154,3 +154,15 @@ async def test_cancelling_run_code_interrupts_the_cell(local_server: LocalServer
         assert scope.cancelled_caught
         after = await capsule.run_code("'finished' in globals()", timeout=10)
         assert after.error is None and after.text == "False"
+
+
+def test_a_kernel_that_cannot_start_is_a_clear_500(
+    server: LocalServer, runner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel runs the server's interpreter: point that at a program that fails.
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with port_client(server, runner) as jupyter:
+        r = jupyter.post("/api/kernels", json={"name": "wrenn"})
+        assert r.status_code == 500
+        assert "kernel did not start" in r.json()["message"]
+        assert jupyter.get("/api/kernels").json() == []
