@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -166,3 +167,25 @@ def test_a_kernel_that_cannot_start_is_a_clear_500(
         assert r.status_code == 500
         assert "kernel did not start" in r.json()["message"]
         assert jupyter.get("/api/kernels").json() == []
+
+
+def test_invalid_client_messages_are_dropped_not_fatal(server: LocalServer, runner: str) -> None:
+    from wrenn._code_runner import execute_request
+
+    with port_client(server, runner) as jupyter:
+        kernel = jupyter.post("/api/kernels", json={"name": "wrenn"}).json()
+        with httpx_ws.connect_ws(f"/api/kernels/{kernel['id']}/channels", jupyter) as ws:
+            for bad in ("not json", "[]", '{"channel": "shell"}', '{"header": {}}'):
+                ws.send_text(bad)
+            request = execute_request("40 + 2")
+            ws.send_text(json.dumps(request))
+            for _ in range(50):
+                message = ws.receive_json(timeout=10)
+                if (
+                    message["parent_header"].get("msg_id") == request["header"]["msg_id"]
+                    and message["msg_type"] == "execute_result"
+                ):
+                    assert message["content"]["data"]["text/plain"] == "42"
+                    break
+            else:
+                raise AssertionError("no result")

@@ -99,7 +99,7 @@ class Kernel:
         return {
             "id": self.id,
             "name": self.name,
-            "last_activity": _iso(self.last_activity),
+            "last_activity": jupyter_time(self.last_activity),
             "execution_state": self.execution_state,
             "connections": self.connections,
         }
@@ -118,7 +118,8 @@ class Kernel:
         self.socket_fds = {}
 
 
-def _iso(ts: float) -> str:
+def jupyter_time(ts: float) -> str:
+    """A timestamp as Jupyter writes them (ISO 8601, microseconds, UTC)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
 
 

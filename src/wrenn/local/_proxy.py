@@ -122,8 +122,8 @@ class KernelProxy:
         async def handle(request: Request, live: Live) -> Response:
             return JSONResponse(
                 {
-                    "started": _kernels._iso(_STARTED),
-                    "last_activity": _kernels._iso(time.time()),
+                    "started": _kernels.jupyter_time(_STARTED),
+                    "last_activity": _kernels.jupyter_time(time.time()),
                     "connections": sum(k.connections for k in live.kernels.values()),
                     "kernels": len(live.kernels),
                 }
@@ -257,9 +257,10 @@ async def _bridge(
             try:
                 message = json.loads(raw)
                 channel = message.pop("channel")
+                if not isinstance(message.get("header"), dict) or "msg_id" not in message["header"]:
+                    raise ValueError("a kernel message needs a header with a msg_id")
                 for key in ("parent_header", "metadata", "content"):
                     message.setdefault(key, {})
-                message["header"]["msg_id"]
                 channels.send(channel, message)
             except (ValueError, KeyError, TypeError, AttributeError):
                 log.warning("dropped an invalid kernel message from a client")
