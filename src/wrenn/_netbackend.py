@@ -12,15 +12,14 @@ whose own check is already cheap, or a mock's) is not wrapped at all.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
-import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpcore
 import httpx
+from httpcore._utils import is_socket_readable
 
 if TYPE_CHECKING:
     from asyncio.trsock import TransportSocket
@@ -40,19 +39,6 @@ def cache_readable_socket(transport: httpx.AsyncBaseTransport | httpx.BaseTransp
         and not isinstance(backend, _ReadableCacheBackend)
     ):
         pool._network_backend = _ReadableCacheBackend(backend)
-
-
-def _is_readable(sock: socket.socket | TransportSocket) -> bool:
-    """httpcore's own check (``httpcore._utils.is_socket_readable``), on a known socket."""
-    fd = sock.fileno()
-    if fd < 0:
-        return True  # closed: the next read returns the end of the stream at once
-    if sys.platform == "win32" or getattr(select, "poll", None) is None:
-        ready, _, _ = select.select([fd], [], [], 0)
-        return bool(ready)
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 def _wrap(stream: httpcore.AsyncNetworkStream) -> httpcore.AsyncNetworkStream:
@@ -92,7 +78,9 @@ class _ReadableCacheStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            return _is_readable(self._sock)
+            # httpcore's own check; asyncio's TransportSocket wraps a socket and is what
+            # httpcore itself passes here (through anyio) on this path.
+            return is_socket_readable(cast(socket.socket, self._sock))
         return self._stream.get_extra_info(info)
 
 

@@ -8,6 +8,7 @@ import pytest
 from wrenn import (
     WrennInternalError,
     WrennNotFoundError,
+    WrennResponseTooLargeError,
     WrennResponseValidationError,
     WrennTimeoutError,
 )
@@ -205,6 +206,8 @@ async def test_jupyter_starting_up_is_waited_for_within_jupyter_timeout(
             WrennResponseValidationError,
             "without an id",
         ),
+        # Whatever runs in the capsule cannot make the client buffer without bound.
+        (httpx.Response(201, content=b" " * (2 << 20)), WrennResponseTooLargeError, "exceeds"),
     ],
 )
 async def test_jupyter_errors_are_the_sdks_own(

@@ -9,6 +9,7 @@ import pytest
 from wrenn import (
     WrennInternalError,
     WrennNotFoundError,
+    WrennResponseTooLargeError,
     WrennResponseValidationError,
     WrennTimeoutError,
 )
@@ -206,6 +207,8 @@ def test_jupyter_starting_up_is_waited_for_within_jupyter_timeout(
             WrennResponseValidationError,
             "without an id",
         ),
+        # Whatever runs in the capsule cannot make the client buffer without bound.
+        (httpx.Response(201, content=b" " * (2 << 20)), WrennResponseTooLargeError, "exceeds"),
     ],
 )
 def test_jupyter_errors_are_the_sdks_own(

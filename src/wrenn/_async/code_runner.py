@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any, cast
 
 import httpx
+import msgspec
 
 from .._code_runner import (
     DEFAULT_KERNEL,
@@ -36,10 +36,11 @@ from .._exceptions import (
 )
 from .._logs import logger
 from .._models import Capsule as CapsuleInfo
+from .._models import json_encoder
 from .._urls import path_param
 from .._validate import positive_seconds
 from . import capsule as _capsule
-from ._requester import _transport_error
+from ._requester import _read_body, _transport_error
 from ._websocket import AsyncWebSocket, DeadlineReached, aconnect_websocket_url
 from .client import AsyncWrennClient
 
@@ -167,7 +168,7 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         jupyter_timeout = positive_seconds(jupyter_timeout, "jupyter_timeout")
         request = execute_request(code)
         cell = CellCollector(request["header"]["msg_id"], on_result, on_stdout, on_stderr, on_error)
-        payload = json.dumps(request)
+        payload = json_encoder.encode(request).decode()
         async with self._cell_lock:
             jupyter_deadline = time.monotonic() + jupyter_timeout
             socket = await self._kernel_socket(jupyter_deadline)
@@ -241,22 +242,27 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         """One Jupyter REST call through the port proxy, decoded."""
         http = self._proxy_client()
         remaining = max(deadline - time.monotonic(), 0.1)
+        request = http.build_request(method, path, json=body, timeout=remaining)
         try:
-            response = await http.request(method, path, json=body, timeout=remaining)
+            response = await http.send(request, stream=True)
+            try:
+                if response.status_code in _NOT_READY_STATUSES:
+                    raise _NotReady(f"HTTP {response.status_code}")  # its body says nothing
+                # Bounded, and bounded in time: the answer comes from inside the capsule.
+                content = await _read_body(response, deadline, _MAX_JUPYTER_BODY, method, path)
+            finally:
+                await response.aclose()
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise _NotReady(f"{type(exc).__name__}: {exc}") from None
         except httpx.TransportError as exc:
             raise _transport_error(exc, method, path, str) from None
-        content = response.content[:_MAX_JUPYTER_BODY]
-        if response.status_code in _NOT_READY_STATUSES:
-            raise _NotReady(f"HTTP {response.status_code}")
         if response.status_code >= 300:
             raise error_from_response(response.status_code, response.headers, content, scrub=str)
         if not content:
             return None
         try:
-            return json.loads(content)
-        except ValueError:
+            return msgspec.json.decode(content)
+        except msgspec.DecodeError:
             raise WrennResponseValidationError(
                 "invalid_response", f"{method} {path}: the Jupyter server answered non-JSON"
             ) from None
@@ -386,8 +392,8 @@ async def _collect(socket: AsyncWebSocket, cell: CellCollector, deadline: float)
         if raw is None:
             return "disconnected"
         try:
-            message = json.loads(raw)
-        except ValueError:
+            message = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
             logger.debug("ignored a kernel message that is not JSON")
             continue
         if cell.apply(message):

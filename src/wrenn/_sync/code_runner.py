@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any, cast
 
 import httpx
+import msgspec
 
 from .._code_runner import (
     DEFAULT_KERNEL,
@@ -37,10 +37,11 @@ from .._exceptions import (
 )
 from .._logs import logger
 from .._models import Capsule as CapsuleInfo
+from .._models import json_encoder
 from .._urls import path_param
 from .._validate import positive_seconds
 from . import capsule as _capsule
-from ._requester import _transport_error
+from ._requester import _read_body, _transport_error
 from ._websocket import DeadlineReached, WebSocket, connect_websocket_url
 from .client import WrennClient
 
@@ -168,7 +169,7 @@ class Capsule(_capsule.Capsule):
         jupyter_timeout = positive_seconds(jupyter_timeout, "jupyter_timeout")
         request = execute_request(code)
         cell = CellCollector(request["header"]["msg_id"], on_result, on_stdout, on_stderr, on_error)
-        payload = json.dumps(request)
+        payload = json_encoder.encode(request).decode()
         with self._cell_lock:
             jupyter_deadline = time.monotonic() + jupyter_timeout
             socket = self._kernel_socket(jupyter_deadline)
@@ -242,22 +243,27 @@ class Capsule(_capsule.Capsule):
         """One Jupyter REST call through the port proxy, decoded."""
         http = self._proxy_client()
         remaining = max(deadline - time.monotonic(), 0.1)
+        request = http.build_request(method, path, json=body, timeout=remaining)
         try:
-            response = http.request(method, path, json=body, timeout=remaining)
+            response = http.send(request, stream=True)
+            try:
+                if response.status_code in _NOT_READY_STATUSES:
+                    raise _NotReady(f"HTTP {response.status_code}")  # its body says nothing
+                # Bounded, and bounded in time: the answer comes from inside the capsule.
+                content = _read_body(response, deadline, _MAX_JUPYTER_BODY, method, path)
+            finally:
+                response.close()
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise _NotReady(f"{type(exc).__name__}: {exc}") from None
         except httpx.TransportError as exc:
             raise _transport_error(exc, method, path, str) from None
-        content = response.content[:_MAX_JUPYTER_BODY]
-        if response.status_code in _NOT_READY_STATUSES:
-            raise _NotReady(f"HTTP {response.status_code}")
         if response.status_code >= 300:
             raise error_from_response(response.status_code, response.headers, content, scrub=str)
         if not content:
             return None
         try:
-            return json.loads(content)
-        except ValueError:
+            return msgspec.json.decode(content)
+        except msgspec.DecodeError:
             raise WrennResponseValidationError(
                 "invalid_response", f"{method} {path}: the Jupyter server answered non-JSON"
             ) from None
@@ -387,8 +393,8 @@ def _collect(socket: WebSocket, cell: CellCollector, deadline: float) -> str:
         if raw is None:
             return "disconnected"
         try:
-            message = json.loads(raw)
-        except ValueError:
+            message = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
             logger.debug("ignored a kernel message that is not JSON")
             continue
         if cell.apply(message):
