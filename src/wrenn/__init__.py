@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         WrennUsageError,
         WrennValidationError,
     )
+    from ._exceptions import WrennHostHasCapsulesError as WrennHostHasSandboxesError
     from ._git import FileStatus, GitAuthError, GitBranch, GitCommandError, GitError, GitStatus
     from ._models import FileEntry
     from ._process import (
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     )
     from ._pty import PtyEvent, PtyEventType
     from ._sync.capsule import Capsule
+    from ._sync.capsule import Capsule as Sandbox  # deprecated alias
     from ._sync.client import WrennClient
     from ._sync.commands import CommandHandle
     from ._sync.git import Git
@@ -87,6 +89,7 @@ __all__ = [
     "PtyEvent",
     "PtyEventType",
     "PtySession",
+    "Sandbox",  # deprecated alias of Capsule (FutureWarning on access), as in the official SDK
     "StreamErrorEvent",
     "StreamEvent",
     "StreamExitEvent",
@@ -106,6 +109,7 @@ __all__ = [
     "WrennForbiddenError",
     "WrennGatewayTimeoutError",
     "WrennHostHasCapsulesError",
+    "WrennHostHasSandboxesError",  # deprecated alias (FutureWarning on access)
     "WrennHostUnavailableError",
     "WrennInternalError",
     "WrennNotFoundError",
@@ -166,7 +170,7 @@ _LAZY: dict[str, str] = {
     **{
         name: "wrenn._exceptions"
         for name in __all__
-        if name.startswith("Wrenn") and name.endswith("Error")
+        if name.startswith("Wrenn") and name.endswith("Error") and "Sandboxes" not in name
     },
 }
 

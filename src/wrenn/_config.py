@@ -29,6 +29,7 @@ from ._constants import (
     ENV_BASE_URL,
     ENV_PROXY_DOMAIN,
 )
+from ._constants import DEFAULT_PROXY_DOMAIN as DEFAULT_PROXY_DOMAIN  # as the official _config
 from ._urls import resolve_proxy_domain
 from ._version import __version__
 

@@ -9,6 +9,7 @@ streams have their own classes, and the library exception that caused one is kep
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -76,17 +77,16 @@ class WrennError(Exception):
         super().__init__(message)
 
     def __str__(self) -> str:
-        details = []
-        if self.status_code is not None:
-            details.append(f"HTTP {self.status_code}")
-        if self.code:
-            details.append(f"code={self.code}")
-        if self.request_id:
-            details.append(f"request_id={self.request_id}")
-        return f"{self.message} ({', '.join(details)})" if details else self.message
+        # As in the official SDK, whose errors pass only the message to Exception:
+        # str(error) is the message; the code, status and request id are attributes
+        # (and in repr).
+        return self.message
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, status_code={self.status_code!r})"
+        details = f"code={self.code!r}, message={self.message!r}, status_code={self.status_code!r}"
+        if self.request_id:
+            details += f", request_id={self.request_id!r}"
+        return f"{type(self).__name__}({details})"
 
 
 class WrennUsageError(WrennError):
@@ -181,15 +181,33 @@ class WrennConflictError(WrennAPIStatusError):
 
 
 class WrennHostHasCapsulesError(WrennConflictError):
-    """409: a host still has capsules. ``capsule_ids`` lists them."""
+    """409: a host still has capsules. ``capsule_ids`` lists them.
 
-    def __init__(self, *args: Any, capsule_ids: list[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    Constructed as in the official SDK, ``(code, message, status_code, capsule_ids)``,
+    positionally or by keyword.
+    """
+
+    def __init__(
+        self,
+        code: str | None = None,
+        message: str = "",
+        status_code: int | None = None,
+        capsule_ids: list[str] | None = None,
+        *,
+        request_id: str | None = None,
+        body: object = None,
+    ) -> None:
+        super().__init__(code, message, status_code, request_id=request_id, body=body)
         self.capsule_ids = list(capsule_ids or [])
 
     @property
     def sandbox_ids(self) -> list[str]:
-        """Deprecated spelling of ``capsule_ids``."""
+        """Deprecated spelling of ``capsule_ids`` (warns, as in the official SDK)."""
+        warnings.warn(
+            "'sandbox_ids' is deprecated, use 'capsule_ids' instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.capsule_ids
 
 

@@ -37,6 +37,17 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'wrenn.exceptions' has no attribute {name!r}")
 
 
+def _raise_for_status(resp: httpx.Response) -> None:
+    """Raise the typed error for a 4xx/5xx response (the official SDK's private helper).
+
+    The response body must already be read.
+    """
+    if resp.status_code >= 400:
+        raise error_from_response(
+            resp.status_code, resp.headers, resp.content, scrub=lambda text: text
+        )
+
+
 def handle_response(resp: httpx.Response) -> dict[str, Any] | list[Any]:
     """Raise the typed error for an error response, else return its decoded JSON body.
 

@@ -55,20 +55,50 @@ from .._retry import (
     should_retry_status,
 )
 
+_Origin = tuple[str, str, int | None]
+
+
+def _origin(url: httpx.URL) -> _Origin:
+    """Scheme, host and port (``None`` for the scheme's default: httpx normalises it)."""
+    return (url.scheme, url.host, url.port)
+
 
 class _APIKeyAuth(httpx.Auth):
-    """Adds ``X-API-Key`` to each request as it is sent.
+    """Adds ``X-API-Key`` to each request as it is sent, if it goes to the API's origin.
 
     The key is never stored in the httpx client's default headers, so printing the
-    client, its headers or its variables cannot reveal it.
+    client, its headers or its variables cannot reveal it; and a request to any other
+    scheme, host or port (an absolute URL given to ``client.http``) goes without it.
     """
 
-    def __init__(self, key: Secret) -> None:
+    def __init__(self, key: Secret, origin: _Origin | None) -> None:
         self._key = key
+        self._origin = origin  # None: every request (the SDK's own, built on base_url)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["X-API-Key"] = self._key.reveal()
+        if self._origin is None or _origin(request.url) == self._origin:
+            request.headers["X-API-Key"] = self._key.reveal()
         yield request
+
+
+class _KeepKeyAtHome:
+    """A request hook that removes our key from a request about to leave the API's origin.
+
+    httpx builds a followed redirect from the previous request's headers and drops
+    only ``Authorization`` on a change of origin, so a redirect followed through
+    ``client.http`` (``follow_redirects=True``) would carry ``X-API-Key`` to the other
+    host. Hooks run for every request sent, redirects included, after the auth flow.
+    """
+
+    def __init__(self, key: Secret, origin: _Origin) -> None:
+        self._key = key
+        self._origin = origin
+
+    async def __call__(self, request: httpx.Request) -> None:
+        if request.headers.get("X-API-Key") == self._key.reveal() and (
+            _origin(request.url) != self._origin
+        ):
+            del request.headers["X-API-Key"]
 
 
 class AsyncBodyStream(httpx.AsyncByteStream):
@@ -103,6 +133,8 @@ class AsyncRequester:
         limits: httpx.Limits | None,
         verify: ssl.SSLContext | str | bool,
         trust_env: bool,
+        api_key: Secret | None = None,
+        base_url: httpx.URL | None = None,
     ) -> None:
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise TypeError(
@@ -111,6 +143,10 @@ class AsyncRequester:
         self._limits = limits or default_limits()
         self._verify = verify
         self._trust_env = trust_env
+        # For ``client.http``: relative URLs resolve against the API, and the key is
+        # added per request to the API's origin only (never to the client's headers).
+        self._api_key = api_key
+        self._base_url = base_url
         self._owns_client = http_client is None
         self._client = http_client if http_client is not None else self._new_client()
         self._pid = os.getpid()
@@ -157,11 +193,20 @@ class AsyncRequester:
                         socket_options=keepalive_socket_options(),
                     )
                 )
+        auth: httpx.Auth | None = None
+        hooks: dict[str, list[Any]] = {}
+        if self._api_key is not None and self._base_url is not None:
+            origin = _origin(self._base_url)
+            auth = _APIKeyAuth(self._api_key, origin)
+            hooks["request"] = [_KeepKeyAtHome(self._api_key, origin)]
         return httpx.AsyncClient(
             transport=transport,
             mounts=mounts,
             follow_redirects=False,
             trust_env=self._trust_env,
+            base_url=self._base_url if self._base_url is not None else "",
+            auth=auth,
+            event_hooks=hooks,
         )
 
     def _new_slots(self) -> AsyncSemaphore | None:
@@ -503,7 +548,11 @@ class AsyncRequester:
         try:
             try:
                 response = await client.send(
-                    request, auth=_APIKeyAuth(options.api_key), stream=True, follow_redirects=False
+                    request,
+                    # The SDK's own URLs are built on base_url: no origin check needed.
+                    auth=_APIKeyAuth(options.api_key, None),
+                    stream=True,
+                    follow_redirects=False,
                 )
             except BaseException as exc:
                 _heal_pool(client)

@@ -67,7 +67,12 @@ class AsyncWrennClient:
             allow_insecure_http=allow_insecure_http,
         )
         self._requester = AsyncRequester(
-            http_client=http_client, limits=limits, verify=verify, trust_env=trust_env
+            http_client=http_client,
+            limits=limits,
+            verify=verify,
+            trust_env=trust_env,
+            api_key=self._options.api_key,
+            base_url=self._options.base_url,
         )
         self._owns_requester = True
         self._init_resources()
@@ -110,7 +115,14 @@ class AsyncWrennClient:
 
     @property
     def http(self) -> httpx.AsyncClient:
-        """The underlying httpx client (it never holds the API key)."""
+        """The underlying httpx client, as in the official SDK: ``client.http.get("/v1/capsules")``.
+
+        Relative URLs resolve against ``base_url``, and the API key is added to each
+        request to the API's own origin (scheme, host and port) as it is sent: it is
+        never stored in the client's headers, never sent to another origin (an
+        absolute URL elsewhere, or a followed redirect). A client passed as
+        ``http_client=`` is returned as it was given, without that set-up.
+        """
         return self._requester.http
 
     @property

@@ -28,7 +28,7 @@ from .._git import (
 )
 from .._process import CommandResult
 from .._validate import optional_int, positive_seconds, string_map
-from .commands import AsyncCommands
+from .commands import DEFAULT_COMMAND_TIMEOUT, AsyncCommands
 
 _SCOPES = ("local", "global", "system")
 _RESET_MODES = ("soft", "mixed", "hard", "merge", "keep")
@@ -51,6 +51,29 @@ def _paths(paths: str | Sequence[str] | None) -> list[str]:
     return items
 
 
+def _credential(value: object, what: str) -> str:
+    """A username or password: a non-empty string (an empty one is a mistake, not "none")."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string")
+    return value
+
+
+def _credentials(username: object, password: object) -> tuple[str, str] | None:
+    """Both credentials, or neither: one without the other is refused, as is an empty one."""
+    if username is None and password is None:
+        return None
+    if username is None:
+        raise ValueError("a password was given without a username")
+    if password is None:
+        raise ValueError("a username was given without a password")
+    return _credential(username, "username"), _credential(password, "password")
+
+
+def _timeout(value: float | None) -> float:
+    """``None`` means the default command timeout, as ``commands.run`` takes it."""
+    return positive_seconds(DEFAULT_COMMAND_TIMEOUT if value is None else value, "timeout")
+
+
 def _scope(scope: str) -> str:
     if scope not in _SCOPES:
         raise ValueError(f"scope must be one of {', '.join(_SCOPES)}, not {scope!r}")
@@ -69,7 +92,7 @@ class AsyncGit:
         *,
         cwd: str | None,
         envs: dict[str, str] | None,
-        timeout: float,
+        timeout: float | None,
         username: str | None = None,
         password: str | None = None,
         check: bool = True,
@@ -78,10 +101,9 @@ class AsyncGit:
         environment = {"GIT_TERMINAL_PROMPT": "0", **(string_map(envs, "envs") or {})}
         secrets: dict[str, str] | None = None
         prefix: list[str] = []
-        if username is not None or password is not None:
-            if not isinstance(username, str) or not isinstance(password, str):
-                raise ValueError("username and password must be given together, as strings")
-            secrets = {USERNAME_ENV: username, PASSWORD_ENV: password}
+        credentials = _credentials(username, password)
+        if credentials is not None:
+            secrets = {USERNAME_ENV: credentials[0], PASSWORD_ENV: credentials[1]}
             prefix = [
                 "-c",
                 "credential.helper=",
@@ -92,7 +114,7 @@ class AsyncGit:
         try:
             result = await self._commands._run_foreground(
                 ["git", *prefix, *argv],
-                positive_seconds(timeout, "timeout"),
+                _timeout(timeout),
                 environment,
                 cwd,
                 secret_envs=secrets,
@@ -122,7 +144,7 @@ class AsyncGit:
         username: str | None = None,
         password: str | None = None,
         dangerously_store_credentials: bool = False,
-        timeout: float = 300,
+        timeout: float | None = 300,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -134,10 +156,11 @@ class AsyncGit:
             argv += ["--depth", str(optional_int(depth, "depth", minimum=1))]
         target = _name(url, "url")
         if dangerously_store_credentials:
-            if username is None or password is None:
+            credentials = _credentials(username, password)
+            if credentials is None:
                 raise ValueError("dangerously_store_credentials needs username and password")
-            hide = [username, password]
-            argv += ["--", url_with_credentials(target, username, password)]
+            hide = list(credentials)
+            argv += ["--", url_with_credentials(target, *credentials)]
             if dest is not None:
                 argv.append(dest)
             return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout, hide=hide)
@@ -154,7 +177,7 @@ class AsyncGit:
         *,
         bare: bool = False,
         initial_branch: str | None = None,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -171,7 +194,7 @@ class AsyncGit:
         paths: str | Sequence[str] | None = None,
         *,
         all: bool = False,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -192,7 +215,7 @@ class AsyncGit:
         allow_empty: bool = False,
         author_name: str | None = None,
         author_email: str | None = None,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -218,7 +241,7 @@ class AsyncGit:
         set_upstream: bool = False,
         username: str | None = None,
         password: str | None = None,
-        timeout: float = 60,
+        timeout: float | None = 60,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -244,7 +267,7 @@ class AsyncGit:
         ff_only: bool = False,
         username: str | None = None,
         password: str | None = None,
-        timeout: float = 60,
+        timeout: float | None = 60,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -262,7 +285,11 @@ class AsyncGit:
         )
 
     async def status(
-        self, *, timeout: float = 30, cwd: str | None = None, envs: dict[str, str] | None = None
+        self,
+        *,
+        timeout: float | None = 30,
+        cwd: str | None = None,
+        envs: dict[str, str] | None = None,
     ) -> GitStatus:
         """Branch, upstream, ahead/behind and changed files (parsed from NUL-separated output)."""
         result = await self._git(
@@ -271,7 +298,11 @@ class AsyncGit:
         return parse_status(result.stdout)
 
     async def branches(
-        self, *, timeout: float = 30, cwd: str | None = None, envs: dict[str, str] | None = None
+        self,
+        *,
+        timeout: float | None = 30,
+        cwd: str | None = None,
+        envs: dict[str, str] | None = None,
     ) -> list[GitBranch]:
         """Local branches, with the current one marked."""
         result = await self._git(
@@ -287,7 +318,7 @@ class AsyncGit:
         name: str,
         *,
         start_point: str | None = None,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -301,7 +332,7 @@ class AsyncGit:
         self,
         name: str,
         *,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -315,7 +346,7 @@ class AsyncGit:
         name: str,
         *,
         force: bool = False,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -333,7 +364,7 @@ class AsyncGit:
         url: str,
         *,
         fetch: bool = False,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -348,7 +379,7 @@ class AsyncGit:
         self,
         name: str = "origin",
         *,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> str | None:
@@ -368,7 +399,7 @@ class AsyncGit:
         mode: str | None = None,
         ref: str | None = None,
         paths: str | Sequence[str] | None = None,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -392,7 +423,7 @@ class AsyncGit:
         staged: bool = False,
         worktree: bool = False,
         source: str | None = None,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -415,7 +446,7 @@ class AsyncGit:
         value: str,
         *,
         scope: str = "local",
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -431,7 +462,7 @@ class AsyncGit:
         key: str,
         *,
         scope: str = "local",
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> str | None:
@@ -459,11 +490,15 @@ class AsyncGit:
         email: str,
         *,
         scope: str = "global",
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> None:
-        """Set ``user.name`` and ``user.email``."""
+        """Set ``user.name`` and ``user.email`` (``ValueError`` if either is empty)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("name must be a non-empty string")
+        if not isinstance(email, str) or not email:
+            raise ValueError("email must be a non-empty string")
         await self.set_config("user.name", name, scope=scope, timeout=timeout, cwd=cwd, envs=envs)
         await self.set_config("user.email", email, scope=scope, timeout=timeout, cwd=cwd, envs=envs)
 
@@ -474,11 +509,16 @@ class AsyncGit:
         host: str = "github.com",
         protocol: str = "https",
         *,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> None:
-        """Store credentials in git's global credential store (on the capsule's disk, in clear text)."""
+        """Store credentials in git's global credential store (on the capsule's disk, in clear text).
+
+        ``ValueError`` if ``username`` or ``password`` is empty.
+        """
+        username = _credential(username, "username")
+        password = _credential(password, "password")
         await self.set_config(
             "credential.helper", "store", scope="global", timeout=timeout, cwd=cwd, envs=envs
         )
@@ -488,7 +528,7 @@ class AsyncGit:
         )
         result = await self._commands._run_foreground(
             ["sh", "-c", script, "sh", _name(protocol, "protocol"), _name(host, "host")],
-            positive_seconds(timeout, "timeout"),
+            _timeout(timeout),
             {"GIT_TERMINAL_PROMPT": "0", **(string_map(envs, "envs") or {})},
             cwd,
             secret_envs={USERNAME_ENV: username, PASSWORD_ENV: password},

@@ -240,14 +240,16 @@ class Commands:
         seconds (``None`` means the platform default of 30) the command is stopped with
         SIGTERM, then SIGKILL after a short grace, and ``WrennCommandTimeoutError``
         carries the output produced so far. With ``background=True``, start it and
-        return a handle at once (``tag`` names it; ``timeout`` does not apply).
+        return a handle at once (``tag`` names it; ``timeout`` does not apply). A
+        foreground ``tag`` is sent with the command too, as the official SDK does.
         """
         environment = string_map(envs, "envs")
         directory = optional_str(cwd, "cwd")
+        label = optional_str(tag, "tag")
         if background:
-            return self._start_background(cmd, environment, directory, optional_str(tag, "tag"))
+            return self._start_background(cmd, environment, directory, label)
         limit = positive_seconds(DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout, "timeout")
-        return self._run_foreground(cmd, limit, environment, directory)
+        return self._run_foreground(cmd, limit, environment, directory, tag=label)
 
     def _start_background(
         self,
@@ -276,15 +278,20 @@ class Commands:
         envs: dict[str, str] | None,
         cwd: str | None,
         secret_envs: dict[str, str] | None = None,
+        *,
+        tag: str | None = None,
     ) -> CommandResult:
         """Run to completion over the exec stream.
 
         ``envs`` and ``cwd`` are applied by a shell prologue (so they hold on every
         server); ``secret_envs`` travel only in the request's environment field, never
-        in argv, where any process in the capsule could read them.
+        in argv, where any process in the capsule could read them. ``tag`` travels in
+        the start message, as the official SDK sends it with a foreground exec.
         """
         program, args = shell_argv(cmd, envs=envs, cwd=cwd)
         start: dict[str, Any] = {"type": "start", "cmd": program, "args": args}
+        if tag is not None:
+            start["tag"] = tag
         if secret_envs:
             start["envs"] = secret_envs
         stdout, stderr = OutputBuffer(), OutputBuffer()

@@ -29,7 +29,7 @@ from .._git import (
 )
 from .._process import CommandResult
 from .._validate import optional_int, positive_seconds, string_map
-from .commands import Commands
+from .commands import DEFAULT_COMMAND_TIMEOUT, Commands
 
 _SCOPES = ("local", "global", "system")
 _RESET_MODES = ("soft", "mixed", "hard", "merge", "keep")
@@ -52,6 +52,29 @@ def _paths(paths: str | Sequence[str] | None) -> list[str]:
     return items
 
 
+def _credential(value: object, what: str) -> str:
+    """A username or password: a non-empty string (an empty one is a mistake, not "none")."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string")
+    return value
+
+
+def _credentials(username: object, password: object) -> tuple[str, str] | None:
+    """Both credentials, or neither: one without the other is refused, as is an empty one."""
+    if username is None and password is None:
+        return None
+    if username is None:
+        raise ValueError("a password was given without a username")
+    if password is None:
+        raise ValueError("a username was given without a password")
+    return _credential(username, "username"), _credential(password, "password")
+
+
+def _timeout(value: float | None) -> float:
+    """``None`` means the default command timeout, as ``commands.run`` takes it."""
+    return positive_seconds(DEFAULT_COMMAND_TIMEOUT if value is None else value, "timeout")
+
+
 def _scope(scope: str) -> str:
     if scope not in _SCOPES:
         raise ValueError(f"scope must be one of {', '.join(_SCOPES)}, not {scope!r}")
@@ -70,7 +93,7 @@ class Git:
         *,
         cwd: str | None,
         envs: dict[str, str] | None,
-        timeout: float,
+        timeout: float | None,
         username: str | None = None,
         password: str | None = None,
         check: bool = True,
@@ -79,10 +102,9 @@ class Git:
         environment = {"GIT_TERMINAL_PROMPT": "0", **(string_map(envs, "envs") or {})}
         secrets: dict[str, str] | None = None
         prefix: list[str] = []
-        if username is not None or password is not None:
-            if not isinstance(username, str) or not isinstance(password, str):
-                raise ValueError("username and password must be given together, as strings")
-            secrets = {USERNAME_ENV: username, PASSWORD_ENV: password}
+        credentials = _credentials(username, password)
+        if credentials is not None:
+            secrets = {USERNAME_ENV: credentials[0], PASSWORD_ENV: credentials[1]}
             prefix = [
                 "-c",
                 "credential.helper=",
@@ -93,7 +115,7 @@ class Git:
         try:
             result = self._commands._run_foreground(
                 ["git", *prefix, *argv],
-                positive_seconds(timeout, "timeout"),
+                _timeout(timeout),
                 environment,
                 cwd,
                 secret_envs=secrets,
@@ -123,7 +145,7 @@ class Git:
         username: str | None = None,
         password: str | None = None,
         dangerously_store_credentials: bool = False,
-        timeout: float = 300,
+        timeout: float | None = 300,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -135,10 +157,11 @@ class Git:
             argv += ["--depth", str(optional_int(depth, "depth", minimum=1))]
         target = _name(url, "url")
         if dangerously_store_credentials:
-            if username is None or password is None:
+            credentials = _credentials(username, password)
+            if credentials is None:
                 raise ValueError("dangerously_store_credentials needs username and password")
-            hide = [username, password]
-            argv += ["--", url_with_credentials(target, username, password)]
+            hide = list(credentials)
+            argv += ["--", url_with_credentials(target, *credentials)]
             if dest is not None:
                 argv.append(dest)
             return self._git(argv, cwd=cwd, envs=envs, timeout=timeout, hide=hide)
@@ -155,7 +178,7 @@ class Git:
         *,
         bare: bool = False,
         initial_branch: str | None = None,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -172,7 +195,7 @@ class Git:
         paths: str | Sequence[str] | None = None,
         *,
         all: bool = False,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -193,7 +216,7 @@ class Git:
         allow_empty: bool = False,
         author_name: str | None = None,
         author_email: str | None = None,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -219,7 +242,7 @@ class Git:
         set_upstream: bool = False,
         username: str | None = None,
         password: str | None = None,
-        timeout: float = 60,
+        timeout: float | None = 60,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -245,7 +268,7 @@ class Git:
         ff_only: bool = False,
         username: str | None = None,
         password: str | None = None,
-        timeout: float = 60,
+        timeout: float | None = 60,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -263,7 +286,11 @@ class Git:
         )
 
     def status(
-        self, *, timeout: float = 30, cwd: str | None = None, envs: dict[str, str] | None = None
+        self,
+        *,
+        timeout: float | None = 30,
+        cwd: str | None = None,
+        envs: dict[str, str] | None = None,
     ) -> GitStatus:
         """Branch, upstream, ahead/behind and changed files (parsed from NUL-separated output)."""
         result = self._git(
@@ -272,7 +299,11 @@ class Git:
         return parse_status(result.stdout)
 
     def branches(
-        self, *, timeout: float = 30, cwd: str | None = None, envs: dict[str, str] | None = None
+        self,
+        *,
+        timeout: float | None = 30,
+        cwd: str | None = None,
+        envs: dict[str, str] | None = None,
     ) -> list[GitBranch]:
         """Local branches, with the current one marked."""
         result = self._git(
@@ -288,7 +319,7 @@ class Git:
         name: str,
         *,
         start_point: str | None = None,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -302,7 +333,7 @@ class Git:
         self,
         name: str,
         *,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -314,7 +345,7 @@ class Git:
         name: str,
         *,
         force: bool = False,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -332,7 +363,7 @@ class Git:
         url: str,
         *,
         fetch: bool = False,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -347,7 +378,7 @@ class Git:
         self,
         name: str = "origin",
         *,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> str | None:
@@ -367,7 +398,7 @@ class Git:
         mode: str | None = None,
         ref: str | None = None,
         paths: str | Sequence[str] | None = None,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -391,7 +422,7 @@ class Git:
         staged: bool = False,
         worktree: bool = False,
         source: str | None = None,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -414,7 +445,7 @@ class Git:
         value: str,
         *,
         scope: str = "local",
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
@@ -430,7 +461,7 @@ class Git:
         key: str,
         *,
         scope: str = "local",
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> str | None:
@@ -458,11 +489,15 @@ class Git:
         email: str,
         *,
         scope: str = "global",
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> None:
-        """Set ``user.name`` and ``user.email``."""
+        """Set ``user.name`` and ``user.email`` (``ValueError`` if either is empty)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("name must be a non-empty string")
+        if not isinstance(email, str) or not email:
+            raise ValueError("email must be a non-empty string")
         self.set_config("user.name", name, scope=scope, timeout=timeout, cwd=cwd, envs=envs)
         self.set_config("user.email", email, scope=scope, timeout=timeout, cwd=cwd, envs=envs)
 
@@ -473,11 +508,16 @@ class Git:
         host: str = "github.com",
         protocol: str = "https",
         *,
-        timeout: float = 30,
+        timeout: float | None = 30,
         cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> None:
-        """Store credentials in git's global credential store (on the capsule's disk, in clear text)."""
+        """Store credentials in git's global credential store (on the capsule's disk, in clear text).
+
+        ``ValueError`` if ``username`` or ``password`` is empty.
+        """
+        username = _credential(username, "username")
+        password = _credential(password, "password")
         self.set_config(
             "credential.helper", "store", scope="global", timeout=timeout, cwd=cwd, envs=envs
         )
@@ -487,7 +527,7 @@ class Git:
         )
         result = self._commands._run_foreground(
             ["sh", "-c", script, "sh", _name(protocol, "protocol"), _name(host, "host")],
-            positive_seconds(timeout, "timeout"),
+            _timeout(timeout),
             {"GIT_TERMINAL_PROMPT": "0", **(string_map(envs, "envs") or {})},
             cwd,
             secret_envs={USERNAME_ENV: username, PASSWORD_ENV: password},

@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-from ._models import *  # noqa: F403
-from ._models import __all__ as __all__
+from .._models import *  # noqa: F403
+from .._models import __all__ as __all__
