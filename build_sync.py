@@ -56,6 +56,7 @@ REPLACEMENTS = {
     "AsyncLazyStream": "LazyStream",
     "AsyncResponseStream": "ResponseStream",
     "AsyncGit": "Git",
+    "AsyncTransitionWaiter": "TransitionWaiter",
     "AsyncFlavor": "SyncFlavor",
     "allow_in_event_loop": "warn_if_event_loop_running",
     # wrenn._compat twins
@@ -64,6 +65,8 @@ REPLACEMENTS = {
     "AsyncSemaphore": "Semaphore",
     "AsyncLoopGuard": "LoopGuard",
     "AsyncCleanupScope": "CleanupScope",
+    "AsyncNotice": "Notice",
+    "AsyncBackground": "Background",
     "AsyncWebSocket": "WebSocket",
     "aconnect_websocket": "connect_websocket",
     "aconnect_websocket_url": "connect_websocket_url",

@@ -47,8 +47,16 @@ def test_multiline_data_and_ids_and_retry() -> None:
     assert decoder.last_event_id == "5"
 
 
-def test_final_event_without_blank_line_is_not_lost() -> None:
-    assert decode_all("data: last") == [("message", "last", None)]
+def test_an_event_the_stream_ends_before_completing_is_discarded() -> None:
+    # WHATWG: an event not terminated by a blank line at end of stream is not dispatched.
+    assert decode_all("data: last") == []
+    assert decode_all("data: whole\n\ndata: half\n") == [("message", "whole", None)]
+    assert decode_all('event: capsule.create\ndata: {"truncat') == []
+    decoder = SSEDecoder()
+    assert decoder.feed("data: a\r") == []
+    assert decoder.close() == []
+    # the decoder is clean afterwards: nothing of the cut event leaks into the next one
+    assert [e.data for e in decoder.feed("data: b\n\n")] == ["b"]
 
 
 def test_events_split_across_arbitrary_chunks() -> None:

@@ -13,8 +13,11 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
+import anyio.abc
 
 # --- sleeping -------------------------------------------------------------------
 
@@ -102,6 +105,103 @@ class Semaphore:
 
     def release(self) -> None:
         self._semaphore.release()
+
+
+# --- waking a waiter early ----------------------------------------------------------
+
+
+class AsyncNotice:
+    """A wake-up call one task waits for, with a timeout, and any other task gives.
+
+    A notice given while nobody waits is kept for the next wait, so none is lost between
+    a waiter's checks. Each wait consumes it.
+    """
+
+    def __init__(self) -> None:
+        self._given = False
+        self._event: anyio.Event | None = None
+
+    def give(self) -> None:
+        self._given = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until the notice is given or ``timeout`` seconds pass; True if given."""
+        if not self._given:
+            self._event = anyio.Event()
+            with anyio.move_on_after(timeout):
+                await self._event.wait()
+            self._event = None
+        given, self._given = self._given, False
+        return given
+
+
+class Notice:
+    """The thread twin of ``AsyncNotice``."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def give(self) -> None:
+        self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        given = self._event.wait(timeout)
+        self._event.clear()
+        return given
+
+
+# --- work beside the caller -----------------------------------------------------------
+
+
+class AsyncBackground:
+    """Runs ``target`` beside the block (in a task group) and ends it when the block ends.
+
+    The target must handle its own errors: it is cancelled on exit, and anything it
+    raises would surface from the block. ``stop`` is for the thread twin only; a task
+    is ended by cancellation, which needs no help.
+    """
+
+    def __init__(
+        self, target: Callable[[], Coroutine[Any, Any, None]], stop: Callable[[], None]
+    ) -> None:
+        self._target = target
+        self._group: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> None:
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        self._group.start_soon(self._target)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._group is not None
+        self._group.cancel_scope.cancel()
+        # The block's own exception is not handed to the group, which would wrap it in
+        # an exception group: it propagates from here as it was raised.
+        await self._group.__aexit__(None, None, None)
+
+
+class Background:
+    """The thread twin: ``target`` runs on a daemon thread; on exit ``stop`` is called
+    (it must make a blocked ``target`` return, e.g. by shutting its socket down) and the
+    thread is joined, for a bounded time."""
+
+    JOIN_TIMEOUT = 5.0
+
+    def __init__(self, target: Callable[[], None], stop: Callable[[], None]) -> None:
+        self._target = target
+        self._stop = stop
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> None:
+        self._thread = threading.Thread(target=self._target, name="wrenn-background", daemon=True)
+        self._thread.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._thread is not None
+        self._stop()
+        self._thread.join(self.JOIN_TIMEOUT)
 
 
 # --- which event loop is running ---------------------------------------------------

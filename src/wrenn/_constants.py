@@ -58,3 +58,13 @@ DEFAULT_SSE_IDLE_TIMEOUT = 90.0
 
 WAIT_POLL_INTERVAL = 0.5
 DEFAULT_WAIT_TIMEOUT = 60.0
+
+# API 0.2.2: lifecycle calls answer 202 and the capsule settles later. How long a call
+# that waits for its transition (the default) waits before WrennTimeoutError.
+DEFAULT_TRANSITION_TIMEOUT = 300.0
+# A snapshot writes memory and disk: it may take longer than the other transitions.
+SNAPSHOT_TRANSITION_TIMEOUT = 600.0
+# After a capsule leaves ``snapshotting``, how long its template may take to be listed.
+SNAPSHOT_TEMPLATE_GRACE = 10.0
+# Cleaning up after a failed or cancelled wait (destroying what was created) is bounded.
+ABANDON_TIMEOUT = 10.0

@@ -367,10 +367,26 @@ def _scrub_tree(value: object, scrub: Callable[[str], str]) -> object:
 
 
 class WrennCapsuleStateError(WrennError, RuntimeError):
-    """A capsule reached a state that makes the requested wait impossible (error, stopped, missing).
+    """A capsule reached a state that makes the requested wait impossible (error, stopped, missing),
+    or a transition did not take effect (a pause that left the capsule running).
 
-    Also a ``RuntimeError``, as the official SDK's ``wait_ready`` raises.
+    Also a ``RuntimeError``, as the official SDK's ``wait_ready`` raises. ``capsule_id``
+    and ``status`` say which capsule and where it landed, when known.
     """
+
+    def __init__(
+        self,
+        code: str | None = None,
+        message: str = "",
+        status_code: int | None = None,
+        *,
+        capsule_id: str | None = None,
+        status: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(code, message, status_code, **kwargs)
+        self.capsule_id = capsule_id
+        self.status = status
 
 
 class WrennCommandTimeoutError(WrennTimeoutError):

@@ -2,8 +2,8 @@
 
 Lines end at CRLF, LF or CR only (not at the other characters ``str.splitlines``
 knows); a field value loses exactly one leading space; an event is dispatched at a
-blank line, and a final event without a trailing blank line is dispatched at end of
-stream.
+blank line, and an event the stream ends before completing is discarded, never
+dispatched.
 """
 
 from __future__ import annotations
@@ -58,17 +58,19 @@ class SSEDecoder:
         return events
 
     def close(self) -> list[ServerSentEvent]:
-        """Flush at end of stream: a last line and a last event without a blank line."""
-        events: list[ServerSentEvent] = []
-        if self._buffer:
-            event = self._line(self._buffer)
-            self._buffer = ""
-            if event is not None:
-                events.append(event)
-        event = self._dispatch()
-        if event is not None:
-            events.append(event)
-        return events
+        """End of stream: what was not completed by a blank line is discarded.
+
+        WHATWG: "If the file ends in the middle of an event, before the final empty line,
+        the incomplete event is not dispatched." A stream cut mid-event (a dropped
+        connection, a proxy timeout) must not deliver half an event as if it were whole,
+        so nothing is returned; the list is kept for the callers' symmetry with ``feed``.
+        """
+        self._buffer = ""
+        self._pending_cr = False
+        self._event = ""
+        self._data = []
+        self._has_fields = False
+        return []
 
     def _line(self, line: str) -> ServerSentEvent | None:
         if not line:

@@ -11,6 +11,7 @@ import httpx
 from .._config import NOT_GIVEN, ClientOptions, resolve_options, updated_options
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
 from ._requester import AsyncRequester
+from ._transitions import AsyncTransitionWaiter
 from .capsules import AsyncCapsules
 from .events import AsyncEvents
 from .snapshots import AsyncSnapshots
@@ -81,6 +82,7 @@ class AsyncWrennClient:
         self.capsules = AsyncCapsules(self)
         self.snapshots = AsyncSnapshots(self)
         self.events = AsyncEvents(self)
+        self._transitions = AsyncTransitionWaiter(self)
 
     def with_options(
         self,

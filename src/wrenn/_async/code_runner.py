@@ -73,7 +73,7 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         timeout: int | None = None,
         *,
         kernel: str | None = None,
-        wait: bool = False,
+        wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
         _capsule_id: str | None = None,
@@ -114,14 +114,14 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         timeout: int | None = None,
         *,
         kernel: str | None = None,
-        wait: bool = False,
+        wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
     ) -> AsyncCapsule:
         """Create a code-runner capsule (template ``code-runner-beta``, kernel ``wrenn``).
 
-        With ``wait=True``, also wait until it is running. A capsule is never orphaned:
-        if waiting fails, the capsule is destroyed and the client closed.
+        Waits until it is running (``wait=False`` returns while it starts). A capsule is
+        never orphaned: if waiting fails, the capsule is destroyed and the client closed.
         """
         kernel_name = _kernel_name(kernel)
         capsule = cast(

@@ -8,9 +8,9 @@ from types import TracebackType
 from typing import Any, cast
 
 from .._compat import SyncFlavor
+from .._constants import DEFAULT_TRANSITION_TIMEOUT, SNAPSHOT_TRANSITION_TIMEOUT
 from .._dual import dual_method
-from .._exceptions import WrennCapsuleStateError, WrennError
-from .._logs import logger
+from .._exceptions import WrennCapsuleStateError
 from .._models import Capsule as CapsuleInfo
 from .._models import Status, Template
 from .._urls import proxy_url
@@ -21,8 +21,7 @@ from .files import Files
 from .git import Git
 from .pty import PtySession
 
-_DEFAULT_READY_TIMEOUT = 30.0
-_PAUSE_POLL = 2.0
+_DEFAULT_READY_TIMEOUT = 120.0
 
 
 class Capsule:
@@ -41,7 +40,7 @@ class Capsule:
         memory_mb: int | None = None,
         timeout: int | None = None,
         *,
-        wait: bool = False,
+        wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
         _capsule_id: str | None = None,
@@ -77,23 +76,18 @@ class Capsule:
         timeout: int | None,
         wait: bool,
     ) -> CapsuleInfo:
-        """Create the capsule; on any failure destroy what was created and close the client."""
-        info: CapsuleInfo | None = None
+        """Create the capsule; on any failure close the client (``create`` itself destroys
+        a capsule whose wait failed)."""
         try:
-            info = client.capsules.create(
+            return client.capsules.create(
                 template=template,
                 vcpus=vcpus,
                 memory_mb=memory_mb,
                 timeout_sec=optional_int(timeout, "timeout"),
+                wait=wait,
+                wait_timeout=_DEFAULT_READY_TIMEOUT,
             )
-            if wait and info.status is not Status.running:
-                info = client.capsules.wait(
-                    info.id, status="running", timeout=_DEFAULT_READY_TIMEOUT
-                )
-            return info
         except BaseException:
-            if info is not None:
-                _destroy_quietly(client, info.id)
             client.close()
             raise
 
@@ -105,14 +99,16 @@ class Capsule:
         memory_mb: int | None = None,
         timeout: int | None = None,
         *,
-        wait: bool = False,
+        wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
     ) -> Capsule:
         """Create a capsule (``timeout`` is its inactivity auto-pause in seconds) and return it.
 
-        With ``wait=True``, also wait until it is running. A capsule is never orphaned:
-        if waiting fails, the capsule is destroyed and the client closed.
+        Waits until it is running (``wait=False`` returns while it is still starting:
+        commands answer 409 until it runs; ``wait_ready()`` waits for that later). A
+        capsule is never orphaned: if waiting fails, the capsule is destroyed and the
+        client closed.
         """
         client = WrennClient(api_key=api_key, base_url=base_url)
         capsule = cls.__new__(cls)
@@ -124,25 +120,15 @@ class Capsule:
     def connect(
         cls, capsule_id: str, *, api_key: str | None = None, base_url: str | None = None
     ) -> Capsule:
-        """Attach to an existing capsule, resuming it if it is paused, and wait until it runs."""
+        """Attach to an existing capsule, resuming it if it is paused, and wait until it runs.
+
+        A capsule in the middle of a transition is waited for first (a pause finishes,
+        then the capsule is resumed; a snapshot finishes). One that is stopped, stopping
+        or failed raises ``WrennCapsuleStateError``.
+        """
         client = WrennClient(api_key=api_key, base_url=base_url)
         try:
-            info = client.capsules.get(capsule_id)
-            if info.status is Status.pausing:
-                info = client.capsules.wait(
-                    capsule_id, status="paused", timeout=_DEFAULT_READY_TIMEOUT
-                )
-            if info.status in (Status.paused, Status.hibernated):
-                info = client.capsules.resume(capsule_id)
-            if info.status in (Status.stopped, Status.error, Status.missing, Status.stopping):
-                raise WrennCapsuleStateError(
-                    "unexpected_state",
-                    f"capsule {capsule_id} is {info.status.value} and cannot be connected to",
-                )
-            if info.status is not Status.running:
-                info = client.capsules.wait(
-                    capsule_id, status="running", timeout=_DEFAULT_READY_TIMEOUT
-                )
+            info = _attach(client, capsule_id)
         except BaseException:
             client.close()
             raise
@@ -185,26 +171,31 @@ class Capsule:
     # --- lifecycle (instance or class with an id) ---------------------------------------
 
     @dual_method
-    def destroy(self, wait: bool = False) -> None:
-        """Destroy the capsule; with ``wait``, until it is reported stopped."""
-        _destroy(self._client, self._capsule_id, wait)
+    def destroy(self, wait: bool = True, wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT) -> None:
+        """Destroy the capsule; by default wait until it is stopped."""
+        self._client.capsules.destroy(self._capsule_id, wait=wait, wait_timeout=wait_timeout)
 
     @destroy.classmethod
     def _destroy_by_id(
         cls,
         capsule_id: str,
         *,
-        wait: bool = False,
+        wait: bool = True,
+        wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT,
         api_key: str | None = None,
         base_url: str | None = None,
     ) -> None:
         with WrennClient(api_key=api_key, base_url=base_url) as client:
-            _destroy(client, capsule_id, wait)
+            client.capsules.destroy(capsule_id, wait=wait, wait_timeout=wait_timeout)
 
     @dual_method
-    def pause(self, wait: bool = False) -> CapsuleInfo:
-        """Pause the capsule; with ``wait``, until it is reported paused."""
-        self._info = _pause(self._client, self._capsule_id, wait)
+    def pause(
+        self, wait: bool = True, wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT
+    ) -> CapsuleInfo:
+        """Pause the capsule; by default wait until it is paused, and return it."""
+        self._info = self._client.capsules.pause(
+            self._capsule_id, wait=wait, wait_timeout=wait_timeout
+        )
         return self._info
 
     @pause.classmethod
@@ -212,17 +203,22 @@ class Capsule:
         cls,
         capsule_id: str,
         *,
-        wait: bool = False,
+        wait: bool = True,
+        wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT,
         api_key: str | None = None,
         base_url: str | None = None,
     ) -> CapsuleInfo:
         with WrennClient(api_key=api_key, base_url=base_url) as client:
-            return _pause(client, capsule_id, wait)
+            return client.capsules.pause(capsule_id, wait=wait, wait_timeout=wait_timeout)
 
     @dual_method
-    def resume(self, wait: bool = False) -> CapsuleInfo:
-        """Resume the capsule; with ``wait``, until it is reported running."""
-        self._info = _resume(self._client, self._capsule_id, wait)
+    def resume(
+        self, wait: bool = True, wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT
+    ) -> CapsuleInfo:
+        """Resume the capsule; by default wait until it is running, and return it."""
+        self._info = self._client.capsules.resume(
+            self._capsule_id, wait=wait, wait_timeout=wait_timeout
+        )
         return self._info
 
     @resume.classmethod
@@ -230,12 +226,13 @@ class Capsule:
         cls,
         capsule_id: str,
         *,
-        wait: bool = False,
+        wait: bool = True,
+        wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT,
         api_key: str | None = None,
         base_url: str | None = None,
     ) -> CapsuleInfo:
         with WrennClient(api_key=api_key, base_url=base_url) as client:
-            return _resume(client, capsule_id, wait)
+            return client.capsules.resume(capsule_id, wait=wait, wait_timeout=wait_timeout)
 
     @dual_method
     def get_info(self) -> CapsuleInfo:
@@ -273,9 +270,22 @@ class Capsule:
             self._client._options.base_url, self._client.proxy_domain, self._capsule_id, port
         )
 
-    def create_snapshot(self, name: str | None = None, overwrite: bool = False) -> Template:
-        """Snapshot the capsule into a template that new capsules can boot from."""
-        return self._client.snapshots.create(self._capsule_id, name=name, overwrite=overwrite)
+    def create_snapshot(
+        self,
+        name: str | None = None,
+        overwrite: bool = False,
+        *,
+        wait_timeout: float = SNAPSHOT_TRANSITION_TIMEOUT,
+    ) -> Template:
+        """Snapshot the capsule into a template that new capsules can boot from.
+
+        Waits until the snapshot is done and returns the template; the capsule is then
+        back in the status it had (running, or paused). See ``client.snapshots.create``
+        for ``wait=False``.
+        """
+        return self._client.snapshots.create(
+            self._capsule_id, name=name, overwrite=overwrite, wait_timeout=wait_timeout
+        )
 
     # --- terminals ----------------------------------------------------------------------
 
@@ -339,33 +349,31 @@ class Capsule:
             self._client.close()
 
 
-def _destroy(client: WrennClient, capsule_id: str, wait: bool) -> None:
-    client.capsules.destroy(capsule_id)
-    if wait:
-        client.capsules.wait(
-            capsule_id, status=("stopped", "missing"), timeout=_DEFAULT_READY_TIMEOUT
+def _attach(client: WrennClient, capsule_id: str) -> CapsuleInfo:
+    """Bring an existing capsule to ``running``, finishing whatever transition it is in."""
+    capsules = client.capsules
+    info = capsules.get(capsule_id)
+    status = info.status
+    if status is Status.pausing:
+        info = capsules.wait(capsule_id, status=("paused", "hibernated"))
+    elif status is Status.snapshotting:
+        info = capsules.wait(capsule_id, status=("running", "paused", "hibernated"))
+    status = info.status
+    if status in (Status.paused, Status.hibernated):
+        return capsules.resume(capsule_id, wait_timeout=_DEFAULT_READY_TIMEOUT)
+    if status in (Status.stopped, Status.error, Status.missing, Status.stopping):
+        raise WrennCapsuleStateError(
+            "unexpected_state",
+            f"capsule {capsule_id} is {status.value} and cannot be connected to",
+            capsule_id=capsule_id,
+            status=status.value,
         )
-
-
-def _pause(client: WrennClient, capsule_id: str, wait: bool) -> CapsuleInfo:
-    info = client.capsules.pause(capsule_id)
-    if wait and info.status is not Status.paused:
-        info = client.capsules.wait(
-            capsule_id, status="paused", timeout=_DEFAULT_READY_TIMEOUT, interval=_PAUSE_POLL
-        )
-    return info
-
-
-def _resume(client: WrennClient, capsule_id: str, wait: bool) -> CapsuleInfo:
-    info = client.capsules.resume(capsule_id)
-    if wait and info.status is not Status.running:
-        info = client.capsules.wait(capsule_id, status="running", timeout=_DEFAULT_READY_TIMEOUT)
+    if status is not Status.running:
+        info = capsules.wait(capsule_id, status="running", timeout=_DEFAULT_READY_TIMEOUT)
     return info
 
 
 def _destroy_quietly(client: WrennClient, capsule_id: str) -> None:
-    """Destroy during cleanup: a failure is logged, never raised over the original error."""
-    try:
-        client.capsules.destroy(capsule_id)
-    except WrennError as exc:
-        logger.warning("could not destroy capsule %s: %s", capsule_id, exc)
+    """Destroy during cleanup: a failure is logged, never raised over the original error;
+    a capsule in the middle of a transition is destroyed once it has settled."""
+    client.capsules._discard(capsule_id)

@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import builtins
 import datetime as _dt
-import time
 from collections.abc import Iterable
 
-from .._compat import sleep
+from .._compat import CleanupScope
 from .._constants import (
+    ABANDON_TIMEOUT,
     CREATE_READ_TIMEOUT,
+    DEFAULT_TRANSITION_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
     PAUSE_RESUME_READ_TIMEOUT,
     WAIT_POLL_INTERVAL,
 )
-from .._exceptions import WrennCapsuleStateError, WrennTimeoutError
+from .._exceptions import WrennConflictError, WrennError, WrennNotFoundError
+from .._lifecycle import CREATE, DESTROY, KNOWN, PAUSE, RESUME, SETTLE, Transition
+from .._logs import logger
 from .._models import (
     Capsule,
     CapsuleMetrics,
     CapsuleStats,
     CreateCapsuleRequest,
-    Status,
     UsageResponse,
     capsule_decoder,
     capsule_list_decoder,
@@ -36,11 +38,19 @@ from .._validate import optional_date, optional_int, optional_str, positive_seco
 from ._resource import APIResource
 
 _JSON = {"Content-Type": "application/json"}
-_FAILED = frozenset({Status.error, Status.stopped, Status.missing})
+_FAILED = frozenset({"error", "stopped", "missing"})
 
 
 class Capsules(APIResource):
-    """Create, inspect, pause, resume and destroy capsules."""
+    """Create, inspect, pause, resume and destroy capsules.
+
+    The platform (API 0.2.2) answers lifecycle calls with 202 and finishes them in the
+    background. ``create``, ``pause``, ``resume`` and ``destroy`` therefore wait, by
+    default, until the capsule has settled (``wait=False`` returns the 202 answer at
+    once), bounded by ``wait_timeout`` seconds (``WrennTimeoutError`` past it). A
+    capsule that lands somewhere the call cannot end raises ``WrennCapsuleStateError``.
+    Servers that still answer 200/201/204 with the final state work the same way.
+    """
 
     def create(
         self,
@@ -50,18 +60,25 @@ class Capsules(APIResource):
         timeout_sec: int | None = None,
         *,
         metadata: dict[str, str] | None = None,
+        wait: bool = True,
+        wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT,
     ) -> Capsule:
-        """Create a capsule and return it.
+        """Create a capsule and return it, running (or as the server answered, with ``wait=False``).
 
         Args:
             template: template or snapshot name to boot from (the server's default if omitted).
             vcpus: virtual CPUs (ignored by the server when booting from a snapshot).
             memory_mb: memory in MiB (ignored by the server when booting from a snapshot).
             timeout_sec: inactivity seconds before the capsule is auto-paused; 0 disables it.
-            metadata: string labels stored with the capsule.
+            metadata: string labels stored with the capsule (at most 20 keys; keys of
+                letters, digits, ``.``, ``_`` and ``-``; values of at most 64 characters).
+            wait: wait until the capsule is running.
+            wait_timeout: seconds to wait for it.
 
         Creating is not retried after the request may have reached the server, so a
-        failure never leaves a second, unknown capsule behind.
+        failure never leaves a second, unknown capsule behind. If the wait fails or is
+        cancelled, the capsule is destroyed: nothing is left running that you hold no
+        handle to. Pass ``wait=False`` to manage a starting capsule yourself.
         """
         body = CreateCapsuleRequest(
             template=optional_str(template, "template"),
@@ -70,16 +87,26 @@ class Capsules(APIResource):
             timeout_sec=optional_int(timeout_sec, "timeout_sec"),
             metadata=string_map(metadata, "metadata"),
         )
+        wait_timeout = positive_seconds(wait_timeout, "wait_timeout")
         response = self._requester.request(
             self._client._options,
             "POST",
             "/v1/capsules",
-            ok=(201, 200),
+            ok=(202, 201, 200),
             content=json_encoder.encode(body),
             headers=_JSON,
             read_timeout=CREATE_READ_TIMEOUT,
         )
-        return decode(capsule_decoder, response)
+        capsule = decode(capsule_decoder, response)
+        if not wait:
+            return capsule
+        try:
+            settled = self._settle(capsule.id, CREATE, capsule, wait_timeout)
+        except BaseException:
+            self._discard(capsule.id)
+            raise
+        assert settled is not None
+        return settled
 
     def list(self) -> builtins.list[Capsule]:
         """List the team's capsules, newest first (stopped and failed ones are not listed)."""
@@ -92,28 +119,87 @@ class Capsules(APIResource):
         response = self._requester.request(self._client._options, "GET", path)
         return decode(capsule_decoder, response)
 
-    def destroy(self, id: str) -> None:
-        """Destroy a capsule. Destroying an already stopped capsule succeeds."""
+    def destroy(
+        self, id: str, *, wait: bool = True, wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT
+    ) -> None:
+        """Destroy a capsule; by default wait until it is stopped (or gone).
+
+        Destroying an already stopped capsule succeeds.
+        """
         path = build_path("/v1/capsules/{id}", id=id)
-        self._requester.request(
-            self._client._options, "DELETE", path, ok=(204, 200), missing_ok_on_retry=True
-        )
-
-    def pause(self, id: str) -> Capsule:
-        """Pause a running capsule (its memory state is snapshotted) and return it."""
-        path = build_path("/v1/capsules/{id}/pause", id=id)
+        wait_timeout = positive_seconds(wait_timeout, "wait_timeout")
         response = self._requester.request(
-            self._client._options, "POST", path, read_timeout=PAUSE_RESUME_READ_TIMEOUT
+            self._client._options, "DELETE", path, ok=(202, 204, 200), missing_ok_on_retry=True
         )
-        return decode(capsule_decoder, response)
+        # 202 is API 0.2.2's "stopping has begun"; 204 is an older server's "destroyed".
+        if wait and response.status_code == 202:
+            self._settle(id, DESTROY, None, wait_timeout)
 
-    def resume(self, id: str) -> Capsule:
-        """Resume a paused capsule and return it."""
-        path = build_path("/v1/capsules/{id}/resume", id=id)
+    def pause(
+        self, id: str, *, wait: bool = True, wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT
+    ) -> Capsule:
+        """Pause a running capsule (its memory state is snapshotted); return it paused.
+
+        With ``wait=False``, return the server's answer at once (``pausing`` on API 0.2.2).
+        """
+        return self._act(id, "pause", PAUSE, wait, wait_timeout)
+
+    def resume(
+        self, id: str, *, wait: bool = True, wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT
+    ) -> Capsule:
+        """Resume a paused capsule; return it running.
+
+        With ``wait=False``, return the server's answer at once (``resuming`` on API 0.2.2).
+        """
+        return self._act(id, "resume", RESUME, wait, wait_timeout)
+
+    def _act(
+        self, id: str, verb: str, transition: Transition, wait: bool, wait_timeout: float
+    ) -> Capsule:
+        path = build_path("/v1/capsules/{id}/" + verb, id=id)
+        wait_timeout = positive_seconds(wait_timeout, "wait_timeout")
         response = self._requester.request(
-            self._client._options, "POST", path, read_timeout=PAUSE_RESUME_READ_TIMEOUT
+            self._client._options,
+            "POST",
+            path,
+            ok=(202, 200),
+            read_timeout=PAUSE_RESUME_READ_TIMEOUT,
         )
-        return decode(capsule_decoder, response)
+        capsule = decode(capsule_decoder, response)
+        if not wait:
+            return capsule
+        settled = self._settle(capsule.id, transition, capsule, wait_timeout)
+        assert settled is not None
+        return settled
+
+    def _settle(
+        self,
+        id: str,
+        transition: Transition,
+        first: Capsule | None,
+        timeout: float,
+        max_delay: float | None = None,
+    ) -> Capsule | None:
+        return self._client._transitions.settle(id, transition, first, timeout, max_delay)
+
+    def _discard(self, id: str) -> None:
+        """Destroy a capsule during cleanup (a failed or cancelled create, leaving a
+        ``with`` block): bounded in time, shielded from cancellation, never raises.
+
+        A capsule in the middle of a transition may refuse to be destroyed (409, e.g.
+        while ``starting``): it is then left to settle and destroyed after that.
+        """
+        with CleanupScope(ABANDON_TIMEOUT):
+            try:
+                try:
+                    self.destroy(id, wait=False)
+                except WrennConflictError:
+                    self._settle(id, SETTLE, None, ABANDON_TIMEOUT)
+                    self.destroy(id, wait=False)
+            except WrennNotFoundError:
+                pass
+            except WrennError as exc:
+                logger.warning("could not destroy capsule %s: %s", id, exc)
 
     def ping(self, id: str) -> None:
         """Reset a running capsule's inactivity timer."""
@@ -157,33 +243,23 @@ class Capsules(APIResource):
         timeout: float = DEFAULT_WAIT_TIMEOUT,
         interval: float = WAIT_POLL_INTERVAL,
     ) -> Capsule:
-        """Poll until the capsule reaches ``status`` (one status or several) and return it.
+        """Wait until the capsule reaches ``status`` (one status or several) and return it.
 
-        Raises ``WrennTimeoutError`` when ``timeout`` seconds pass first, and
-        ``WrennCapsuleStateError`` when the capsule lands in ``error``, ``stopped`` or
-        ``missing`` and that is not what was asked for.
+        Looks at the capsule at most every ``interval`` seconds, sooner when the event
+        stream reports a change. Raises ``WrennTimeoutError`` when ``timeout`` seconds
+        pass first, and ``WrennCapsuleStateError`` when the capsule lands in ``error``,
+        ``stopped`` or ``missing`` and that is not what was asked for.
         """
         targets = {status} if isinstance(status, str) else set(status)
         if not targets or not all(isinstance(t, str) for t in targets):
             raise TypeError("status must be a status string or an iterable of them")
         positive_seconds(timeout, "timeout")
         positive_seconds(interval, "interval")
-        deadline = time.monotonic() + timeout
-        while True:
-            capsule = self.get(id)
-            current = capsule.status
-            if current is not None and current.value in targets:
-                return capsule
-            if current in _FAILED:
-                raise WrennCapsuleStateError(
-                    "unexpected_state",
-                    f"capsule {capsule.id} is {current.value}, waiting for {', '.join(sorted(targets))}",
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                last = current.value if current is not None else "unknown"
-                raise WrennTimeoutError(
-                    f"capsule {capsule.id} did not reach {', '.join(sorted(targets))} "
-                    f"within {timeout:g} s (last status: {last})"
-                )
-            sleep(min(interval, remaining))
+        transition = Transition(
+            "wait",
+            targets=frozenset(targets),
+            passing=KNOWN - _FAILED - targets,
+        )
+        settled = self._settle(id, transition, None, timeout, interval)
+        assert settled is not None
+        return settled

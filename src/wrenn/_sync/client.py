@@ -12,6 +12,7 @@ import httpx
 from .._config import NOT_GIVEN, ClientOptions, resolve_options, updated_options
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
 from ._requester import Requester
+from ._transitions import TransitionWaiter
 from .capsules import Capsules
 from .events import Events
 from .snapshots import Snapshots
@@ -82,6 +83,7 @@ class WrennClient:
         self.capsules = Capsules(self)
         self.snapshots = Snapshots(self)
         self.events = Events(self)
+        self._transitions = TransitionWaiter(self)
 
     def with_options(
         self,

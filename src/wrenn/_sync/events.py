@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
+import socket
 from collections import deque
 from collections.abc import Iterator
 
@@ -58,6 +60,26 @@ class EventStream(ResponseStream):
         self._decoder = SSEDecoder()
         self._pending: deque[ServerSentEvent] = deque()
         self._finished = False
+        self._interrupted = False
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether ``interrupt()`` ended this stream (rather than the server or the network)."""
+        return self._interrupted
+
+    def interrupt(self) -> None:
+        """Shut the connection down, from any thread, so that a read blocked on it returns.
+
+        For a blocking reader on another thread, which closing alone would not wake. The
+        reader then sees the stream break; ``interrupted`` tells it that was on purpose.
+        """
+        self._interrupted = True
+        response = self._response
+        network = response.extensions.get("network_stream") if response is not None else None
+        sock = network.get_extra_info("socket") if network is not None else None
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     @property
     def last_event_id(self) -> str | None:
@@ -84,6 +106,11 @@ class EventStream(ResponseStream):
             if self._chunks is None:
                 self._open()
             assert self._chunks is not None
+            if self._interrupted:
+                # Checked after the response is stored: an interrupt that came before it
+                # could shut no socket down, so it is honoured here instead.
+                self.close()
+                raise StopIteration
             if self._resource._requester.closed:
                 self.close()
                 raise WrennClientClosedError(
