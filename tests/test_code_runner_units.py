@@ -95,7 +95,9 @@ def test_collector_folds_only_its_own_cell() -> None:
     assert not cell.apply(_msg("error", {"ename": "E", "evalue": "v", "traceback": ["l1", "l2"]}))
     assert not cell.apply("not a dict")
     assert not cell.apply(_msg("status", {"execution_state": "busy"}))
-    assert cell.apply(_msg("status", {"execution_state": "idle"}))
+    assert not cell.apply(_msg("status", {"execution_state": "idle"}))  # no answer yet
+    assert cell.apply(_msg("execute_reply", {"status": "ok", "execution_count": 4}))
+    cell.check_complete()
     execution = cell.execution
     assert execution.logs.stdout == ["a"] and execution.logs.stderr == ["b"] and outs == ["a"]
     assert execution.text == "3" and execution.execution_count == 4
@@ -118,3 +120,28 @@ def test_result_from_bundle_and_formats() -> None:
     assert result.text == "t" and result.json == {"a": 1} and result.is_main_result
     assert result.formats() == ["text", "json", "application/x-thing"]
     assert Execution().text is None
+
+
+def test_a_cell_ends_when_idle_and_answered_in_either_order() -> None:
+    cell = CellCollector("m1", None, None, None, None)
+    assert not cell.apply(_msg("status", {"execution_state": "busy"}))
+    assert not cell.apply(_msg("execute_reply", {"status": "ok", "execution_count": 2}))
+    assert cell.apply(_msg("status", {"execution_state": "idle"}))
+    assert cell.execution.execution_count == 2
+
+
+def test_a_cell_whose_start_was_never_seen_is_not_an_empty_success() -> None:
+    # A subscription that went live mid-cell: only the final idle (and the reply) arrive.
+    cell = CellCollector("m1", None, None, None, None)
+    cell.apply(_msg("status", {"execution_state": "idle"}))
+    assert cell.apply(_msg("execute_reply", {"status": "ok", "execution_count": 3}))
+    cell.check_complete()
+    assert cell.execution.error is not None and cell.execution.error.name == "Incomplete"
+    # a cell seen from its start is complete, even with no output at all
+    whole = CellCollector("m2", None, None, None, None)
+    whole.apply(_msg("status", {"execution_state": "busy"}, parent="m2"))
+    whole.apply(_msg("execute_input", {"code": "pass"}, parent="m2"))
+    whole.apply(_msg("status", {"execution_state": "idle"}, parent="m2"))
+    whole.apply(_msg("execute_reply", {"status": "ok"}, parent="m2"))
+    whole.check_complete()
+    assert whole.execution.error is None

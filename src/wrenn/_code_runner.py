@@ -26,6 +26,8 @@ KERNEL_POLL_INTERVAL = 0.5
 # After a timeout the kernel is interrupted; its remaining output is drained for
 # at most this long, so the next cell does not queue behind the interrupted one.
 INTERRUPT_GRACE = 5.0
+# Once the kernel is idle after a cell, how long its answer on the shell channel may lag.
+REPLY_GRACE = 2.0
 
 _MIME_FIELDS: dict[str, str] = {
     "text/plain": "text",
@@ -190,6 +192,11 @@ class CellCollector:
     ) -> None:
         self.msg_id = msg_id
         self.execution = Execution()
+        # A cell is over when the kernel is idle again (iopub) AND it has answered the
+        # request (shell): the two channels interleave freely, so either may come last.
+        self.started = False
+        self.idle = False
+        self.replied = False
         self._on_result = on_result
         self._on_stdout = on_stdout
         self._on_stderr = on_stderr
@@ -201,7 +208,7 @@ class CellCollector:
             self._on_error(error)
 
     def apply(self, message: object) -> bool:
-        """Take one kernel message; True once the cell is finished (kernel idle)."""
+        """Take one kernel message; True once the cell is finished (idle and answered)."""
         if not isinstance(message, dict):
             return False
         parent = message.get("parent_header")
@@ -244,7 +251,10 @@ class CellCollector:
                     else "",
                 )
             )
+        elif kind == "execute_input":
+            self.started = True
         elif kind == "execute_reply":
+            self.replied = True
             count = content.get("execution_count")
             if isinstance(count, int) and execution.execution_count is None:
                 execution.execution_count = count
@@ -256,8 +266,28 @@ class CellCollector:
                     )
                 )
         elif kind == "status":
-            return content.get("execution_state") == "idle"
-        return False
+            state = content.get("execution_state")
+            if state == "busy":
+                self.started = True
+            elif state == "idle":
+                self.idle = True
+        return self.idle and self.replied
+
+    def check_complete(self) -> None:
+        """After the cell ended: if its start was never seen, its output may be missing.
+
+        The kernel publishes ``busy`` and the input before anything else of a cell; a
+        cell that ends without them lost messages on the way (a subscription that was
+        not live yet). Returning what arrived as a plain success would hide that.
+        """
+        if not self.started and self.execution.error is None:
+            self.set_error(
+                ExecutionError(
+                    "Incomplete",
+                    "the kernel's first messages for this cell were not received; "
+                    "its output may be incomplete",
+                )
+            )
 
 
 def proxy_endpoint(

@@ -15,6 +15,7 @@ from .._code_runner import (
     INTERRUPT_GRACE,
     JUPYTER_PORT,
     KERNEL_POLL_INTERVAL,
+    REPLY_GRACE,
     CellCollector,
     Execution,
     ExecutionError,
@@ -191,7 +192,9 @@ class AsyncCapsule(_capsule.AsyncCapsule):
                 with AsyncCleanupScope(2 * INTERRUPT_GRACE):
                     await self._stop_cell(socket, cell.msg_id)
                 raise
-            if outcome == "timeout":
+            if outcome == "idle":
+                cell.check_complete()
+            elif outcome == "timeout":
                 cell.execution.timed_out = True
                 if cell.execution.error is None:
                     cell.set_error(
@@ -383,12 +386,16 @@ async def _still_open(socket: AsyncWebSocket) -> bool:
 
 
 async def _collect(socket: AsyncWebSocket, cell: CellCollector, deadline: float) -> str:
-    """Feed the cell's messages to ``cell``: "idle", "timeout" or "disconnected"."""
+    """Feed the cell's messages to ``cell``: "idle", "timeout" or "disconnected".
+
+    Once the kernel is idle, its answer on the other channel gets ``REPLY_GRACE``
+    seconds to arrive; the cell counts as finished either way.
+    """
     while True:
         try:
             raw = await socket.receive(deadline)
         except DeadlineReached:
-            return "timeout"
+            return "idle" if cell.idle else "timeout"
         if raw is None:
             return "disconnected"
         try:
@@ -398,6 +405,8 @@ async def _collect(socket: AsyncWebSocket, cell: CellCollector, deadline: float)
             continue
         if cell.apply(message):
             return "idle"
+        if cell.idle:
+            deadline = min(deadline, time.monotonic() + REPLY_GRACE)
 
 
 def _kernel_name(kernel: str | None) -> str:

@@ -43,6 +43,9 @@ STARTUP_TIMEOUT = 30.0
 SHUTDOWN_GRACE = 2.0
 # zmq channel -> the number used as its IPC "port" (the path suffix).
 CHANNELS = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}
+# How often a new connection asks the kernel for a status while its iopub subscribes.
+SUBSCRIBE_NUDGE = 0.2
+SUBSCRIBE_TIMEOUT = 5.0
 _STDERR_KEPT = 4096
 
 
@@ -283,6 +286,28 @@ class KernelChannels:
                 log.warning("dropped an invalid message from a kernel on %s", channel)
                 continue
             return channel, message
+
+    async def subscribed(self, timeout: float) -> bool:
+        """Wait until the iopub subscription is live; False if ``timeout`` passed first.
+
+        A zmq SUB socket receives nothing published before its subscription reaches the
+        kernel (the "slow joiner"): a client that sent a cell at once could see the
+        cell's idle status but not its result. Each kernel_info request makes the kernel
+        publish a status on iopub; the first one that arrives proves the subscription.
+        Everything received meanwhile is the server's own traffic and is dropped.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.send("shell", self.session.msg("kernel_info_request"))
+            nudge_ends = min(deadline, time.monotonic() + SUBSCRIBE_NUDGE)
+            while (remaining := nudge_ends - time.monotonic()) > 0:
+                try:
+                    channel, _ = await asyncio.wait_for(self.receive_any(), remaining)
+                except asyncio.TimeoutError:
+                    break
+                if channel == "iopub":
+                    return True
+        return False
 
     def close(self) -> None:
         for future in self._receivers:

@@ -236,6 +236,8 @@ class KernelProxy:
             return
         kernel.connections += 1
         try:
+            if not await channels.subscribed(_kernels.SUBSCRIBE_TIMEOUT):
+                log.warning("kernel %s: iopub did not confirm its subscription", kernel.id)
             await ws.accept()
             await _bridge(ws, kernel, channels)
         finally:
