@@ -57,6 +57,7 @@ class FakePlatform:
     forget_destroyed: bool = False  # a destroyed capsule is then a 404, not ``stopped``
     fail: set[str] = field(default_factory=set)
     stuck: set[str] = field(default_factory=set)
+    lose_answers: int = 0  # creates whose capsule is made but whose answer is lost
     capsules: dict[str, FakeCapsule] = field(default_factory=dict)
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
@@ -170,6 +171,9 @@ class FakePlatform:
         )
         self.capsules[capsule.id] = capsule
         self._plan(capsule, "create", "starting", "running", None)
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise httpx.ReadError("the connection dropped before the answer")
         return json_response(202, capsule.body())
 
     def _snapshots(self, request: httpx.Request, rest: list[str]) -> httpx.Response:

@@ -49,7 +49,11 @@ async def test_create_sends_only_given_fields_and_decodes_the_capsule() -> None:
         capsule = await client.capsules.create(template="minimal", timeout_sec=0)
         await client.http.aclose()
     request = recorder.last
-    assert json.loads(request.content) == {"template": "minimal", "timeout_sec": 0}
+    sent = json.loads(request.content)
+    labels = sent.pop("metadata")
+    assert sent == {"template": "minimal", "timeout_sec": 0}
+    # the SDK's own labels: who created it (this process) and which call
+    assert set(labels) == {"wrenn.owner", "wrenn.create"}
     assert request.headers["content-type"] == "application/json"
     assert request.headers["x-api-key"] == API_KEY
     assert request.headers["user-agent"].startswith("wrenn-python/")

@@ -88,10 +88,22 @@ def test_event_stream_reports_lifecycle(local_server: LocalServer) -> None:
             capsule = client.capsules.create()
             client.capsules.destroy(capsule.id)
             seen = []
+            changes = []
             for event in events:
                 if event.resource is not None and event.resource.id == capsule.id:
                     seen.append(event.event)
-                if "capsule.destroy" in seen or len(seen) > 10:
+                    if event.event == "capsule.state.changed":
+                        assert event.outcome is None and event.metadata is not None
+                        changes.append((event.metadata["from"], event.metadata["to"]))
+                    else:
+                        assert event.outcome == "success"
+                if "capsule.destroy" in seen or len(seen) > 20:
                     break
-        assert seen[0] == "capsule.create"
-        assert "capsule.destroy" in seen
+        # API 0.2.2: every status change is an event, then the action's own outcome.
+        assert seen.index("capsule.create") < seen.index("capsule.destroy")
+        assert changes == [
+            ("pending", "starting"),
+            ("starting", "running"),
+            ("running", "stopping"),
+            ("stopping", "stopped"),
+        ]

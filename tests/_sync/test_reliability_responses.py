@@ -79,7 +79,8 @@ def test_BR03_a_huge_html_502_is_bounded_and_retried_only_for_get(
     with client_for(url) as client:
         with pytest.raises(WrennAgentError):
             client.capsules.create(template="minimal")
-    assert srv.count(url) == 1
+    # the POST once; a 5xx may have made a capsule, so it is looked for (GETs) after
+    assert [r.method for r in srv.requests(url)].count("POST") == 1
 
 
 @pytest.mark.parametrize(
@@ -184,7 +185,8 @@ def test_BR09_truncated_and_reset_bodies(
     with client_for(url) as client:
         with pytest.raises(WrennConnectionError):
             client.capsules.create(template="minimal")
-    assert srv.count(url) == 1
+    # the POST once; the capsule it may have made is looked for (GETs) after
+    assert [r.method for r in srv.requests(url)].count("POST") == 1
 
 
 def test_BR10_a_huge_body_is_capped_in_bounded_memory(srv: FaultServer) -> None:

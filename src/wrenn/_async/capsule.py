@@ -377,6 +377,7 @@ async def _attach(client: AsyncWrennClient, capsule_id: str) -> CapsuleInfo:
 
 
 async def _destroy_quietly(client: AsyncWrennClient, capsule_id: str) -> None:
-    """Destroy during cleanup: a failure is logged, never raised over the original error;
-    a capsule in the middle of a transition is destroyed once it has settled."""
-    await client.capsules._discard(capsule_id)
+    """Destroy on leaving the block, until stopped (bounded): a failure is logged, never
+    raised over the original error; a capsule in the middle of a transition is
+    destroyed once it has settled."""
+    await client.capsules._discard(capsule_id, until_stopped=True)

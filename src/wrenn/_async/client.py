@@ -8,6 +8,7 @@ from types import TracebackType
 
 import httpx
 
+from .._compat import AsyncLock
 from .._config import NOT_GIVEN, ClientOptions, resolve_options, updated_options
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
 from ._requester import AsyncRequester
@@ -83,6 +84,15 @@ class AsyncWrennClient:
         self.snapshots = AsyncSnapshots(self)
         self.events = AsyncEvents(self)
         self._transitions = AsyncTransitionWaiter(self)
+        self._name_locks: dict[tuple[str | None, str], AsyncLock] = {}
+
+    def _name_lock(self, namespace: str | None, name: str) -> AsyncLock:
+        """One lock per capsule name: concurrent ``get_or_create`` calls of this client
+        for one name wait for each other instead of creating twice."""
+        lock = self._name_locks.get((namespace, name))
+        if lock is None:
+            lock = self._name_locks[(namespace, name)] = AsyncLock()
+        return lock
 
     def with_options(
         self,

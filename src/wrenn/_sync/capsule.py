@@ -374,6 +374,7 @@ def _attach(client: WrennClient, capsule_id: str) -> CapsuleInfo:
 
 
 def _destroy_quietly(client: WrennClient, capsule_id: str) -> None:
-    """Destroy during cleanup: a failure is logged, never raised over the original error;
-    a capsule in the middle of a transition is destroyed once it has settled."""
-    client.capsules._discard(capsule_id)
+    """Destroy on leaving the block, until stopped (bounded): a failure is logged, never
+    raised over the original error; a capsule in the middle of a transition is
+    destroyed once it has settled."""
+    client.capsules._discard(capsule_id, until_stopped=True)

@@ -7,7 +7,7 @@ import builtins
 import datetime as _dt
 from collections.abc import Iterable
 
-from .._compat import CleanupScope
+from .._compat import CleanupScope, sleep
 from .._constants import (
     ABANDON_TIMEOUT,
     CREATE_READ_TIMEOUT,
@@ -16,7 +16,25 @@ from .._constants import (
     PAUSE_RESUME_READ_TIMEOUT,
     WAIT_POLL_INTERVAL,
 )
-from .._exceptions import WrennConflictError, WrennError, WrennNotFoundError
+from .._exceptions import (
+    WrennAPIStatusError,
+    WrennCapsuleStateError,
+    WrennConflictError,
+    WrennConnectionError,
+    WrennError,
+    WrennNotFoundError,
+    WrennTimeoutError,
+)
+from .._labels import (
+    CREATE_TOKEN,
+    NAME,
+    OWNER,
+    in_namespace,
+    label_value,
+    new_token,
+    owner_id,
+    stamp,
+)
 from .._lifecycle import CREATE, DESTROY, KNOWN, PAUSE, RESUME, SETTLE, Transition
 from .._logs import logger
 from .._models import (
@@ -39,6 +57,17 @@ from ._resource import APIResource
 
 _JSON = {"Content-Type": "application/json"}
 _FAILED = frozenset({"error", "stopped", "missing"})
+# Statuses of a capsule that is over (or on its way out): neither reaped nor reused.
+_GONE = frozenset({"stopped", "stopping", "error", "missing"})
+
+
+def _may_have_created(exc: BaseException) -> bool:
+    """Whether a create that raised may still have made a capsule on the server."""
+    if isinstance(exc, WrennConnectionError):
+        return exc.request_sent
+    if isinstance(exc, WrennAPIStatusError):
+        return exc.status_code is not None and exc.status_code >= 500
+    return not isinstance(exc, (WrennError, ValueError, TypeError))  # cancelled, interrupted
 
 
 class Capsules(APIResource):
@@ -60,6 +89,8 @@ class Capsules(APIResource):
         timeout_sec: int | None = None,
         *,
         metadata: dict[str, str] | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
         wait: bool = True,
         wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT,
     ) -> Capsule:
@@ -70,33 +101,46 @@ class Capsules(APIResource):
             vcpus: virtual CPUs (ignored by the server when booting from a snapshot).
             memory_mb: memory in MiB (ignored by the server when booting from a snapshot).
             timeout_sec: inactivity seconds before the capsule is auto-paused; 0 disables it.
-            metadata: string labels stored with the capsule (at most 20 keys; keys of
-                letters, digits, ``.``, ``_`` and ``-``; values of at most 64 characters).
+            metadata: string labels stored with the capsule (keys of letters, digits, ``.``,
+                ``_`` and ``-``; values of at most 64 characters; at most 16 keys, since the
+                SDK adds its own ``wrenn.*`` labels).
+            namespace: a label that ``reap(namespace=...)`` and ``get_or_create`` select on.
+            name: a label that ``get_or_create(name)`` finds the capsule by.
             wait: wait until the capsule is running.
             wait_timeout: seconds to wait for it.
 
         Creating is not retried after the request may have reached the server, so a
-        failure never leaves a second, unknown capsule behind. If the wait fails or is
-        cancelled, the capsule is destroyed: nothing is left running that you hold no
-        handle to. Pass ``wait=False`` to manage a starting capsule yourself.
+        failure never leaves a second, unknown capsule behind. If the answer is lost or
+        the call is cancelled after the request was sent, the capsule is looked up by
+        the unique label this call gave it and destroyed; if the wait fails or is
+        cancelled, the capsule is destroyed too: nothing is left running that you hold
+        no handle to. Pass ``wait=False`` to manage a starting capsule yourself.
         """
+        token = new_token()
         body = CreateCapsuleRequest(
             template=optional_str(template, "template"),
             vcpus=optional_int(vcpus, "vcpus", minimum=1),
             memory_mb=optional_int(memory_mb, "memory_mb", minimum=1),
             timeout_sec=optional_int(timeout_sec, "timeout_sec"),
-            metadata=string_map(metadata, "metadata"),
+            metadata=stamp(
+                string_map(metadata, "metadata"), token=token, namespace=namespace, name=name
+            ),
         )
         wait_timeout = positive_seconds(wait_timeout, "wait_timeout")
-        response = self._requester.request(
-            self._client._options,
-            "POST",
-            "/v1/capsules",
-            ok=(202, 201, 200),
-            content=json_encoder.encode(body),
-            headers=_JSON,
-            read_timeout=CREATE_READ_TIMEOUT,
-        )
+        try:
+            response = self._requester.request(
+                self._client._options,
+                "POST",
+                "/v1/capsules",
+                ok=(202, 201, 200),
+                content=json_encoder.encode(body),
+                headers=_JSON,
+                read_timeout=CREATE_READ_TIMEOUT,
+            )
+        except BaseException as exc:
+            if _may_have_created(exc):
+                self._discard_created(token)
+            raise
         capsule = decode(capsule_decoder, response)
         if not wait:
             return capsule
@@ -107,6 +151,135 @@ class Capsules(APIResource):
             raise
         assert settled is not None
         return settled
+
+    def get_or_create(
+        self,
+        name: str,
+        template: str | None = None,
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
+        timeout_sec: int | None = None,
+        *,
+        namespace: str | None = None,
+        metadata: dict[str, str] | None = None,
+        wait_timeout: float = DEFAULT_TRANSITION_TIMEOUT,
+    ) -> Capsule:
+        """The running capsule labelled ``name`` (in ``namespace``): resumed if it is
+        paused, waited for if it is in a transition, created if there is none.
+
+        Callers of one client get the same capsule, however many call at once. Across
+        clients or processes the API offers no atomic "create if absent" (there is no
+        idempotency key), so two creates can race; the name label makes that visible:
+        the oldest capsule of that name is returned, and a warning names the others.
+        """
+        label_value(name, "name")
+        with self._client._name_lock(namespace, name):
+            for _ in range(3):  # a capsule that fails while being brought up is replaced
+                found = self._named(name, namespace)
+                if found is None:
+                    break
+                ready = self._bring_up(found, wait_timeout)
+                if ready is not None:
+                    return ready
+            return self.create(
+                template,
+                vcpus,
+                memory_mb,
+                timeout_sec,
+                metadata=metadata,
+                namespace=namespace,
+                name=name,
+                wait_timeout=wait_timeout,
+            )
+
+    def reap(
+        self,
+        namespace: str | None = None,
+        *,
+        older_than: float | _dt.timedelta | None = None,
+        dry_run: bool = False,
+        include_own: bool = False,
+    ) -> builtins.list[Capsule]:
+        """Destroy what crashed programs left behind; return the capsules it destroyed.
+
+        Only capsules this SDK created (labelled ``wrenn.owner``) in ``namespace`` (None:
+        those created without one) are touched; never another namespace's, never one
+        created otherwise. ``older_than`` (seconds or a ``timedelta``) spares the young;
+        this process's own capsules are spared unless ``include_own``. With ``dry_run``,
+        nothing is destroyed and the list says what would be.
+        """
+        if namespace is not None:
+            label_value(namespace, "namespace")
+        if isinstance(older_than, _dt.timedelta):
+            older_than = older_than.total_seconds()
+        if older_than is not None:
+            older_than = positive_seconds(older_than, "older_than")
+        cutoff = (
+            None
+            if older_than is None
+            else _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(seconds=older_than)
+        )
+        me = owner_id()
+        doomed = []
+        for capsule in self.list():
+            metadata = capsule.metadata
+            if not in_namespace(metadata, namespace):
+                continue
+            assert metadata is not None
+            if not include_own and metadata.get(OWNER) == me:
+                continue
+            if capsule.status is not None and capsule.status.value in _GONE:
+                continue
+            if cutoff is not None and (capsule.created_at is None or capsule.created_at > cutoff):
+                continue
+            doomed.append(capsule)
+        if not dry_run:
+            for capsule in doomed:
+                self._discard(capsule.id)
+        return doomed
+
+    def _named(self, name: str, namespace: str | None) -> Capsule | None:
+        """The oldest live capsule labelled ``name`` in ``namespace``, if any."""
+        matches = [
+            c
+            for c in self.list()
+            if in_namespace(c.metadata, namespace)
+            and c.metadata is not None
+            and c.metadata.get(NAME) == name
+            and (c.status is None or c.status.value not in _GONE)
+        ]
+        if not matches:
+            return None
+        epoch = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
+        matches.sort(key=lambda c: c.created_at or epoch)
+        if len(matches) > 1:
+            logger.warning(
+                "%d capsules are named %r (created concurrently elsewhere?): using %s; "
+                "the others are %s",
+                len(matches),
+                name,
+                matches[0].id,
+                ", ".join(c.id for c in matches[1:]),
+            )
+        return matches[0]
+
+    def _bring_up(self, capsule: Capsule, wait_timeout: float) -> Capsule | None:
+        """The capsule running (resumed, or its transition waited for); None if it failed."""
+        try:
+            status = capsule.status.value if capsule.status is not None else None
+            if status not in ("running", "paused", "hibernated"):
+                settled = self._settle(capsule.id, SETTLE, capsule, wait_timeout)
+                if settled is None:
+                    return None
+                capsule = settled
+                status = capsule.status.value if capsule.status is not None else None
+            if status == "running":
+                return capsule
+            if status in ("paused", "hibernated"):
+                return self.resume(capsule.id, wait_timeout=wait_timeout)
+        except (WrennCapsuleStateError, WrennNotFoundError, WrennConflictError) as exc:
+            logger.info("capsule %s could not be brought up (%s); looking again", capsule.id, exc)
+        return None
 
     def list(self) -> builtins.list[Capsule]:
         """List the team's capsules, newest first (stopped and failed ones are not listed)."""
@@ -182,24 +355,50 @@ class Capsules(APIResource):
     ) -> Capsule | None:
         return self._client._transitions.settle(id, transition, first, timeout, max_delay)
 
-    def _discard(self, id: str) -> None:
+    def _discard(self, id: str, *, until_stopped: bool = False) -> None:
         """Destroy a capsule during cleanup (a failed or cancelled create, leaving a
         ``with`` block): bounded in time, shielded from cancellation, never raises.
 
         A capsule in the middle of a transition may refuse to be destroyed (409, e.g.
-        while ``starting``): it is then left to settle and destroyed after that.
+        while ``starting``): it is then left to settle and destroyed after that. With
+        ``until_stopped``, also wait (within the same bound) until it is stopped.
         """
         with CleanupScope(ABANDON_TIMEOUT):
             try:
                 try:
-                    self.destroy(id, wait=False)
+                    self.destroy(id, wait=until_stopped, wait_timeout=ABANDON_TIMEOUT)
                 except WrennConflictError:
                     self._settle(id, SETTLE, None, ABANDON_TIMEOUT)
-                    self.destroy(id, wait=False)
+                    self.destroy(id, wait=until_stopped, wait_timeout=ABANDON_TIMEOUT)
             except WrennNotFoundError:
                 pass
+            except WrennTimeoutError:
+                logger.info("capsule %s is still stopping after %g s", id, ABANDON_TIMEOUT)
             except WrennError as exc:
                 logger.warning("could not destroy capsule %s: %s", id, exc)
+
+    def _discard_created(self, token: str) -> None:
+        """Find and destroy the capsule of a create whose answer never arrived."""
+        # Two looks, half a second apart (the create may still be on its way in), each
+        # a single attempt: this is cleanup inside a failure, it must not linger.
+        lister = self._client.with_options(max_retries=0).capsules
+        with CleanupScope(ABANDON_TIMEOUT):
+            try:
+                for attempt in range(2):
+                    if attempt:
+                        sleep(0.5)
+                    mine = [
+                        c
+                        for c in lister.list()
+                        if c.metadata is not None and c.metadata.get(CREATE_TOKEN) == token
+                    ]
+                    for capsule in mine:
+                        logger.info("destroying capsule %s of an unfinished create", capsule.id)
+                        self._discard(capsule.id)
+                    if mine:
+                        return
+            except WrennError as exc:
+                logger.warning("could not look for the capsule of a failed create: %s", exc)
 
     def ping(self, id: str) -> None:
         """Reset a running capsule's inactivity timer."""

@@ -9,6 +9,7 @@ from types import TracebackType
 
 import httpx
 
+from .._compat import Lock
 from .._config import NOT_GIVEN, ClientOptions, resolve_options, updated_options
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
 from ._requester import Requester
@@ -84,6 +85,15 @@ class WrennClient:
         self.snapshots = Snapshots(self)
         self.events = Events(self)
         self._transitions = TransitionWaiter(self)
+        self._name_locks: dict[tuple[str | None, str], Lock] = {}
+
+    def _name_lock(self, namespace: str | None, name: str) -> Lock:
+        """One lock per capsule name: concurrent ``get_or_create`` calls of this client
+        for one name wait for each other instead of creating twice."""
+        lock = self._name_locks.get((namespace, name))
+        if lock is None:
+            lock = self._name_locks[(namespace, name)] = Lock()
+        return lock
 
     def with_options(
         self,
