@@ -57,6 +57,7 @@ REPLACEMENTS = {
     "AsyncResponseStream": "ResponseStream",
     "AsyncGit": "Git",
     "AsyncTransitionWaiter": "TransitionWaiter",
+    "AsyncLease": "Lease",
     "AsyncFlavor": "SyncFlavor",
     "allow_in_event_loop": "warn_if_event_loop_running",
     # wrenn._compat twins

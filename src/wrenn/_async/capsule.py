@@ -18,6 +18,7 @@ from .client import AsyncWrennClient
 from .commands import AsyncCommands
 from .files import AsyncFiles
 from .git import AsyncGit
+from .lease import AsyncLease
 from .pty import AsyncPtySession
 
 _DEFAULT_READY_TIMEOUT = 120.0
@@ -251,6 +252,11 @@ class AsyncCapsule:
     async def ping(self) -> None:
         """Reset the inactivity timer."""
         await self._client.capsules.ping(self._capsule_id)
+
+    def lease(self, every: float | None = None) -> AsyncLease:
+        """Keep the capsule from auto-pausing while a block runs: it is pinged every
+        ``every`` seconds (by default a third of its ``timeout_sec``)."""
+        return self._client.capsules.lease(self._capsule_id, every=every)
 
     async def wait_ready(
         self, timeout: float = _DEFAULT_READY_TIMEOUT, interval: float = 0.5

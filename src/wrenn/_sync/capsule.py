@@ -19,6 +19,7 @@ from .client import WrennClient
 from .commands import Commands
 from .files import Files
 from .git import Git
+from .lease import Lease
 from .pty import PtySession
 
 _DEFAULT_READY_TIMEOUT = 120.0
@@ -250,6 +251,11 @@ class Capsule:
     def ping(self) -> None:
         """Reset the inactivity timer."""
         self._client.capsules.ping(self._capsule_id)
+
+    def lease(self, every: float | None = None) -> Lease:
+        """Keep the capsule from auto-pausing while a block runs: it is pinged every
+        ``every`` seconds (by default a third of its ``timeout_sec``)."""
+        return self._client.capsules.lease(self._capsule_id, every=every)
 
     def wait_ready(self, timeout: float = _DEFAULT_READY_TIMEOUT, interval: float = 0.5) -> None:
         """Wait until the capsule runs; ``TimeoutError`` after ``timeout`` seconds, ``RuntimeError`` if it failed."""

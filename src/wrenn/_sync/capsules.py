@@ -51,9 +51,10 @@ from .._models import (
     usage_decoder,
 )
 from .._responses import decode
-from .._urls import build_path
+from .._urls import build_path, path_param
 from .._validate import optional_date, optional_int, optional_str, positive_seconds, string_map
 from ._resource import APIResource
+from .lease import Lease
 
 _JSON = {"Content-Type": "application/json"}
 _FAILED = frozenset({"error", "stopped", "missing"})
@@ -399,6 +400,14 @@ class Capsules(APIResource):
                         return
             except WrennError as exc:
                 logger.warning("could not look for the capsule of a failed create: %s", exc)
+
+    def lease(self, id: str, *, every: float | None = None) -> Lease:
+        """Keep the capsule from auto-pausing while a block runs (see ``AsyncLease``)::
+
+        async with client.capsules.lease(capsule.id):
+            ...  # a long job that only moves files
+        """
+        return Lease(self, path_param(id, "id"), every)
 
     def ping(self, id: str) -> None:
         """Reset a running capsule's inactivity timer."""

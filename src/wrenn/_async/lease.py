@@ -1,0 +1,105 @@
+"""Leases: keep a capsule from being auto-paused exactly while work runs.
+
+The platform pauses a capsule after ``timeout_sec`` seconds without an exec or a
+ping; file transfers, port traffic and a long command's silence do not count. A lease
+pings on a schedule derived from the capsule's own ``timeout_sec`` for as long as its
+block runs, beside it (a task, or a thread in the blocking client).
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from .._compat import AsyncBackground, AsyncNotice
+from .._exceptions import (
+    WrennAPIStatusError,
+    WrennCapsuleStateError,
+    WrennConnectionError,
+    WrennError,
+)
+from .._logs import logger
+from .._validate import positive_seconds
+
+if TYPE_CHECKING:
+    from .capsules import AsyncCapsules
+
+# Pings come this many times per ``timeout_sec``, so one or two may fail in a row
+# without the capsule pausing.
+PINGS_PER_TIMEOUT = 3
+MIN_INTERVAL = 1.0
+
+
+class AsyncLease:
+    """``async with capsules.lease(id):`` pings the capsule while the block runs.
+
+    ``every`` sets the interval; by default it is a third of the capsule's
+    ``timeout_sec`` (a capsule without auto-pause needs no pings, and gets none).
+    Pinging only resets the inactivity timer, so a lease never shortens a longer TTL.
+    A failed ping that may pass (a dropped connection, a 5xx, a 429) is retried at the
+    next tick; one that will not (the capsule is gone or not running) ends the lease
+    and is raised when the block ends, as ``WrennCapsuleStateError`` (code
+    ``lease_lost``), unless the block raised first.
+    """
+
+    def __init__(self, capsules: AsyncCapsules, capsule_id: str, every: float | None) -> None:
+        self._capsules = capsules
+        self._capsule_id = capsule_id
+        self._every = None if every is None else positive_seconds(every, "every")
+        self._interval = 0.0
+        self._stop = AsyncNotice()
+        self._background: AsyncBackground | None = None
+        self.pings = 0
+        self.error: WrennError | None = None
+
+    async def __aenter__(self) -> AsyncLease:
+        interval = self._every
+        if interval is None:
+            timeout = (await self._capsules.get(self._capsule_id)).timeout_sec or 0
+            if timeout <= 0:
+                return self  # never auto-paused: nothing to keep alive
+            interval = max(MIN_INTERVAL, timeout / PINGS_PER_TIMEOUT)
+        self._interval = interval
+        self._background = AsyncBackground(self._run, self._stop.give)
+        await self._background.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        background, self._background = self._background, None
+        if background is not None:
+            await background.__aexit__(exc_type, exc, tb)
+        if self.error is not None:
+            if exc is None:
+                raise WrennCapsuleStateError(
+                    "lease_lost",
+                    f"the lease on capsule {self._capsule_id} ended: {self.error.message}",
+                    capsule_id=self._capsule_id,
+                ) from self.error
+            logger.warning("the lease on capsule %s ended: %s", self._capsule_id, self.error)
+
+    async def _run(self) -> None:
+        while not await self._stop.wait(self._interval):
+            try:
+                await self._capsules.ping(self._capsule_id)
+                self.pings += 1
+            except (WrennConnectionError, WrennAPIStatusError) as exc:
+                if _passing(exc):
+                    logger.info("lease ping of %s failed, retrying: %s", self._capsule_id, exc)
+                    continue
+                self.error = exc
+                return
+            except WrennError as exc:
+                self.error = exc
+                return
+
+
+def _passing(exc: WrennError) -> bool:
+    if isinstance(exc, WrennConnectionError):
+        return True
+    status = exc.status_code or 0
+    return status == 429 or status >= 500
