@@ -27,8 +27,9 @@ DEV = [
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The whole suite on one Python: unit, sync/async parity, end-to-end on wrenn.local."""
-    session.install("-e", ".[local-code-runner]", *DEV)
+    """The whole suite on one Python: unit, sync/async parity, end-to-end on wrenn.local,
+    the `wrenn` command line and the pytest plugin."""
+    session.install("-e", ".[local-code-runner,cli,pytest]", *DEV)
     coverage = []
     if session.python == GENERATOR_PYTHON:
         # Line coverage of src/wrenn is measured once, and must stay at 90% or more.
@@ -57,7 +58,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=GENERATOR_PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package, both trees."""
-    session.install("-e", ".[local-code-runner]", "mypy>=1.13", "trio>=0.27")
+    session.install("-e", ".[local-code-runner,cli,pytest]", "mypy>=1.13", "trio>=0.27")
     session.run("mypy", "--strict", "src/wrenn")
 
 

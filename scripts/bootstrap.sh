@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the project needs on a fresh Debian machine, idempotently:
 #   - bubblewrap (real sandboxes for wrenn.local), when running as root with apt;
-#   - .venv with the package (editable, extra "local-code-runner": the local server and its kernel) and the dev tools.
+#   - .venv with the package (editable, extras "local-code-runner": the local server and its
+#     kernel, "cli": the `wrenn` command, "pytest": the pytest plugin) and the dev tools.
 # Sourced by quickstart.sh and test.sh; safe to run again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,8 +33,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.wrenn-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "bootstrap: installing wrenn[local] and the dev tools into .venv" >&2
+    echo "bootstrap: installing wrenn[local-code-runner,cli,pytest] and the dev tools into .venv" >&2
     .venv/bin/python -m pip install -q --upgrade "pip>=25.1"
-    .venv/bin/python -m pip install -q -e ".[local-code-runner]" --group dev
+    .venv/bin/python -m pip install -q -e ".[local-code-runner,cli,pytest]" --group dev
     touch "$stamp"
 fi
