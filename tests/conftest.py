@@ -25,3 +25,11 @@ def local_server() -> Iterator[LocalServer]:
     """One embedded Wrenn server for the session's end-to-end tests, always stopped."""
     with LocalServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def slow_local_server() -> Iterator[LocalServer]:
+    """An embedded server whose transitions take realistic time (each transitional status
+    lasts half a second), so the SDK's waiting is exercised, not bypassed."""
+    with LocalServer(transition_delay=0.5) as server:
+        yield server

@@ -14,6 +14,8 @@ import pytest
 
 from wrenn.local import LocalServer
 
+from .helpers import create, destroy
+
 
 def _bwrap_usable() -> bool:
     if shutil.which("bwrap") is None:
@@ -55,10 +57,8 @@ def http(server: LocalServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def capsule(http: httpx.Client) -> Iterator[str]:
-    r = http.post("/v1/capsules", json={})
-    assert r.status_code == 201, r.text
-    capsule_id = r.json()["id"]
+    capsule_id = create(http)
     try:
         yield capsule_id
     finally:
-        http.delete(f"/v1/capsules/{capsule_id}")
+        destroy(http, capsule_id)

@@ -1,12 +1,17 @@
-# tests/local/openapi.yaml: byte-identical copy of ../shared/wrenn-api/openapi.yaml, the open-source Wrenn server's spec (wrennhq/wrenn internal/api/openapi.yaml, info.version 0.1.4, Apache-2.0).
-"""Conformance of wrenn.local to the platform's OpenAPI spec (v0.1.4).
+# tests/local/openapi-0.2.2.yaml: byte-identical copy of ../shared/wrenn-api/openapi-0.2.2.yaml, the Wrenn platform's API 0.2.2 spec (from the official wrenn 0.3.0 sdist).
+"""Conformance of wrenn.local to the platform's OpenAPI spec (API 0.2.2).
 
-Every operation of the 26 API-key endpoints (PROTOCOL.md §1.2), plus ``/health``
-and the SSE route, is driven through realistic sequences.  Each answer is
-checked by :mod:`tests.local.openapi_check`: the status must be listed for the
-operation and the JSON body must validate against the response schema.  Known,
-intentional departures are the :data:`ALLOW` list below; each must actually
-occur (see the last test), so the list cannot go stale.
+Every operation of the spec (all of them take the team API key), plus
+``/health``, is driven through realistic sequences, the asynchronous lifecycle
+included: a call answers 202 with the capsule in its transitional status, and
+the test polls (bounded) until it settles.  The module's server makes each
+transitional status last :data:`TRANSITION_DELAY` seconds, so the answers
+during a transition are checked too.  Each answer is checked by
+:mod:`tests.local.openapi_check`: the status must be listed for the operation
+and the JSON body must validate against the response schema (SSE events
+against ``SSEEvent``).  Known, intentional departures are the :data:`ALLOW`
+list below; each must actually occur (see the last test), so the list cannot
+go stale.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +46,17 @@ from .openapi_check import (
 
 pytestmark = pytest.mark.local
 
-SHARED_SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "wrenn-api" / "openapi.yaml"
+SHARED_SPEC = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "wrenn-api" / "openapi-0.2.2.yaml"
+)
 UNKNOWN = "cl-" + "0" * 25
 MALFORMED = "cl-NOT-AN-ID"
+# Long enough to make calls during a transition on a loaded machine, short enough
+# to keep the module quick (every lifecycle call waits this long to settle).
+TRANSITION_DELAY = 0.5
+SETTLE_TIMEOUT = 30.0
 
-# PROTOCOL.md §1.2: the 26 endpoints reachable with a team API key.
+# Every operation of API 0.2.2; each takes the team API key.
 API_KEY_OPERATIONS = (
     "POST /v1/capsules",
     "GET /v1/capsules",
@@ -72,8 +84,11 @@ API_KEY_OPERATIONS = (
     "POST /v1/snapshots",
     "GET /v1/snapshots",
     "DELETE /v1/snapshots/{name}",
+    "GET /v1/events/stream",
 )
-WS_OPERATIONS = tuple(o for o in API_KEY_OPERATIONS if o.endswith(("/stream", "/pty")))
+WS_OPERATIONS = tuple(
+    o for o in API_KEY_OPERATIONS if o.endswith(("/pty", "/exec/stream", "/{selector}/stream"))
+)
 ID_OPERATIONS = tuple(o for o in API_KEY_OPERATIONS if "{id}" in o and o not in WS_OPERATIONS)
 MISSING_PATH_OPS = ops(
     "POST /v1/capsules/{id}/files/read",
@@ -81,8 +96,9 @@ MISSING_PATH_OPS = ops(
     "POST /v1/capsules/{id}/files/list",
     "POST /v1/capsules/{id}/files/remove",
 )
+SSE_EVENT = "#/components/schemas/SSEEvent"
 
-# Known departures from openapi.yaml v0.1.4.  Every entry must be exercised by this
+# Known departures from openapi-0.2.2.yaml.  Every entry must be exercised by this
 # module (test_every_operation_and_difference_was_exercised), so it stays honest.
 ALLOW = [
     Difference(
@@ -99,72 +115,28 @@ ALLOW = [
         operations=ops("GET /health"),
     ),
     Difference(
-        "events-stream-route",
-        "GET /v1/events/stream is the SSE route of the newer protocol SDK 0.3.0 speaks; not in v0.1.4 (PROTOCOL §2.6)",
-        kind="route",
-        operations=ops("GET /v1/events/stream"),
-    ),
-    Difference(
-        "bad-request-ref",
-        "the spec references #/components/responses/BadRequest without defining it (PROTOCOL §1.4 #12): any Error envelope",
-        kind="spec",
-        statuses=frozenset({400}),
-        codes=frozenset({"invalid_request"}),
-        detail="#/components/responses/BadRequest",
-    ),
-    Difference(
         "401-undeclared",
-        "operations declare apiKeyAuth security but no 401 response; a missing or wrong key is 401 (PROTOCOL §1.1)",
+        "operations declare apiKeyAuth security but (except the SSE route) no 401 response; a missing or wrong key is 401 (PROTOCOL §1.1)",
         kind="status",
         statuses=frozenset({401}),
         codes=frozenset({"unauthorized"}),
     ),
     Difference(
         "400-malformed-id",
-        "the platform rejects an {id} that is not cl-+25 base36 with 400 before any lookup (PROTOCOL §1.1)",
+        "the process-stream WebSocket lists only 101; a malformed {id} is refused with 400 before the upgrade, as on every route (PROTOCOL §1.1)",
         kind="status",
-        operations=frozenset(ID_OPERATIONS + WS_OPERATIONS),
+        operations=ops("GET /v1/capsules/{id}/processes/{selector}/stream"),
         statuses=frozenset({400}),
         codes=frozenset({"invalid_request"}),
         message="invalid sandbox ID",
     ),
     Difference(
-        "400-invalid-input",
-        "malformed JSON/multipart, a missing required field or an unsafe name is 400 where the spec lists none (PROTOCOL §1.1, §1.2.4)",
+        "404-unknown-template",
+        "POST /v1/capsules lists no 404, but a template that does not exist (yet) is 404 not_found, as on the platform (PROTOCOL §1.2.1)",
         kind="status",
-        statuses=frozenset({400}),
-        codes=frozenset({"invalid_request"}),
-    ),
-    Difference(
-        "404-undeclared",
-        "an unknown capsule or template is 404 on operations whose spec omits 404 (PROTOCOL §1.2 common errors, §3.3)",
-        kind="status",
-        operations=ops(
-            "POST /v1/capsules",
-            "DELETE /v1/capsules/{id}",
-            "POST /v1/capsules/{id}/pause",
-            "POST /v1/capsules/{id}/resume",
-            "POST /v1/capsules/{id}/files/write",
-            "POST /v1/snapshots",
-        ),
+        operations=ops("POST /v1/capsules"),
         statuses=frozenset({404}),
         codes=frozenset({"not_found"}),
-    ),
-    Difference(
-        "409-undeclared",
-        "files/read on a capsule that is not running is 409 invalid_state like every data-plane route; the spec omits it (PROTOCOL §1.2)",
-        kind="status",
-        operations=ops("POST /v1/capsules/{id}/files/read"),
-        statuses=frozenset({409}),
-        codes=frozenset({"invalid_state"}),
-    ),
-    Difference(
-        "403-platform-template",
-        "platform templates (minimal, minimal-ubuntu) cannot be deleted: 403 forbidden (README; PROTOCOL §1.2.4)",
-        kind="status",
-        operations=ops("DELETE /v1/snapshots/{name}"),
-        statuses=frozenset({403}),
-        codes=frozenset({"forbidden"}),
     ),
     Difference(
         "502-missing-path",
@@ -184,70 +156,33 @@ ALLOW = [
     ),
     Difference(
         "ws-inband-errors",
-        "WS routes document HTTP 404/409; the platform upgrades and sends an in-band error frame (PROTOCOL §1.4 #10)",
+        "WS routes document HTTP 404/409; the platform upgrades and sends an in-band error frame (PROTOCOL §1.4 #10; the spec's own exec/stream prose says so)",
         kind="ws",
         operations=ops("GET /v1/capsules/{id}/exec/stream", "GET /v1/capsules/{id}/pty"),
         detail="in-band error instead of HTTP",
     ),
     Difference(
-        "pty-binary-output",
-        "PTY output is sent as binary frames (newer protocol SDK 0.3.0 speaks), not base64 'output' JSON (README)",
-        kind="ws",
-        operations=ops("GET /v1/capsules/{id}/pty"),
-        detail="binary output frame",
-    ),
-    Difference(
-        "snapshot-keeps-source",
-        "POST /v1/snapshots leaves the source capsule paused (v0.1.5 behaviour); the spec says it is destroyed (README; PROTOCOL §1.4 #2)",
+        "snapshot-overwrite",
+        "?overwrite=true replaces an existing team snapshot (README); the spec says names are immutable and re-use is 409, which is the answer without it",
         kind="behaviour",
         operations=ops("POST /v1/snapshots"),
-        detail="source capsule paused",
+        detail="overwrite=true replaced an existing snapshot",
     ),
 ]
 
-# Routes the spec lacks: schemas transcribed from PROTOCOL.md §1.2 and §2.6.
+
+# Routes the spec lacks: schemas transcribed from PROTOCOL.md §1.2.
 HEALTH_SCHEMA = {
     "type": "object",
     "required": ["status", "version"],
     "properties": {"status": {"const": "ok"}, "version": {"type": "string"}},
-}
-SSE_EVENT_SCHEMA = {
-    "type": "object",
-    "required": ["event", "resource", "actor", "timestamp"],
-    "properties": {
-        "event": {
-            "enum": [
-                "connected",
-                "capsule.create",
-                "capsule.pause",
-                "capsule.resume",
-                "capsule.destroy",
-                "capsule.state.changed",
-                "template.snapshot.create",
-                "template.snapshot.delete",
-                "host.up",
-                "host.down",
-            ]
-        },
-        "outcome": {"enum": ["success", "error"]},
-        "resource": {
-            "type": "object",
-            "properties": {"id": {"type": "string"}, "type": {"type": "string"}},
-        },
-        "actor": {
-            "type": "object",
-            "properties": {"type": {"enum": ["user", "api_key", "system"]}},
-        },
-        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-        "timestamp": {"type": "string", "format": "date-time"},
-    },
 }
 
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def srv() -> Iterator[LocalServer]:
-    with LocalServer(metrics_interval=0.2) as server:
+    with LocalServer(metrics_interval=0.2, transition_delay=TRANSITION_DELAY) as server:
         yield server
 
 
@@ -289,11 +224,59 @@ class Api:
         self.conf.check(method, template, r)
         return r
 
+    # The asynchronous lifecycle: a 202 with the transitional status, then polling.
+    def status(self, capsule_id: str) -> str:
+        return str(self("GET", "/v1/capsules/{id}", 200, id=capsule_id).json()["status"])
+
+    def wait(self, capsule_id: str, *statuses: str) -> str:
+        """Poll (bounded) until the capsule is in one of ``statuses``; that status."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        for _ in range(int(SETTLE_TIMEOUT / 0.05) + 1):
+            status = self.status(capsule_id)
+            if status in statuses or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert status in statuses, f"{capsule_id} is {status}, waited for {statuses}"
+        return status
+
+    def accepted(self, r: httpx.Response, transitional: str) -> dict[str, Any]:
+        capsule: dict[str, Any] = r.json()
+        assert capsule["status"] == transitional, capsule
+        return capsule
+
     def create(self, **body: Any) -> str:
-        return str(self("POST", "/v1/capsules", 201, json=body).json()["id"])
+        r = self("POST", "/v1/capsules", 202, json=body)
+        capsule_id = str(self.accepted(r, "starting")["id"])
+        self.wait(capsule_id, "running")
+        return capsule_id
+
+    def pause(self, capsule_id: str) -> None:
+        self.accepted(self("POST", "/v1/capsules/{id}/pause", 202, id=capsule_id), "pausing")
+        self.wait(capsule_id, "paused")
+
+    def resume(self, capsule_id: str) -> None:
+        self.accepted(self("POST", "/v1/capsules/{id}/resume", 202, id=capsule_id), "resuming")
+        self.wait(capsule_id, "running")
 
     def destroy(self, capsule_id: str) -> None:
-        self("DELETE", "/v1/capsules/{id}", 204, id=capsule_id)
+        self("DELETE", "/v1/capsules/{id}", 202, id=capsule_id)
+        self.wait(capsule_id, "stopped")
+
+    def snapshot(self, capsule_id: str, name: str, **params: str) -> None:
+        before = self.status(capsule_id)
+        r = self(
+            "POST",
+            "/v1/snapshots",
+            202,
+            json={"sandbox_id": capsule_id, "name": name},
+            params=params,
+        )
+        assert self.accepted(r, "snapshotting")["id"] == capsule_id  # the capsule, not a template
+        self.wait(capsule_id, before)
+        assert name in self.template_names()
+
+    def template_names(self) -> list[str]:
+        return [t["name"] for t in self("GET", "/v1/snapshots", 200).json()]
 
     def sh(self, capsule_id: str, script: str) -> dict[str, Any]:
         r = self(
@@ -317,6 +300,8 @@ def capsule(api: Api) -> Iterator[str]:
     try:
         yield capsule_id
     finally:
+        # Cleanup, not conformance: a failed test may leave it mid-transition.
+        api.wait(capsule_id, "running", "paused", "stopped", "error")
         api.http.delete(f"/v1/capsules/{capsule_id}")
 
 
@@ -341,12 +326,16 @@ def read_frames(
     frames: dict[str, dict[str, Any]],
     until: str = "exit",
 ) -> list[dict[str, Any]]:
-    """JSON frames up to and including one of type ``until`` (or ``error``), each validated."""
+    """JSON frames up to and including one of type ``until`` (or ``error``), each validated.
+
+    Binary frames are PTY output (API 0.2.2); anywhere else they break the spec.
+    """
     out: list[dict[str, Any]] = []
     for _ in range(200):
         event = ws.receive(timeout=10)
         if isinstance(event, BytesMessage):
-            conf.observe(Observation("ws", operation, detail="binary output frame"))
+            if frames is not PTY_FRAMES:
+                conf.observe(Observation("ws", operation, detail="binary frame"))
             continue
         assert isinstance(event, TextMessage), event
         frame = json.loads(event.data)
@@ -363,6 +352,27 @@ def assert_closed(ws: WebSocketSession) -> None:
             ws.receive(timeout=10)
 
 
+def sse_events(
+    conf: Conformance, lines: Iterator[str], last: tuple[str, str], ids: set[str]
+) -> list[dict[str, Any]]:
+    """SSE events about ``ids``, each validated as an ``SSEEvent``, up to ``(event, id)``."""
+    seen: list[dict[str, Any]] = []
+    kind = None
+    for _, line in zip(range(2000), lines, strict=False):
+        if line.startswith("event: "):
+            kind = line[len("event: ") :]
+        if not line.startswith("data: "):
+            continue
+        event = json.loads(line[len("data: ") :])
+        conf.check_json("GET /v1/events/stream", event, SSE_EVENT, {"$ref": SSE_EVENT})
+        assert event["event"] == kind, "the event: line names the JSON's event"
+        if event["resource"]["id"] in ids:
+            seen.append(event)
+            if (event["event"], event["resource"]["id"]) == last:
+                return seen
+    raise AssertionError(f"no {last} event among {[e['event'] for e in seen]}")
+
+
 # --------------------------------------------------------------------------- tests
 def test_spec_copy_is_byte_identical() -> None:
     if not SHARED_SPEC.exists():
@@ -371,10 +381,14 @@ def test_spec_copy_is_byte_identical() -> None:
 
 
 def test_spec_has_every_api_key_operation(conf: Conformance) -> None:
-    missing = [o for o in API_KEY_OPERATIONS if not conf.has_operation(o)]
-    assert missing == []
+    in_spec = {
+        f"{method.upper()} {path}"
+        for path, item in conf.spec["paths"].items()
+        for method, op in item.items()
+        if method != "parameters" and {"apiKeyAuth": []} in op.get("security", [])
+    }
+    assert in_spec == set(API_KEY_OPERATIONS)
     assert not conf.has_operation("GET /health")
-    assert not conf.has_operation("GET /v1/events/stream")
 
 
 def test_health(srv: LocalServer, conf: Conformance) -> None:
@@ -384,12 +398,32 @@ def test_health(srv: LocalServer, conf: Conformance) -> None:
     conf.check("GET", "/health", r, local_schema=HEALTH_SCHEMA)
 
 
+def _busy_answers(api: Api, cid: str, status: str) -> None:
+    """What every lifecycle and data-plane call answers while ``cid`` is in ``status``."""
+    assert api.status(cid) == status
+    r = api("POST", "/v1/capsules/{id}/exec", 409, id=cid, json={"cmd": "true"})
+    assert r.json()["error"]["message"] == f"sandbox is not running (status: {status})"
+    api("POST", "/v1/capsules/{id}/ping", 409, id=cid)
+    api("GET", "/v1/capsules/{id}/metrics", 404, id=cid)
+    api("POST", "/v1/capsules/{id}/files/read", 409, id=cid, json={"path": "/root"})
+    api("POST", "/v1/capsules/{id}/resume", 409, id=cid)
+    api("POST", "/v1/capsules/{id}/pause", 409, id=cid)
+    api("DELETE", "/v1/capsules/{id}", 409, id=cid)
+    api("POST", "/v1/snapshots", 409, json={"sandbox_id": cid, "name": f"busy-{status}"})
+    assert api.status(cid) == status, f"the {status} transition ended during the checks"
+
+
 def test_capsule_lifecycle(api: Api) -> None:
-    cid = api.create(template="minimal-ubuntu", vcpus=1, memory_mb=256, timeout_sec=0)
+    body = {"template": "minimal-ubuntu", "vcpus": 1, "memory_mb": 256, "timeout_sec": 0}
+    r = api("POST", "/v1/capsules", 202, json=body)
+    cid = api.accepted(r, "starting")["id"]
     try:
-        listed = api("GET", "/v1/capsules", 200).json()
-        assert cid in [c["id"] for c in listed]
-        assert api("GET", "/v1/capsules/{id}", 200, id=cid).json()["status"] == "running"
+        assert cid in [c["id"] for c in api("GET", "/v1/capsules", 200).json()]
+        _busy_answers(api, cid, "starting")
+        api.wait(cid, "running")
+        got = api("GET", "/v1/capsules/{id}", 200, id=cid).json()
+        assert got["started_at"] and "disk_used_mb" in got
+        assert "disk_used_mb" not in api("GET", "/v1/capsules", 200).json()[0]
         api("POST", "/v1/capsules/{id}/ping", 204, id=cid)
         time.sleep(0.5)  # a few metric samples
         for rng in ("5m", "10m", "1h", "2h", "6h", "12h", "24h"):
@@ -398,18 +432,59 @@ def test_capsule_lifecycle(api: Api) -> None:
         points = api("GET", "/v1/capsules/{id}/metrics", 200, id=cid).json()["points"]
         assert points, "no metric samples"
         api("GET", "/v1/capsules/{id}/metrics", 400, id=cid, params={"range": "3m"})
-        assert api("POST", "/v1/capsules/{id}/pause", 200, id=cid).json()["status"] == "paused"
+        api("POST", "/v1/capsules/{id}/resume", 409, id=cid)
+        api.accepted(api("POST", "/v1/capsules/{id}/pause", 202, id=cid), "pausing")
+        _busy_answers(api, cid, "pausing")
+        api.wait(cid, "paused")
         api("POST", "/v1/capsules/{id}/pause", 409, id=cid)
         api("POST", "/v1/capsules/{id}/ping", 409, id=cid)
         api("GET", "/v1/capsules/{id}/metrics", 200, id=cid)  # stored samples
-        assert api("POST", "/v1/capsules/{id}/resume", 200, id=cid).json()["status"] == "running"
+        api.accepted(api("POST", "/v1/capsules/{id}/resume", 202, id=cid), "resuming")
+        _busy_answers(api, cid, "resuming")
+        api.wait(cid, "running")
         api("POST", "/v1/capsules/{id}/resume", 409, id=cid)
     finally:
-        api.destroy(cid)
-    assert api("GET", "/v1/capsules/{id}", 200, id=cid).json()["status"] == "stopped"
+        api.wait(cid, "running", "paused", "error")
+        r = api("DELETE", "/v1/capsules/{id}", 202, id=cid)
+    assert api.status(cid) == "stopping"
+    api("DELETE", "/v1/capsules/{id}", 202, id=cid)  # already under way
+    api("POST", "/v1/capsules/{id}/pause", 409, id=cid)
+    api.wait(cid, "stopped")
+    assert cid not in [c["id"] for c in api("GET", "/v1/capsules", 200).json()]
     api.destroy(cid)  # idempotent
     api("GET", "/v1/capsules/{id}/metrics", 404, id=cid)
     api("POST", "/v1/capsules/{id}/resume", 409, id=cid)
+
+
+def test_create_validation(api: Api) -> None:
+    api("POST", "/v1/capsules", 400, content=b"{oops")
+    api("POST", "/v1/capsules", 400, content=b"")
+    api("POST", "/v1/capsules", 400, json={"template": "no spaces allowed"})
+    api("POST", "/v1/capsules", 400, json={"vcpus": "two"})
+    api("POST", "/v1/capsules", 400, json={"timeout_sec": -1})  # the spec's minimum is 0
+    api("POST", "/v1/capsules", 404, json={"template": "no-such-template"})
+    # Create-time metadata rules of API 0.2.2.
+    bad_metadata: list[dict[str, Any]] = [
+        {f"k{i}": "v" for i in range(21)},
+        {"-leading-dash": "v"},
+        {"k" * 65: "v"},
+        {"k": "v" * 65},
+        {"k": 1},
+        *({key: "v"} for key in ("kernel_version", "vmm_version", "agent_version", "envd_version")),
+    ]
+    for metadata in bad_metadata:
+        r = api("POST", "/v1/capsules", 400, json={"metadata": metadata})
+        assert r.json()["error"]["code"] == "invalid_request"
+    metadata = {f"k{i}": "v" * 64 for i in range(19)} | {"Ab.c_d-" + "e" * 57: ""}
+    cid = api.create(metadata=metadata, timeout_sec=1)
+    try:
+        got = api("GET", "/v1/capsules/{id}", 200, id=cid).json()
+        assert metadata.items() <= got["metadata"].items()
+        assert got["timeout_sec"] == 60  # positive values below 60 are clamped to 60
+    finally:
+        api.destroy(cid)
+    cid = api.create(metadata=None)  # nullable
+    api.destroy(cid)
 
 
 def test_stats_and_usage(api: Api) -> None:
@@ -467,7 +542,8 @@ def test_exec_and_processes(api: Api, capsule: str) -> None:
 def test_files(api: Api, capsule: str) -> None:
     payload = bytes(range(256)) * 64
     api("POST", "/v1/capsules/{id}/files/mkdir", 200, id=capsule, json={"path": "/root/conf"})
-    api("POST", "/v1/capsules/{id}/files/mkdir", 409, id=capsule, json={"path": "/root/conf"})
+    r = api("POST", "/v1/capsules/{id}/files/mkdir", 409, id=capsule, json={"path": "/root/conf"})
+    assert r.json()["error"]["code"] == "already_exists"  # the code 0.2.2 names
     api(
         "POST",
         "/v1/capsules/{id}/files/write",
@@ -562,29 +638,52 @@ def test_snapshots(api: Api) -> None:
             id=source,
             **multipart("/root/kept.txt", b"kept\n"),
         )
-        tpl = api(
-            "POST", "/v1/snapshots", 201, json={"sandbox_id": source, "name": "conf-snap"}
-        ).json()
-        assert (tpl["name"], tpl["type"]) == ("conf-snap", "snapshot")
-        status = api("GET", "/v1/capsules/{id}", 200, id=source).json()["status"]
-        assert status in ("paused", "stopped")
-        if status == "paused":
-            api.conf.observe(
-                Observation("behaviour", "POST /v1/snapshots", detail="source capsule paused")
-            )
-        names = [t["name"] for t in api("GET", "/v1/snapshots", 200).json()]
-        assert {"conf-snap", "minimal", "minimal-ubuntu"} <= set(names)
-        for kind in ("snapshot", "base"):
-            listed = api("GET", "/v1/snapshots", 200, params={"type": kind}).json()
-            assert listed and {t["type"] for t in listed} == {kind}
+        r = api("POST", "/v1/snapshots", 202, json={"sandbox_id": source, "name": "conf-snap"})
+        assert api.accepted(r, "snapshotting")["id"] == source
+        # Until snapshotting ends there is no template: booting from it is 404.
+        assert "conf-snap" not in api.template_names()
+        api("POST", "/v1/capsules", 404, json={"template": "conf-snap"})
         taken = {"sandbox_id": source, "name": "conf-snap"}
         assert api("POST", "/v1/snapshots", 409, json=taken).json()["error"]["code"] == (
             "template_name_taken"
         )
-        api("POST", "/v1/snapshots", 201, json=taken, params={"overwrite": "true"})
+        _busy_answers(api, source, "snapshotting")
+        api.wait(source, "running")  # a running capsule is snapshotted live and runs on
+        assert api.sh(source, "cat /root/kept.txt")["stdout"] == "kept\n"
+        templates = {t["name"]: t for t in api("GET", "/v1/snapshots", 200).json()}
+        assert {"conf-snap", "minimal", "minimal-ubuntu"} <= set(templates)
+        snap, base = templates["conf-snap"], templates["minimal-ubuntu"]
+        assert (snap["type"], snap["platform"], snap["protected"]) == ("snapshot", False, False)
+        assert (base["type"], base["platform"], base["protected"]) == ("base", True, True)
+        for kind in ("snapshot", "base"):
+            listed = api("GET", "/v1/snapshots", 200, params={"type": kind}).json()
+            assert listed and {t["type"] for t in listed} == {kind}
+        # Names are immutable (409) unless overwrite=true, a documented difference.
+        assert api("POST", "/v1/snapshots", 409, json=taken).json()["error"]["code"] == (
+            "template_name_taken"
+        )
+        api.sh(source, "echo v2 > /root/kept.txt")
+        api.snapshot(source, "conf-snap", overwrite="true")
+        api.conf.observe(
+            Observation(
+                "behaviour",
+                "POST /v1/snapshots",
+                detail="overwrite=true replaced an existing snapshot",
+            )
+        )
         reserved = {"sandbox_id": source, "name": "minimal"}
-        api("POST", "/v1/snapshots", 409, json=reserved)
-        api("POST", "/v1/snapshots", 201, json={"sandbox_id": source})  # generated name
+        assert api("POST", "/v1/snapshots", 409, json=reserved).json()["error"]["code"] == (
+            "name_reserved"
+        )
+        before = set(api.template_names())
+        r = api("POST", "/v1/snapshots", 202, json={"sandbox_id": source})  # generated name
+        api.accepted(r, "snapshotting")
+        api.wait(source, "running")
+        (generated,) = set(api.template_names()) - before
+        assert generated.startswith("template-")
+        # A paused capsule is snapshotted as it is and stays paused.
+        api.pause(source)
+        api.snapshot(source, "conf-from-paused")
         clone = api.create(template="conf-snap")
         try:
             r = api(
@@ -594,29 +693,24 @@ def test_snapshots(api: Api) -> None:
                 id=clone,
                 json={"path": "/root/kept.txt"},
             )
-            assert r.content == b"kept\n"
+            assert r.content == b"v2\n"
         finally:
             api.destroy(clone)
     finally:
+        api.wait(source, "running", "paused", "error")
         api.destroy(source)
     api("POST", "/v1/snapshots", 409, json={"sandbox_id": source, "name": "conf-late"})
     api("POST", "/v1/snapshots", 404, json={"sandbox_id": UNKNOWN, "name": "conf-none"})
     api("POST", "/v1/snapshots", 400, json={})
     api("POST", "/v1/snapshots", 400, json={"sandbox_id": MALFORMED})
+    api("POST", "/v1/snapshots", 400, json={"sandbox_id": UNKNOWN, "name": "-bad.name"})
     for t in api("GET", "/v1/snapshots", 200, params={"type": "snapshot"}).json():
         api("DELETE", "/v1/snapshots/{name}", 204, name=t["name"])
     api("DELETE", "/v1/snapshots/{name}", 404, name="conf-snap")
-    api("DELETE", "/v1/snapshots/{name}", 403, name="minimal")
-    api("DELETE", "/v1/snapshots/{name}", 403, name="minimal-ubuntu")
+    for protected in ("minimal", "minimal-ubuntu"):
+        r = api("DELETE", "/v1/snapshots/{name}", 403, name=protected)
+        assert r.json()["error"]["code"] == "forbidden"
     api("DELETE", "/v1/snapshots/{name}", 400, name="-bad.name")
-
-
-def test_create_errors(api: Api) -> None:
-    api("POST", "/v1/capsules", 400, content=b"{oops")
-    api("POST", "/v1/capsules", 400, content=b"")
-    api("POST", "/v1/capsules", 400, json={"template": "no spaces allowed"})
-    api("POST", "/v1/capsules", 400, json={"vcpus": "two"})
-    api("POST", "/v1/capsules", 404, json={"template": "no-such-template"})
 
 
 def test_auth_errors(srv: LocalServer, api: Api) -> None:
@@ -625,6 +719,7 @@ def test_auth_errors(srv: LocalServer, api: Api) -> None:
         api("GET", "/v1/snapshots", 401, client=anonymous, headers={"X-API-Key": "wrn_" + "0" * 32})
         api("POST", "/v1/capsules", 401, client=anonymous, json={})
         api("GET", "/v1/capsules/{id}", 401, client=anonymous, id=UNKNOWN)
+        api("GET", "/v1/events/stream", 401, client=anonymous)  # the one route that lists 401
         api(
             "GET",
             "/v1/capsules",
@@ -660,14 +755,14 @@ def test_malformed_and_unknown_ids(api: Api) -> None:
 
 
 def test_not_running_is_409(api: Api, capsule: str) -> None:
-    api("POST", "/v1/capsules/{id}/pause", 200, id=capsule)
+    api.pause(capsule)
     allowed_200 = {"GET /v1/capsules/{id}", "GET /v1/capsules/{id}/metrics"}
     for method, template, kwargs in _id_requests():
         name = f"{method} {template}"
         if name in allowed_200 or name.endswith("/resume"):
             continue
         if name == "DELETE /v1/capsules/{id}":
-            continue  # destroy works in any state
+            continue  # destroy works from paused
         r = api(method, template, 409, id=capsule, **kwargs)
         assert r.json()["error"]["code"] == "invalid_state", name
 
@@ -730,13 +825,15 @@ def test_pty(api: Api, capsule: str) -> None:
         started = read_frames(api.conf, ws, op, PTY_FRAMES, until="started")[-1]
         assert started["tag"].startswith("pty-")
         seen = b""
-        while b"pty-ready" not in seen:
+        for _ in range(200):  # output is raw binary frames (API 0.2.2)
+            if b"pty-ready" in seen:
+                break
             event = ws.receive(timeout=10)
             if isinstance(event, BytesMessage):
-                api.conf.observe(Observation("ws", op, detail="binary output frame"))
                 seen += bytes(event.data)
             else:
                 check_frame(api.conf, op, json.loads(event.data), PTY_FRAMES)
+        assert b"pty-ready" in seen
     procs = api("GET", "/v1/capsules/{id}/processes", 200, id=capsule).json()["processes"]
     assert started["tag"] in [p.get("tag") for p in procs]
     with connect_ws(url, api.http) as ws:
@@ -777,7 +874,7 @@ def test_websocket_errors(srv: LocalServer, api: Api) -> None:
     # HTTP 404 (unknown capsule) and 409 (not running) for exec/stream and pty.
     paused = api.create()
     try:
-        api("POST", "/v1/capsules/{id}/pause", 200, id=paused)
+        api.pause(paused)
         for capsule_id, spec_status in ((UNKNOWN, 404), (paused, 409)):
             for template, extra in paths.items():
                 name = f"GET {template}"
@@ -817,16 +914,81 @@ def test_websocket_errors(srv: LocalServer, api: Api) -> None:
 def test_events_stream(api: Api) -> None:
     op = "GET /v1/events/stream"
     with api.http.stream("GET", "/v1/events/stream") as resp:
-        assert resp.status_code == 200
-        assert resp.headers["content-type"].startswith("text/event-stream")
-        api.conf.observe(Observation("route", op, status=resp.status_code))
+        api.conf.check("GET", "/v1/events/stream", resp)
         lines = resp.iter_lines()
         assert next(lines) == "event: connected"
         data = next(lines)
         assert data.startswith("data: ")
-        event = json.loads(data[len("data: ") :])
-        api.conf.check_json(op, event, "local:sse", SSE_EVENT_SCHEMA)
-        assert event["event"] == "connected"
+        connected = json.loads(data[len("data: ") :])
+        api.conf.check_json(op, connected, SSE_EVENT, {"$ref": SSE_EVENT})
+        assert connected["event"] == "connected" and "outcome" not in connected
+        cid = api.create()
+        api.pause(cid)
+        api.resume(cid)
+        api.snapshot(cid, "conf-events")
+        api("DELETE", "/v1/snapshots/{name}", 204, name="conf-events")
+        api.destroy(cid)
+        seen = sse_events(api.conf, lines, ("capsule.destroy", cid), {cid, "conf-events"})
+    actions = [(e["event"], e["outcome"]) for e in seen if e["event"] != "capsule.state.changed"]
+    assert actions == [
+        ("capsule.create", "success"),
+        ("capsule.pause", "success"),
+        ("capsule.resume", "success"),
+        ("template.snapshot.create", "success"),
+        ("template.snapshot.delete", "success"),
+        ("capsule.destroy", "success"),
+    ]
+    changes = [
+        (e["metadata"]["from"], e["metadata"]["to"])
+        for e in seen
+        if e["event"] == "capsule.state.changed"
+    ]
+    assert changes == [
+        ("pending", "starting"),
+        ("starting", "running"),
+        ("running", "pausing"),
+        ("pausing", "paused"),
+        ("paused", "resuming"),
+        ("resuming", "running"),
+        ("running", "snapshotting"),
+        ("snapshotting", "running"),
+        ("running", "stopping"),
+        ("stopping", "stopped"),
+    ]
+    for event in seen:
+        assert event["actor"]["type"] == "api_key"
+        if event["event"] == "capsule.state.changed":
+            assert "outcome" not in event
+        if event["event"].startswith("capsule."):
+            assert event["sandbox"]["id"] == cid
+            assert event["resource"] == {"id": cid, "type": "capsule"}
+        else:
+            assert event["resource"] == {"id": "conf-events", "type": "template"}
+
+
+def test_failed_boot_publishes_an_error_outcome(srv: LocalServer, api: Api) -> None:
+    source = api.create()
+    try:
+        api.snapshot(source, "conf-broken")
+    finally:
+        api.destroy(source)
+    # Break the template behind the server's back: the boot that copies it fails.
+    shutil.rmtree(srv.state_dir / "templates" / "conf-broken" / "rw")
+    try:
+        with api.http.stream("GET", "/v1/events/stream") as resp:
+            lines = resp.iter_lines()
+            assert next(lines) == "event: connected"
+            assert json.loads(next(lines)[len("data: ") :])["event"] == "connected"
+            r = api("POST", "/v1/capsules", 202, json={"template": "conf-broken"})
+            cid = api.accepted(r, "starting")["id"]
+            assert api.wait(cid, "running", "error") == "error"
+            seen = sse_events(api.conf, lines, ("capsule.create", cid), {cid})
+        assert seen[-1]["outcome"] == "error" and seen[-1]["error"]
+        assert seen[-1]["sandbox"]["status"] == "error"
+        assert cid not in [c["id"] for c in api("GET", "/v1/capsules", 200).json()]
+        api.destroy(cid)  # an error capsule can still be destroyed
+    finally:
+        api("DELETE", "/v1/snapshots/{name}", 204, name="conf-broken")
 
 
 def _by_operation(checked: set[tuple[str, int]]) -> dict[str, list[int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from wrenn.local import LocalServer
 
 from .conftest import needs_bwrap
-from .helpers import error_of, sh, wait_for
+from .helpers import create, destroy, error_of, pause, resume, sh, wait_for, wait_status
 
 pytestmark = pytest.mark.local
 
@@ -56,32 +57,32 @@ def test_unknown_route_is_chi_text_404(http: httpx.Client) -> None:
 def test_create_shape_defaults_and_go_json(http: httpx.Client) -> None:
     r = http.post("/v1/capsules", json={"metadata": {"purpose": "a<b&c"}})
     try:
-        assert r.status_code == 201
+        assert r.status_code == 202
         raw = r.content
         assert raw.endswith(b"\n") and b": " not in raw and b", " not in raw
         assert b"a\\u003cb\\u0026c" in raw  # Go's HTML escaping
         c = r.json()
         assert re.fullmatch(r"cl-[0-9a-z]{25}", c["id"])
         assert list(c)[:6] == ["id", "status", "template", "vcpus", "memory_mb", "timeout_sec"]
-        assert c["status"] == "running"
+        assert c["status"] == "starting"  # API 0.2.2: asynchronous, never final in the 202
         assert c["template"] == "minimal-ubuntu"
         assert (c["vcpus"], c["memory_mb"], c["timeout_sec"]) == (1, 512, 0)
-        for key in ("created_at", "started_at", "last_active_at", "last_updated"):
+        assert "started_at" not in c
+        for key in ("created_at", "last_active_at", "last_updated"):
             assert TS.match(c[key]), c[key]
         assert c["metadata"]["purpose"] == "a<b&c"
-        got = http.get(f"/v1/capsules/{c['id']}").json()
+        got = wait_status(http, c["id"])
+        assert got["status"] == "running" and TS.match(got["started_at"])
         assert got["id"] == c["id"] and "disk_used_mb" in got
     finally:
-        http.delete(f"/v1/capsules/{r.json()['id']}")
+        destroy(http, r.json()["id"])
 
 
 def test_create_explicit_values_and_timeout_clamp(http: httpx.Client) -> None:
     # The test server clamps positive timeouts below 2 s (platform: 60 s).
-    r = http.post(
-        "/v1/capsules",
-        json={"template": "minimal", "vcpus": 2, "memory_mb": 1024, "timeout_sec": 1},
-    )
-    c = r.json()
+    c = http.get(
+        "/v1/capsules/" + create(http, template="minimal", vcpus=2, memory_mb=1024, timeout_sec=1)
+    ).json()
     try:
         assert (c["template"], c["vcpus"], c["memory_mb"], c["timeout_sec"]) == (
             "minimal",
@@ -90,7 +91,7 @@ def test_create_explicit_values_and_timeout_clamp(http: httpx.Client) -> None:
             2,
         )
     finally:
-        http.delete(f"/v1/capsules/{c['id']}")
+        destroy(http, c["id"])
 
 
 @pytest.mark.parametrize(
@@ -102,6 +103,24 @@ def test_create_explicit_values_and_timeout_clamp(http: httpx.Client) -> None:
         (b'{"vcpus":"two"}', (400, "invalid_request", "invalid JSON body")),
         (b'{"template":"../etc"}', (400, "invalid_request", "invalid template name")),
         (b'{"template":"no-such-template"}', (404, "not_found", "resource not found")),
+        (b'{"timeout_sec":-1}', (400, "invalid_request", "timeout_sec must be >= 0")),
+        (b'{"metadata":{"a":1}}', (400, "invalid_request", "invalid JSON body")),
+        (
+            b'{"metadata":{"-a":"x"}}',
+            (400, "invalid_request", "invalid metadata key: '-a'"),
+        ),
+        (
+            b'{"metadata":{"agent_version":"x"}}',
+            (400, "invalid_request", "metadata key 'agent_version' is reserved"),
+        ),
+        (
+            b'{"metadata":{"k":"' + b"v" * 65 + b'"}}',
+            (400, "invalid_request", "metadata value for 'k' exceeds 64 characters"),
+        ),
+        (
+            json.dumps({"metadata": {f"k{i}": "v" for i in range(21)}}).encode(),
+            (400, "invalid_request", "metadata may have at most 20 keys"),
+        ),
     ],
 )
 def test_create_bad_input(
@@ -111,13 +130,25 @@ def test_create_bad_input(
     assert error_of(r) == expected
 
 
+def test_metadata_at_the_limits_is_accepted(http: httpx.Client) -> None:
+    metadata = {f"k{i}": "v" * 64 for i in range(19)} | {"A" + "b" * 63: "x"}
+    cid = create(http, metadata=metadata)
+    try:
+        got = http.get(f"/v1/capsules/{cid}").json()["metadata"]
+        assert metadata.items() <= got.items()
+    finally:
+        destroy(http, cid)
+
+
 def test_list_excludes_stopped_and_destroy_is_idempotent(http: httpx.Client) -> None:
-    cid = http.post("/v1/capsules", json={}).json()["id"]
+    cid = create(http)
     assert cid in [c["id"] for c in http.get("/v1/capsules").json()]
-    assert http.delete(f"/v1/capsules/{cid}").status_code == 204
+    r = http.delete(f"/v1/capsules/{cid}")
+    assert (r.status_code, r.content) == (202, b"")
+    assert wait_status(http, cid, "stopped")["status"] == "stopped"
     assert cid not in [c["id"] for c in http.get("/v1/capsules").json()]
+    assert http.delete(f"/v1/capsules/{cid}").status_code == 202
     assert http.get(f"/v1/capsules/{cid}").json()["status"] == "stopped"
-    assert http.delete(f"/v1/capsules/{cid}").status_code == 204
 
 
 @pytest.mark.parametrize(
@@ -150,7 +181,7 @@ def test_malformed_id_is_400_and_unknown_is_404(
 def test_wrong_state_answers(http: httpx.Client, capsule: str) -> None:
     base = f"/v1/capsules/{capsule}"
     assert error_of(http.post(base + "/resume")) == (409, "invalid_state", "resource is not paused")
-    assert http.post(base + "/pause").json()["status"] == "paused"
+    pause(http, capsule)
     assert error_of(http.post(base + "/pause")) == (409, "invalid_state", "resource is not running")
     assert error_of(http.post(base + "/ping")) == (409, "invalid_state", "resource is not running")
     r = http.post(base + "/exec", json={"cmd": "true"})
@@ -162,9 +193,9 @@ def test_wrong_state_answers(http: httpx.Client, capsule: str) -> None:
     r = http.post(base + "/files/read", json={"path": "/etc/hostname"})
     assert error_of(r) == (409, "invalid_state", "sandbox is not running")
     assert http.get(base + "/metrics").status_code == 200  # paused: from stored samples
-    assert http.post(base + "/resume").json()["status"] == "running"
+    resume(http, capsule)
     assert http.post(base + "/ping").status_code == 204
-    assert http.delete(base).status_code == 204
+    destroy(http, capsule)
     assert error_of(http.post(base + "/pause"))[:2] == (409, "invalid_state")
     assert error_of(http.get(base + "/metrics"))[:2] == (404, "not_found")
     r = http.post("/v1/snapshots", json={"sandbox_id": capsule})

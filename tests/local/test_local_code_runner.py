@@ -19,20 +19,18 @@ from wrenn.code_runner import AsyncCapsule
 from wrenn.local import LocalServer, _kernels
 
 from .conftest import needs_bwrap
-from .helpers import error_of, sh
+from .helpers import create, destroy, error_of, pause, resume, sh
 
 pytestmark = pytest.mark.local
 
 
 @pytest.fixture
 def runner(http: httpx.Client) -> Iterator[str]:
-    r = http.post("/v1/capsules", json={"template": "code-runner-beta"})
-    assert r.status_code == 201, r.text
-    capsule_id = r.json()["id"]
+    capsule_id = create(http, template="code-runner-beta")
     try:
         yield capsule_id
     finally:
-        http.delete(f"/v1/capsules/{capsule_id}")
+        destroy(http, capsule_id)
 
 
 def port_client(server: LocalServer, capsule_id: str, port: int = 8888) -> httpx.Client:
@@ -101,10 +99,10 @@ def test_what_the_proxy_does_not_serve(
         assert not_a_runner.get("/api/kernels").status_code == 404
     with port_client(server, "cl-nosuchcapsule000000000000") as missing:
         assert missing.get("/api/kernels").status_code == 404
-    assert http.post(f"/v1/capsules/{runner}/pause").status_code == 200
+    pause(http, runner)
     with port_client(server, runner) as paused:
         assert paused.get("/api/kernels").status_code == 409
-    assert http.post(f"/v1/capsules/{runner}/resume").status_code == 200
+    resume(http, runner)
 
 
 def test_create_says_what_to_install_without_the_kernel(

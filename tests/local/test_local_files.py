@@ -93,7 +93,7 @@ def test_mkdir_conflict_remove_and_missing_paths(http: httpx.Client, capsule: st
     assert r.status_code == 200
     assert r.json()["entry"]["path"] == "/root/new/dir" and r.json()["entry"]["type"] == "directory"
     code, kind, message = error_of(http.post(base + "/mkdir", json={"path": "/root/new/dir"}))
-    assert (code, kind) == (409, "conflict") and "already exists" in message
+    assert (code, kind) == (409, "already_exists") and "already exists" in message
     write(http, capsule, "/root/new/dir/x", b"x")
     assert http.post(base + "/remove", json={"path": "/root/new"}).status_code == 204
     assert sh(http, capsule, "test -e $HOME/new && echo yes || echo no")["stdout"] == "no\n"

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from .conftest import needs_bwrap
-from .helpers import sh
+from .helpers import create, destroy, sh
 
 pytestmark = [pytest.mark.local, needs_bwrap]
 
@@ -28,14 +28,14 @@ def test_tmp_is_private(http: httpx.Client, capsule: str) -> None:
     name = f"wrenn-private-{secrets.token_hex(4)}"
     sh(http, capsule, f"echo inside > /tmp/{name}")
     assert not os.path.exists(f"/tmp/{name}")
-    other = http.post("/v1/capsules", json={}).json()["id"]
+    other = create(http)
     try:
         assert (
             sh(http, other, f"test -e /tmp/{name} && echo seen || echo absent")["stdout"]
             == "absent\n"
         )
     finally:
-        http.delete(f"/v1/capsules/{other}")
+        destroy(http, other)
 
 
 def test_host_dirs_are_read_only_and_capabilities_dropped(http: httpx.Client, capsule: str) -> None:

@@ -14,7 +14,18 @@ import pytest
 from wrenn.local import LocalServer
 
 from .conftest import needs_bwrap
-from .helpers import error_of, host_pids_with, sh, wait_for
+from .helpers import (
+    create,
+    destroy,
+    error_of,
+    host_pids_with,
+    pause,
+    resume,
+    sh,
+    snapshot,
+    wait_for,
+    wait_status,
+)
 
 pytestmark = pytest.mark.local
 
@@ -40,11 +51,11 @@ def test_pause_freezes_and_resume_continues(
     http.post(base + "/exec", json={"cmd": "/bin/sh", "args": ["-c", COUNTER], "background": True})
     assert wait_for(lambda: (server.state_dir / "capsules" / capsule / "rw/root/counter").exists())
     time.sleep(0.1)
-    assert http.post(base + "/pause").json()["status"] == "paused"
+    pause(http, capsule)
     frozen = _counter(server, capsule)
     time.sleep(0.4)
     assert _counter(server, capsule) == frozen
-    assert http.post(base + "/resume").json()["status"] == "running"
+    resume(http, capsule)
     assert wait_for(lambda: _counter(server, capsule) > frozen + 3, timeout=3)
 
 
@@ -59,7 +70,7 @@ def test_destroy_kills_every_capsule_process(http: httpx.Client, capsule: str) -
     # A grandchild that detached into its own session is in the capsule too.
     sh(http, capsule, f"setsid sleep {marker} >/dev/null 2>&1 < /dev/null &")
     assert len(host_pids_with(marker)) >= 3
-    assert http.delete(f"/v1/capsules/{capsule}").status_code == 204
+    destroy(http, capsule)
     assert wait_for(lambda: not host_pids_with(marker), timeout=3)
 
 
@@ -67,9 +78,8 @@ def test_destroy_kills_every_capsule_process(http: httpx.Client, capsule: str) -
 def test_snapshot_and_boot_from_it(http: httpx.Client, capsule: str) -> None:
     sh(http, capsule, "echo from-snapshot > /workspace/data.txt")
     name = f"snap-{capsule[-6:]}"
-    r = http.post("/v1/snapshots", json={"sandbox_id": capsule, "name": name})
-    assert r.status_code == 201, r.text
-    tpl = r.json()
+    snapshot(http, capsule, name)
+    tpl = {t["name"]: t for t in http.get("/v1/snapshots").json()}[name]
     assert list(tpl) == [
         "name",
         "type",
@@ -82,8 +92,9 @@ def test_snapshot_and_boot_from_it(http: httpx.Client, capsule: str) -> None:
     ]
     assert (tpl["name"], tpl["type"], tpl["platform"]) == (name, "snapshot", False)
     assert tpl["size_bytes"] > 0
-    # v0.1.5 behaviour: the source capsule stays paused and can be resumed.
-    assert http.get(f"/v1/capsules/{capsule}").json()["status"] == "paused"
+    # API 0.2.2: a running capsule is snapshotted live and runs on.
+    assert http.get(f"/v1/capsules/{capsule}").json()["status"] == "running"
+    assert sh(http, capsule, "cat /workspace/data.txt")["stdout"] == "from-snapshot\n"
     assert [t["name"] for t in http.get("/v1/snapshots", params={"type": "snapshot"}).json()].count(
         name
     ) == 1
@@ -94,25 +105,22 @@ def test_snapshot_and_boot_from_it(http: httpx.Client, capsule: str) -> None:
     assert error_of(http.post("/v1/snapshots", json={"sandbox_id": capsule, "name": "minimal"}))[
         :2
     ] == (409, "name_reserved")
-    child = http.post("/v1/capsules", json={"template": name, "vcpus": 4}).json()
+    child_id = create(http, template=name, vcpus=4)
     try:
+        child = http.get(f"/v1/capsules/{child_id}").json()
         assert child["template"] == name and child["vcpus"] == 1  # baked values win
-        assert sh(http, child["id"], "cat /workspace/data.txt")["stdout"] == "from-snapshot\n"
-        sh(http, child["id"], "echo v2 > /workspace/data.txt")
-        r = http.post(
-            "/v1/snapshots",
-            params={"overwrite": "true"},
-            json={"sandbox_id": child["id"], "name": name},
-        )
-        assert r.status_code == 201
+        assert sh(http, child_id, "cat /workspace/data.txt")["stdout"] == "from-snapshot\n"
+        sh(http, child_id, "echo v2 > /workspace/data.txt")
+        snapshot(http, child_id, name, overwrite="true")
     finally:
-        http.delete(f"/v1/capsules/{child['id']}")
-    grandchild = http.post("/v1/capsules", json={"template": name}).json()["id"]
+        destroy(http, child_id)
+    grandchild = create(http, template=name)
     try:
         assert sh(http, grandchild, "cat /workspace/data.txt")["stdout"] == "v2\n"
     finally:
-        http.delete(f"/v1/capsules/{grandchild}")
-    auto = http.post("/v1/snapshots", json={"sandbox_id": capsule}).json()["name"]
+        destroy(http, grandchild)
+    pause(http, capsule)
+    auto = snapshot(http, capsule)  # a paused capsule is snapshotted as it is and stays paused
     assert auto.startswith("template-") and len(auto) == len("template-") + 8
     for n in (name, auto):
         assert http.delete(f"/v1/snapshots/{n}").status_code == 204
@@ -125,7 +133,7 @@ def test_ttl_auto_pauses_idle_capsule(http: httpx.Client) -> None:
     with http.stream("GET", "/v1/events/stream", timeout=10) as events:
         lines = events.iter_lines()
         assert next(lines) == "event: connected"
-        c = http.post("/v1/capsules", json={"timeout_sec": 2}).json()
+        c = http.get(f"/v1/capsules/{create(http, timeout_sec=2)}").json()
         try:
             assert c["timeout_sec"] == 2
             # Activity (ping here; exec too) resets the clock.
@@ -146,8 +154,9 @@ def test_ttl_auto_pauses_idle_capsule(http: httpx.Client) -> None:
             assert pause is not None
             assert pause["actor"]["type"] == "system"
             assert pause["metadata"] == {"reason": "ttl_expired"}
+            assert pause["outcome"] == "success"
         finally:
-            http.delete(f"/v1/capsules/{c['id']}")
+            destroy(http, c["id"])
 
 
 def test_restart_keeps_state_and_stop_ends_processes(tmp_path: Path) -> None:
@@ -157,16 +166,16 @@ def test_restart_keeps_state_and_stop_ends_processes(tmp_path: Path) -> None:
         LocalServer(state_dir=state, metrics_interval=0.3) as srv,
         httpx.Client(base_url=srv.base_url, headers={"X-API-Key": srv.api_key}, timeout=30) as http,
     ):
-        running = http.post("/v1/capsules", json={}).json()["id"]
-        paused = http.post("/v1/capsules", json={}).json()["id"]
+        running = create(http)
+        paused = create(http)
         sh(http, running, "echo kept > $HOME/file")
         sh(http, paused, "echo also-kept > $HOME/file")
         http.post(
             f"/v1/capsules/{running}/exec",
             json={"cmd": "sleep", "args": [marker], "background": True},
         )
-        http.post(f"/v1/capsules/{paused}/pause")
-        http.post("/v1/snapshots", json={"sandbox_id": paused, "name": "persisted"})
+        pause(http, paused)
+        snapshot(http, paused, "persisted")
         key = srv.api_key
         assert host_pids_with(marker)
     # Stopping the server ended every sandbox process.
@@ -179,11 +188,11 @@ def test_restart_keeps_state_and_stop_ends_processes(tmp_path: Path) -> None:
         assert http.get(f"/v1/capsules/{paused}").json()["status"] == "paused"
         assert http.get(f"/v1/capsules/{running}/processes").json() == {"processes": []}
         assert sh(http, running, "cat $HOME/file")["stdout"] == "kept\n"
-        assert http.post(f"/v1/capsules/{paused}/resume").json()["status"] == "running"
+        resume(http, paused)
         assert sh(http, paused, "cat $HOME/file")["stdout"] == "also-kept\n"
         assert "persisted" in [t["name"] for t in http.get("/v1/snapshots").json()]
         for cid in (running, paused):
-            http.delete(f"/v1/capsules/{cid}")
+            destroy(http, cid)
 
 
 @needs_bwrap
@@ -202,6 +211,6 @@ def test_sandbox_killed_from_the_host_ends_the_capsule(
             continue
     assert init is not None
     os.kill(init, signal.SIGKILL)
-    assert wait_for(lambda: http.get(f"/v1/capsules/{capsule}").json()["status"] == "stopped")
+    assert wait_status(http, capsule, "stopped", timeout=5)["status"] == "stopped"
     r = http.post(f"/v1/capsules/{capsule}/exec", json={"cmd": "true"})
     assert error_of(r)[:2] == (409, "invalid_state")

@@ -11,13 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
 from wrenn.local import LocalServer
 
 from .conftest import needs_bwrap
-from .helpers import host_pids_with, sh, wait_for
+from .helpers import create, destroy, host_pids_with, pause, resume, sh, wait_for, wait_status
 
 pytestmark = pytest.mark.local
 
@@ -42,11 +43,11 @@ def _pause_resume_counter(srv: LocalServer, http: httpx.Client, cid: str) -> Non
     )
     assert wait_for(path.exists)
     time.sleep(0.1)
-    assert http.post(f"/v1/capsules/{cid}/pause").status_code == 200
+    pause(http, cid)
     frozen = value()
     time.sleep(0.3)
     assert value() == frozen
-    assert http.post(f"/v1/capsules/{cid}/resume").status_code == 200
+    resume(http, cid)
     assert wait_for(lambda: value() > frozen + 3, timeout=3)
     # Processes started after a resume still run and are reaped normally.
     assert sh(http, cid, "echo after")["stdout"] == "after\n"
@@ -64,7 +65,7 @@ def test_plain_mode_is_reported_loudly_and_still_works(caplog: pytest.LogCapture
             base_url=srv.base_url, headers={"X-API-Key": srv.api_key}, timeout=30
         ) as http:
             assert http.get("/health").json()["isolation"] == "none"
-            cid = http.post("/v1/capsules", json={}).json()["id"]
+            cid = create(http)
             rw = srv.state_dir / "capsules" / cid / "rw"
             out = sh(http, cid, "echo $HOME; pwd")["stdout"].split()
             assert out == [str(rw / "root"), str(rw / "root")]
@@ -83,7 +84,7 @@ def test_plain_mode_is_reported_loudly_and_still_works(caplog: pytest.LogCapture
                 json={"cmd": "sleep", "args": [marker], "background": True},
             )
             assert host_pids_with(marker)
-            assert http.delete(f"/v1/capsules/{cid}").status_code == 204
+            destroy(http, cid)
             assert wait_for(lambda: not host_pids_with(marker), timeout=3)
 
 
@@ -94,16 +95,19 @@ def test_sigstop_freezer_with_bwrap() -> None:
         httpx.Client(base_url=srv.base_url, headers={"X-API-Key": srv.api_key}, timeout=30) as http,
     ):
         assert http.get("/health").json()["freeze"] == "sigstop"
-        cid = http.post("/v1/capsules", json={}).json()["id"]
+        cid = create(http)
         try:
             _pause_resume_counter(srv, http, cid)
         finally:
-            http.delete(f"/v1/capsules/{cid}")
+            destroy(http, cid)
 
 
 def test_bad_arguments_fail_clearly() -> None:
     with pytest.raises(ValueError, match="isolation"):
         LocalServer(isolation="vm").start()
+    for delay in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="transition_delay"):
+            LocalServer(transition_delay=delay)
     srv = LocalServer()
     with pytest.raises(RuntimeError, match="not started"):
         _ = srv.base_url
@@ -150,6 +154,8 @@ def test_cli_prints_env_and_stops_on_sigterm(tmp_path: Path) -> None:
             "wrn_" + "cd" * 16,
             "--state-dir",
             str(tmp_path),
+            "--transition-delay",
+            "0.3",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -162,6 +168,14 @@ def test_cli_prints_env_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert env["WRENN_API_KEY"] == "wrn_" + "cd" * 16
         r = httpx.get(env["WRENN_BASE_URL"] + "/health", timeout=10)
         assert r.json()["status"] == "ok"
+        with httpx.Client(
+            base_url=env["WRENN_BASE_URL"], headers={"X-API-Key": env["WRENN_API_KEY"]}, timeout=30
+        ) as http:
+            cid = create(http)  # through `starting`, which now lasts 0.3 s
+            assert http.post(f"/v1/capsules/{cid}/pause").status_code == 202
+            assert http.get(f"/v1/capsules/{cid}").json()["status"] == "pausing"
+            assert wait_status(http, cid)["status"] == "paused"
+            destroy(http, cid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
@@ -192,8 +206,12 @@ async def _create_and_run(srv: LocalServer) -> str:
         base_url=srv.base_url, headers={"X-API-Key": srv.api_key}, timeout=30
     ) as http:
         cid = (await http.post("/v1/capsules", json={})).json()["id"]
+        for _ in range(500):  # bounded: boots take milliseconds
+            if (await http.get(f"/v1/capsules/{cid}")).json()["status"] != "starting":
+                break
+            await anyio.sleep(0.02)
         out = await http.post(f"/v1/capsules/{cid}/exec", json={"cmd": "echo", "args": ["ok"]})
-        await http.delete(f"/v1/capsules/{cid}")
+        assert (await http.delete(f"/v1/capsules/{cid}")).status_code == 202
         return str(out.json()["stdout"])
 
 

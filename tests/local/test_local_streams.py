@@ -15,7 +15,7 @@ from wsproto.events import BytesMessage, TextMessage
 from wrenn.local import LocalServer
 
 from .conftest import needs_bwrap
-from .helpers import wait_for
+from .helpers import create, destroy, pause, resume, snapshot, wait_for
 
 pytestmark = pytest.mark.local
 
@@ -97,13 +97,13 @@ def test_ws_errors_auth_state_and_bad_id(
     ):
         pass
     assert info.value.response.status_code == 400
-    http.post(f"/v1/capsules/{capsule}/pause")
+    pause(http, capsule)
     with connect_ws(f"/v1/capsules/{capsule}/exec/stream", http) as ws:
         assert ws.receive_json(timeout=10) == {
             "type": "error",
             "data": "sandbox is not running (status: paused)",
         }
-    http.post(f"/v1/capsules/{capsule}/resume")
+    resume(http, capsule)
     with connect_ws(f"/v1/capsules/{capsule}/exec/stream", http) as ws:
         ws.send_json({"type": "bogus"})
         assert ws.receive_json(timeout=10)["type"] == "error"
@@ -214,6 +214,27 @@ def test_pty_exit_code_and_ping(http: httpx.Client, capsule: str) -> None:
     assert controls[-1] == {"type": "exit", "exit_code": 7}
 
 
+def _events_until(lines: Any, last: tuple[str, str], ids: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Events about ``ids`` up to the first whose ``(event, resource id)`` is ``last``."""
+    seen: list[dict[str, Any]] = []
+    for _, line in zip(range(1000), lines, strict=False):
+        if line.startswith("data: "):
+            event = json.loads(line[6:])
+            if event.get("resource", {}).get("id") in ids:
+                seen.append(event)
+                if (event["event"], event["resource"]["id"]) == last:
+                    return seen
+    raise AssertionError(f"no {last} event in {[e['event'] for e in seen]}")
+
+
+def _changes(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [
+        (e["metadata"]["from"], e["metadata"]["to"])
+        for e in events
+        if e["event"] == "capsule.state.changed"
+    ]
+
+
 def test_sse_events(server: LocalServer, http: httpx.Client) -> None:
     with http.stream("GET", "/v1/events/stream", timeout=10) as resp:
         assert resp.status_code == 200
@@ -221,30 +242,42 @@ def test_sse_events(server: LocalServer, http: httpx.Client) -> None:
         lines = resp.iter_lines()
         assert next(lines) == "event: connected"
         first = json.loads(next(lines).removeprefix("data: "))
-        assert first["event"] == "connected"
-        cid = http.post("/v1/capsules", json={}).json()["id"]
-        http.post(f"/v1/capsules/{cid}/pause")
-        http.delete(f"/v1/capsules/{cid}")
-        seen: list[dict[str, Any]] = []
-        keepalives = 0
-        for _, line in zip(range(400), lines, strict=False):
-            if line.startswith(":keepalive"):
-                keepalives += 1
-            if line.startswith("data: "):
-                event = json.loads(line[6:])
-                if event.get("resource", {}).get("id") == cid:
-                    seen.append(event)
-            if any(e["event"] == "capsule.destroy" for e in seen) and keepalives:
-                break
-    kinds = [e["event"] for e in seen]
-    assert kinds[:2] == ["capsule.create", "capsule.state.changed"]
-    assert "capsule.pause" in kinds and "capsule.destroy" in kinds
-    create = seen[0]
-    assert create["outcome"] == "success" and create["resource"] == {"id": cid, "type": "capsule"}
-    assert create["actor"]["type"] == "api_key" and create["sandbox"]["id"] == cid
-    changed = seen[1]
-    assert "outcome" not in changed and changed["metadata"] == {"from": "pending", "to": "running"}
-    assert keepalives >= 1
+        assert first["event"] == "connected" and "outcome" not in first
+        cid = create(http)
+        pause(http, cid)
+        resume(http, cid)
+        destroy(http, cid)
+        seen = _events_until(lines, ("capsule.destroy", cid), (cid,))
+    actions = [e["event"] for e in seen if e["event"] != "capsule.state.changed"]
+    assert actions == ["capsule.create", "capsule.pause", "capsule.resume", "capsule.destroy"]
+    # Every status change, the transitional ones included.
+    assert _changes(seen) == [
+        ("pending", "starting"),
+        ("starting", "running"),
+        ("running", "pausing"),
+        ("pausing", "paused"),
+        ("paused", "resuming"),
+        ("resuming", "running"),
+        ("running", "stopping"),
+        ("stopping", "stopped"),
+    ]
+    for event in seen:
+        assert event["resource"] == {"id": cid, "type": "capsule"}
+        assert event["actor"]["type"] == "api_key"
+        assert event["sandbox"]["id"] == cid and event["timestamp"].endswith("Z")
+        if event["event"] == "capsule.state.changed":
+            assert "outcome" not in event
+            assert event["sandbox"]["status"] == event["metadata"]["to"]
+        else:
+            assert event["outcome"] == "success" and "error" not in event
+    assert [e["sandbox"]["status"] for e in seen if e["event"] == "capsule.pause"] == ["paused"]
+
+
+def test_sse_keepalive(http: httpx.Client) -> None:
+    with http.stream("GET", "/v1/events/stream", timeout=10) as resp:
+        lines = resp.iter_lines()
+        assert next(lines) == "event: connected"
+        assert any(line.startswith(":keepalive") for _, line in zip(range(20), lines, strict=False))
 
 
 def test_sse_snapshot_events(http: httpx.Client, capsule: str) -> None:
@@ -252,22 +285,17 @@ def test_sse_snapshot_events(http: httpx.Client, capsule: str) -> None:
     with http.stream("GET", "/v1/events/stream", timeout=10) as resp:
         lines = resp.iter_lines()
         assert next(lines) == "event: connected"
-        assert (
-            http.post("/v1/snapshots", json={"sandbox_id": capsule, "name": name}).status_code
-            == 201
-        )
+        snapshot(http, capsule, name)
         assert http.delete(f"/v1/snapshots/{name}").status_code == 204
-        kinds: list[str] = []
-        for _, line in zip(range(400), lines, strict=False):
-            if line.startswith("data: "):
-                event = json.loads(line[6:])
-                if event["resource"]["id"] in (name, capsule):
-                    kinds.append(event["event"])
-            if "template.snapshot.delete" in kinds:
-                break
-    assert kinds == [
-        "capsule.pause",
+        seen = _events_until(lines, ("template.snapshot.delete", name), (name, capsule))
+    assert [e["event"] for e in seen] == [
         "capsule.state.changed",
         "template.snapshot.create",
+        "capsule.state.changed",
         "template.snapshot.delete",
     ]
+    assert _changes(seen) == [("running", "snapshotting"), ("snapshotting", "running")]
+    created, deleted = seen[1], seen[3]
+    assert created["outcome"] == deleted["outcome"] == "success"
+    assert created["resource"] == {"id": name, "type": "template"}
+    assert created["metadata"] == {"sandbox_id": capsule}

@@ -2,8 +2,11 @@
 
 Capsules are real local sandboxes (bubblewrap namespaces when available, plain
 subprocesses otherwise).  Needs the ``local`` extra: starlette, uvicorn and
-python-multipart.  See ``README.md`` in this package for the isolation modes and
-the intentional differences from the hosted platform.
+python-multipart.  It follows API 0.2.2, asynchronous lifecycle included; for
+tests of clients, ``LocalServer(transition_delay=...)`` makes each transitional
+status (``starting``, ``pausing``, ...) last that many seconds.  See
+``README.md`` in this package for the isolation modes and the intentional
+differences from the hosted platform.
 """
 
 from __future__ import annotations

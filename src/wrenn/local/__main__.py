@@ -25,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--isolation", choices=ISOLATION_CHOICES, default="auto")
     parser.add_argument("--api-key", default=None, help="API key to accept (default: generated)")
+    parser.add_argument(
+        "--transition-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long each transitional status (starting, pausing, ...) lasts (default 0)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -42,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             isolation=args.isolation,
             api_key=args.api_key,
             host=args.host,
+            transition_delay=args.transition_delay,
         ).start()
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, ValueError) as exc:
         print(f"wrenn.local: {exc}", file=sys.stderr)
         return 1
     try:

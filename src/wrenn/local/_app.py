@@ -128,9 +128,10 @@ class Api:
         )
 
     # capsules -----------------------------------------------------------------
+    # Lifecycle calls answer 202 at once; the capsule is then in its transitional status.
     async def create(self, request: Request) -> Response:
         body = await _json_body(request)
-        return GoJSONResponse(await self.m.create(body), status_code=201)
+        return GoJSONResponse(self.m.lifecycle.create(body), status_code=202)
 
     async def list_capsules(self, request: Request) -> Response:
         return GoJSONResponse(self.m.list_capsules())
@@ -146,14 +147,14 @@ class Api:
         return GoJSONResponse(await self.m.get(request.path_params["id"]))
 
     async def destroy(self, request: Request) -> Response:
-        await self.m.destroy(request.path_params["id"])
-        return Response(status_code=204)
+        self.m.lifecycle.destroy(request.path_params["id"])
+        return Response(status_code=202)
 
     async def pause(self, request: Request) -> Response:
-        return GoJSONResponse(await self.m.pause(request.path_params["id"]))
+        return GoJSONResponse(self.m.lifecycle.pause(request.path_params["id"]), status_code=202)
 
     async def resume(self, request: Request) -> Response:
-        return GoJSONResponse(await self.m.resume(request.path_params["id"]))
+        return GoJSONResponse(self.m.lifecycle.resume(request.path_params["id"]), status_code=202)
 
     async def ping(self, request: Request) -> Response:
         self.m.ping(request.path_params["id"])
@@ -302,7 +303,13 @@ class Api:
     async def files_mkdir(self, request: Request) -> Response:
         fs = self._fs(request)
         path = _path_field(await _json_body(request))
-        return GoJSONResponse({"entry": await _fs_call(fs.mkdir, path)})
+        try:
+            entry = await _fs_call(fs.mkdir, path)
+        except ApiError as exc:
+            if exc.status == 409:  # API 0.2.2 names this conflict's code
+                raise ApiError(409, "already_exists", exc.message) from None
+            raise
+        return GoJSONResponse({"entry": entry})
 
     async def files_remove(self, request: Request) -> Response:
         fs = self._fs(request)
@@ -314,7 +321,7 @@ class Api:
     async def snapshot_create(self, request: Request) -> Response:
         body = await _json_body(request)
         overwrite = request.query_params.get("overwrite", "").lower() in ("1", "true")
-        return GoJSONResponse(await self.m.snapshot(body, overwrite), status_code=201)
+        return GoJSONResponse(self.m.lifecycle.snapshot(body, overwrite), status_code=202)
 
     async def snapshot_list(self, request: Request) -> Response:
         return GoJSONResponse(self.m.templates(request.query_params.get("type")))

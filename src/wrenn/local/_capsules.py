@@ -1,8 +1,11 @@
-"""Capsule lifecycle, exec, processes, files, snapshots, TTL and metrics.
+"""Capsules: boot and teardown, exec, processes, files, templates, TTL and metrics.
 
-Everything here runs on the server's event loop; blocking filesystem work is
-pushed to worker threads, but processes are always spawned from the loop thread
-(bubblewrap's --die-with-parent fires when the spawning *thread* exits).
+The asynchronous lifecycle (create, pause, resume, destroy, snapshot) is
+:mod:`._lifecycle`; it calls back into :class:`Manager` for the sandboxes and
+the files.  Everything here runs on the server's event loop; blocking
+filesystem work is pushed to worker threads, but processes are always spawned
+from the loop thread (bubblewrap's --die-with-parent fires when the spawning
+*thread* exits).
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
-import shutil
 import signal
 import stat
 import time
@@ -20,48 +21,41 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import _kernels, _wire
+from . import _fdtree, _kernels, _wire
 from ._events import SYSTEM_ACTOR, EventBus
 from ._fs import CapsuleFS, FsError
+from ._lifecycle import LISTED, Lifecycle, settled_after_restart
 from ._live import Live, Tracked
 from ._metrics import METRIC_RANGES, Metrics
-from ._proc import ManagedProcess
+from ._proc import ManagedProcess, OutputBuffer
 from ._pty import PtySession
 from ._runtime import Backend, _procfs
 from ._runtime._base import BootError, ensure_rw_skeleton
+from ._runtime._cgroup import Limits
 from ._shapes import capsule_json, field, str_list, str_map, template_json
 from ._store import CapsuleRow, ProcessRow, Store, TemplateRow
 from ._wire import ApiError, agent_error, bad_request, invalid_state, not_found
 
 log = logging.getLogger("wrenn.local")
 
-DEFAULT_TEMPLATE = "minimal-ubuntu"
 PLATFORM_TEMPLATES = ("minimal", "minimal-ubuntu", _kernels.TEMPLATE)
 DEFAULT_EXEC_TIMEOUT = 30
-MAX_METADATA_KEYS = 20
-RESERVED_METADATA = frozenset({"kernel_version", "vmm_version", "agent_version", "envd_version"})
 TERM_GRACE = 2.0
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
-    """Copy a writable layer: links stay links, special files (FIFOs, sockets) are skipped."""
-    dst.mkdir(parents=True, exist_ok=True)
-    shutil.copystat(src, dst, follow_symlinks=False)
-    with os.scandir(src) as it:
-        for entry in it:
-            st = entry.stat(follow_symlinks=False)
-            target = dst / entry.name
-            if stat.S_ISDIR(st.st_mode):
-                _copy_tree(Path(entry.path), target)
-            elif stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(entry.path), target)
-            elif stat.S_ISREG(st.st_mode):
-                shutil.copy2(entry.path, target, follow_symlinks=False)
+    """Copy a writable layer: links stay links, special files (FIFOs, sockets) are skipped.
+
+    By file descriptor, never by host path (see ``_fdtree``): capsule code owns the tree.
+    """
+    _fdtree.copy_tree(src, dst)
 
 
 def _rmtree(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)
+    try:
+        _fdtree.remove_tree(path)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
 
 
 class Manager:
@@ -73,6 +67,7 @@ class Manager:
         metrics_interval: float = 5.0,
         ttl_interval: float = 2.0,
         min_timeout_sec: int = 60,
+        transition_delay: float = 0.0,
     ) -> None:
         self.state_dir = state_dir
         self.min_timeout_sec = min_timeout_sec
@@ -85,7 +80,10 @@ class Manager:
         self.live: dict[str, Live] = {}
         self.metrics = Metrics(self.store, self.live, metrics_interval)
         self._locks: dict[str, asyncio.Lock] = {}
+        # Booting from a template, overwriting it and deleting it never overlap.
+        self._template_locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.lifecycle = Lifecycle(self, transition_delay)
 
     # start / stop -------------------------------------------------------------
     async def start(self) -> None:
@@ -94,17 +92,28 @@ class Manager:
             if self.store.get_template(name) is None:
                 self.store.upsert_template(TemplateRow(name, "base", 0, 0, 0, now, True))
         self.store.clear_processes()
-        for c in self.store.list_capsules(("running", "pending", "missing")):
+        await asyncio.to_thread(self._remove_snapshot_staging)
+        for c in self.store.list_capsules(LISTED):
+            settled = settled_after_restart(c.status)
+            if settled is not None:
+                # A transition the previous server did not finish (it was killed).
+                self.lifecycle.change_status(
+                    c.id, settled, actor=SYSTEM_ACTOR, reason="server_restart"
+                )
+                if settled == "stopped":
+                    await self.remove_capsule_files(c.id)
+                continue
             if c.status != "running":
-                self.store.update_capsule(c.id, status="error")
                 continue
             # Processes do not survive a server restart: the capsule comes back cold.
             try:
-                await self._boot(c.id)
+                await self.boot(c.id)
                 self.store.update_capsule(c.id, started_at=time.time(), last_active_at=time.time())
             except BootError as exc:
                 log.error("could not restart capsule %s: %s", c.id, exc)
-                self.store.update_capsule(c.id, status="error")
+                self.lifecycle.change_status(
+                    c.id, "error", actor=SYSTEM_ACTOR, reason="server_restart"
+                )
         self._tasks.append(asyncio.create_task(self._housekeeping_loop()))
         self._tasks.append(asyncio.create_task(self.metrics.run()))
 
@@ -114,9 +123,11 @@ class Manager:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Before the teardown below: a transition must not boot a sandbox after it.
+        await self.lifecycle.shutdown()
         self.events.close()
         for capsule_id in list(self.live):
-            await self._teardown(capsule_id)
+            await self.teardown(capsule_id)
         self.backend.cleanup()
         self.store.close()
 
@@ -125,13 +136,25 @@ class Manager:
         for live in self.live.values():
             live.sandbox.kill_now()
 
-    def _lock(self, capsule_id: str) -> asyncio.Lock:
+    def lock(self, capsule_id: str) -> asyncio.Lock:
+        """The lock that serializes every transition of one capsule."""
         return self._locks.setdefault(capsule_id, asyncio.Lock())
+
+    def forget_lock(self, capsule_id: str) -> None:
+        self._locks.pop(capsule_id, None)
+
+    def _template_lock(self, name: str) -> asyncio.Lock:
+        return self._template_locks.setdefault(name, asyncio.Lock())
 
     def _capsule_dir(self, capsule_id: str) -> Path:
         return self.state_dir / "capsules" / capsule_id
 
-    async def _boot(self, capsule_id: str) -> Live:
+    def _remove_snapshot_staging(self) -> None:
+        """Half-written snapshots (``templates/.<name>.<hex>``) of a server that died."""
+        for entry in (self.state_dir / "templates").glob(".*"):
+            _rmtree(entry)
+
+    async def boot(self, capsule_id: str) -> Live:
         row = self.store.get_capsule(capsule_id)
         # A code-runner capsule sees the server's interpreter, which runs its kernels.
         binds = (
@@ -139,14 +162,16 @@ class Manager:
             if row is not None and row.template == _kernels.TEMPLATE
             else ()
         )
-        sandbox = self.backend.sandbox(capsule_id, self._capsule_dir(capsule_id), binds)
+        # The capsule's cgroup enforces its own request's vcpus and memory_mb.
+        limits = Limits(vcpus=row.vcpus, memory_mb=row.memory_mb) if row is not None else None
+        sandbox = self.backend.sandbox(capsule_id, self._capsule_dir(capsule_id), binds, limits)
         await asyncio.to_thread(ensure_rw_skeleton, sandbox.rw_dir)
         await sandbox.boot()
         live = Live(sandbox, CapsuleFS(sandbox.open_root))
         self.live[capsule_id] = live
         return live
 
-    async def _teardown(self, capsule_id: str) -> None:
+    async def teardown(self, capsule_id: str) -> None:
         live = self.live.pop(capsule_id, None)
         if live is None:
             return
@@ -191,120 +216,9 @@ class Manager:
     def touch(self, capsule_id: str) -> None:
         self.store.update_capsule(capsule_id, last_active_at=time.time())
 
-    def _publish(
-        self,
-        event: str,
-        c: CapsuleRow,
-        *,
-        actor: dict[str, str] | None = None,
-        metadata: dict[str, str] | None = None,
-        outcome: str | None = "success",
-        error: str | None = None,
-    ) -> None:
-        self.events.publish(
-            event,
-            c.id,
-            "capsule",
-            outcome=outcome,
-            actor=actor,
-            metadata=metadata,
-            error=error,
-            sandbox=capsule_json(c),
-        )
-
-    def _transition(
-        self,
-        capsule_id: str,
-        old: str,
-        new: str,
-        action: str | None,
-        actor: dict[str, str] | None = None,
-        reason: str | None = None,
-        **fields: Any,
-    ) -> CapsuleRow:
-        self.store.update_capsule(capsule_id, status=new, **fields)
-        row = self.store.get_capsule(capsule_id)
-        assert row is not None
-        meta = {"reason": reason} if reason else None
-        if action is not None:
-            self._publish(action, row, actor=actor, metadata=meta)
-        if old != new:
-            self._publish(
-                "capsule.state.changed",
-                row,
-                actor=actor,
-                outcome=None,
-                metadata={"from": old, "to": new, **(meta or {})},
-            )
-        return row
-
-    # lifecycle ----------------------------------------------------------------
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        template = field(body, "template", str, "") or DEFAULT_TEMPLATE
-        vcpus = field(body, "vcpus", int, 0)
-        memory_mb = field(body, "memory_mb", int, 0)
-        timeout_sec = field(body, "timeout_sec", int, 0)
-        metadata = str_map(body, "metadata")
-        if not _wire.SAFE_NAME_RE.match(template):
-            raise bad_request("invalid template name")
-        if len(metadata) > MAX_METADATA_KEYS:
-            raise bad_request(f"metadata may have at most {MAX_METADATA_KEYS} keys")
-        for key, value in metadata.items():
-            if not _wire.SAFE_NAME_RE.match(key) or key in RESERVED_METADATA:
-                raise bad_request(f"invalid metadata key: {key}")
-            if len(value) > 64:
-                raise bad_request(f"metadata value for {key} exceeds 64 characters")
-        tpl = self.store.get_template(template)
-        if tpl is None:
-            raise not_found()
-        if template == _kernels.TEMPLATE and _kernels.missing_packages():
-            raise bad_request(_kernels.install_hint())
-        if tpl.type == "snapshot":
-            vcpus, memory_mb = tpl.vcpus, tpl.memory_mb
-        vcpus = vcpus if vcpus > 0 else 1
-        memory_mb = memory_mb if memory_mb > 0 else 512
-        # Newer protocol: 0 disables auto-pause; positive values below 60 clamp to 60.
-        timeout_sec = 0 if timeout_sec <= 0 else max(timeout_sec, self.min_timeout_sec)
-        now = time.time()
-        capsule_id = _wire.new_capsule_id()
-        meta = {"agent_version": "wrenn-local", "kernel_version": os.uname().release, **metadata}
-        row = CapsuleRow(
-            capsule_id,
-            "pending",
-            template,
-            vcpus,
-            memory_mb,
-            timeout_sec,
-            now,
-            None,
-            now,
-            now,
-            meta,
-        )
-        cdir = self._capsule_dir(capsule_id)
-        if tpl.type == "snapshot":
-            await asyncio.to_thread(
-                _copy_tree, self.state_dir / "templates" / template / "rw", cdir / "rw"
-            )
-        self.store.insert_capsule(row)
-        try:
-            async with self._lock(capsule_id):
-                await self._boot(capsule_id)
-        except (BootError, OSError) as exc:
-            self.store.update_capsule(capsule_id, status="error")
-            failed = self.store.get_capsule(capsule_id)
-            assert failed is not None
-            self._publish("capsule.create", failed, outcome="error", error=str(exc))
-            raise agent_error(f"create sandbox: {exc}") from None
-        now = time.time()
-        row = self._transition(
-            capsule_id, "pending", "running", "capsule.create", started_at=now, last_active_at=now
-        )
-        return capsule_json(row)
-
+    # capsules -----------------------------------------------------------------
     def list_capsules(self) -> list[dict[str, Any]]:
-        rows = self.store.list_capsules(("pending", "starting", "running", "paused", "missing"))
-        return [capsule_json(c) for c in rows]
+        return [capsule_json(c) for c in self.store.list_capsules(LISTED)]
 
     async def get(self, capsule_id: str) -> dict[str, Any]:
         row = self.get_row(capsule_id)
@@ -314,60 +228,38 @@ class Manager:
             used = await asyncio.to_thread(_procfs.disk_usage, str(rw)) // (1024 * 1024)
         return capsule_json(row, used)
 
-    async def destroy(self, capsule_id: str, actor: dict[str, str] | None = None) -> None:
-        row = self.get_row(capsule_id, "resource not found")
-        async with self._lock(capsule_id):
-            row = self.store.get_capsule(capsule_id) or row
-            await self._teardown(capsule_id)
-            if row.status != "stopped":
-                self._transition(capsule_id, row.status, "stopped", "capsule.destroy", actor)
-            await asyncio.to_thread(_rmtree, self._capsule_dir(capsule_id))
-        self._locks.pop(capsule_id, None)
-
-    async def pause(
-        self, capsule_id: str, actor: dict[str, str] | None = None, reason: str | None = None
-    ) -> dict[str, Any]:
-        self.get_row(capsule_id, "resource not found")
-        async with self._lock(capsule_id):
-            row = self.store.get_capsule(capsule_id)
-            assert row is not None
-            live = self.live.get(capsule_id)
-            if row.status != "running" or live is None:
-                raise invalid_state("resource is not running")
-            try:
-                live.sandbox.freeze()
-            except OSError as exc:
-                raise agent_error(f"pause sandbox: {exc}") from None
-            row = self._transition(capsule_id, "running", "paused", "capsule.pause", actor, reason)
-            return capsule_json(row)
-
-    async def resume(self, capsule_id: str) -> dict[str, Any]:
-        self.get_row(capsule_id, "resource not found")
-        async with self._lock(capsule_id):
-            row = self.store.get_capsule(capsule_id)
-            assert row is not None
-            if row.status != "paused":
-                raise invalid_state("resource is not paused")
-            live = self.live.get(capsule_id)
-            try:
-                if live is not None and live.sandbox.alive:
-                    live.sandbox.thaw()
-                else:
-                    # Paused before a server restart: processes are gone, boot cold.
-                    await self._teardown(capsule_id)
-                    await self._boot(capsule_id)
-            except (BootError, OSError) as exc:
-                raise agent_error(f"resume sandbox: {exc}") from None
-            now = time.time()
-            row = self._transition(
-                capsule_id,
-                "paused",
-                "running",
-                "capsule.resume",
-                started_at=now,
-                last_active_at=now,
+    # capsule and template files (for the lifecycle) -------------------------------
+    async def copy_template_files(self, name: str, capsule_id: str) -> None:
+        """Seed a new capsule's writable dirs from snapshot template ``name``."""
+        async with self._template_lock(name):
+            if self.store.get_template(name) is None:
+                raise FileNotFoundError(f"template {name!r} was deleted")
+            await asyncio.to_thread(
+                _copy_tree,
+                self.state_dir / "templates" / name / "rw",
+                self._capsule_dir(capsule_id) / "rw",
             )
-            return capsule_json(row)
+
+    async def write_snapshot_files(self, capsule_id: str, name: str) -> int:
+        """Copy the capsule's writable dirs into template ``name`` (replacing it); its size."""
+        tdir = self.state_dir / "templates" / name
+        # Copied aside first, so a failed copy never leaves a half template behind.
+        staging = self.state_dir / "templates" / f".{name}.{_wire.hex8()}"
+        try:
+            await asyncio.to_thread(
+                _copy_tree, self._capsule_dir(capsule_id) / "rw", staging / "rw"
+            )
+            size = await asyncio.to_thread(_procfs.disk_usage, str(staging))
+            async with self._template_lock(name):
+                await asyncio.to_thread(_rmtree, tdir)
+                staging.rename(tdir)
+        except BaseException:
+            await asyncio.to_thread(_rmtree, staging)
+            raise
+        return size
+
+    async def remove_capsule_files(self, capsule_id: str) -> None:
+        await asyncio.to_thread(_rmtree, self._capsule_dir(capsule_id))
 
     def ping(self, capsule_id: str) -> None:
         row = self.get_row(capsule_id, "resource not found")
@@ -462,12 +354,9 @@ class Manager:
             tag = tag or f"proc-{_wire.hex8()}"
             self._track(capsule_id, live, proc, pid, tag, cmd, args)
             return 202, {"sandbox_id": capsule_id, "cmd": cmd, "pid": pid, "tag": tag}
-        out, err = bytearray(), bytearray()
-
-        def collect(kind: str, data: bytes) -> None:
-            (out if kind == "stdout" else err if kind == "stderr" else bytearray()).extend(data)
-
-        proc.listen(collect)
+        # Bounded in memory: past MAX_EXEC_OUTPUT the command is killed (502 below).
+        output = OutputBuffer(proc)
+        out, err = output.stdout, output.stderr
         started = time.monotonic()
         timeout = timeout_sec if timeout_sec > 0 else DEFAULT_EXEC_TIMEOUT
         try:
@@ -479,6 +368,8 @@ class Manager:
             # The client went away: do not leave the command running.
             await proc.terminate(TERM_GRACE)
             raise
+        if output.overflowed:
+            raise agent_error(output.message)
         duration_ms = int((time.monotonic() - started) * 1000)
         try:
             stdout, stderr, encoding = out.decode("utf-8"), err.decode("utf-8"), "utf-8"
@@ -580,56 +471,7 @@ class Manager:
         _, live = self.require_running(capsule_id, with_status=False)
         return live.fs
 
-    # snapshots ----------------------------------------------------------------
-    async def snapshot(self, body: dict[str, Any], overwrite: bool) -> dict[str, Any]:
-        capsule_id = field(body, "sandbox_id", str, "")
-        name = field(body, "name", str, "")
-        if not capsule_id:
-            raise bad_request("sandbox_id is required")
-        self.check_id(capsule_id)
-        name = name or f"template-{_wire.hex8()}"
-        if not _wire.SAFE_NAME_RE.match(name):
-            raise bad_request("invalid template name")
-        existing = self.store.get_template(name)
-        if existing is not None and existing.platform:
-            raise ApiError(409, "name_reserved", f"template name {name!r} is reserved")
-        if existing is not None and not overwrite:
-            raise ApiError(409, "template_name_taken", f"template name {name!r} is already in use")
-        self.get_row(capsule_id)
-        async with self._lock(capsule_id):
-            row = self.store.get_capsule(capsule_id)
-            assert row is not None
-            if row.status not in ("running", "paused"):
-                raise invalid_state("sandbox must be running or paused")
-            if row.status == "running":
-                live = self.live[capsule_id]
-                live.sandbox.freeze()
-                row = self._transition(
-                    capsule_id, "running", "paused", "capsule.pause", reason="snapshot"
-                )
-            tdir = self.state_dir / "templates" / name
-            staging = self.state_dir / "templates" / f".{name}.{_wire.hex8()}"
-            try:
-                await asyncio.to_thread(
-                    _copy_tree, self._capsule_dir(capsule_id) / "rw", staging / "rw"
-                )
-                size = await asyncio.to_thread(_procfs.disk_usage, str(staging))
-                if existing is not None:
-                    await asyncio.to_thread(_rmtree, tdir)
-                staging.rename(tdir)
-            except OSError as exc:
-                await asyncio.to_thread(_rmtree, staging)
-                self.events.publish(
-                    "template.snapshot.create", name, "template", outcome="error", error=str(exc)
-                )
-                raise agent_error(f"snapshot: {exc}") from None
-        tpl = TemplateRow(name, "snapshot", row.vcpus, row.memory_mb, size, time.time(), False)
-        self.store.upsert_template(tpl)
-        self.events.publish(
-            "template.snapshot.create", name, "template", metadata={"sandbox_id": capsule_id}
-        )
-        return template_json(tpl)
-
+    # templates ----------------------------------------------------------------
     def templates(self, type_: str | None) -> list[dict[str, Any]]:
         return [template_json(t) for t in self.store.list_templates(type_)]
 
@@ -641,9 +483,10 @@ class Manager:
             raise not_found("template not found")
         if tpl.platform or name == "minimal":
             raise ApiError(403, "forbidden", "platform templates cannot be deleted")
-        await asyncio.to_thread(_rmtree, self.state_dir / "templates" / name)
-        self.store.delete_template(name)
-        self.events.publish("template.snapshot.delete", name, "template")
+        async with self._template_lock(name):
+            await asyncio.to_thread(_rmtree, self.state_dir / "templates" / name)
+            self.store.delete_template(name)
+        self.events.publish("template.snapshot.delete", name, "template", outcome="success")
 
     # TTL ----------------------------------------------------------------------
     async def _housekeeping_loop(self) -> None:
@@ -661,15 +504,17 @@ class Manager:
         for capsule_id, live in list(self.live.items()):
             if live.sandbox.alive:
                 continue
-            async with self._lock(capsule_id):
+            async with self.lock(capsule_id):
                 row = self.store.get_capsule(capsule_id)
                 if self.live.get(capsule_id) is not live or row is None:
                     continue
                 log.warning("capsule %s: its sandbox exited unexpectedly", capsule_id)
-                await self._teardown(capsule_id)
-                if row.status in ("running", "paused"):
-                    self._transition(
-                        capsule_id, row.status, "stopped", None, SYSTEM_ACTOR, "orphaned"
+                await self.teardown(capsule_id)
+                # A transition waiting for the lock then sees the change and gives up;
+                # a destroy under way finishes by itself.
+                if row.status not in ("stopped", "stopping"):
+                    self.lifecycle.change_status(
+                        capsule_id, "stopped", actor=SYSTEM_ACTOR, reason="orphaned"
                     )
 
     async def ttl_tick(self) -> None:
@@ -677,7 +522,7 @@ class Manager:
         for c in self.store.list_capsules(("running",)):
             if c.timeout_sec > 0 and now - (c.last_active_at or c.created_at) >= c.timeout_sec:
                 with contextlib.suppress(ApiError):
-                    await self.pause(c.id, SYSTEM_ACTOR, "ttl_expired")
+                    self.lifecycle.pause(c.id, SYSTEM_ACTOR, "ttl_expired")
 
     # metrics ------------------------------------------------------------------
     async def capsule_metrics(self, capsule_id: str, range_: str | None) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""In-memory fan-out of platform events to SSE subscribers (and to SQLite)."""
+"""In-memory fan-out of platform events to SSE subscribers (and to SQLite).
+
+The API 0.2.2 SSE model: action events carry ``outcome`` (and ``error`` when it
+is ``error``); ``capsule.state.changed`` and the ``connected`` sentinel do not.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,16 @@ from ._wire import omit_none, rfc3339
 API_KEY_ACTOR = {"type": "api_key", "id": "key-local", "name": "local"}
 SYSTEM_ACTOR = {"type": "system", "id": "system", "name": "wrenn-local"}
 _QUEUE_SIZE = 1000
+ACTION_EVENTS = frozenset(
+    {
+        "capsule.create",
+        "capsule.pause",
+        "capsule.resume",
+        "capsule.destroy",
+        "template.snapshot.create",
+        "template.snapshot.delete",
+    }
+)
 
 
 class EventBus:
@@ -34,12 +48,17 @@ class EventBus:
         resource_id: str,
         resource_type: str,
         *,
-        outcome: str | None = "success",
+        outcome: str | None = None,
         actor: dict[str, str] | None = None,
         metadata: dict[str, str] | None = None,
         error: str | None = None,
         sandbox: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        # A wrong shape here is a bug in the caller: clients rely on this model.
+        if (outcome is not None) != (event in ACTION_EVENTS):
+            raise ValueError(f"{event}: outcome {outcome!r} breaks the event model")
+        if (error is not None) != (outcome == "error"):
+            raise ValueError(f"{event}: error text must come with outcome=error, and only then")
         now = time.time()
         payload = omit_none(
             {

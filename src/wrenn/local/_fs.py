@@ -10,11 +10,19 @@ the host.  Writes go to a temp file that is renamed into place, so an existing
 hard link is replaced rather than written through.  In the bubblewrap backend the
 root fd is ``/proc/<init>/root``, so the read-only host binds stay read-only for
 the API too.
+
+Reads are for regular files on real filesystems only.  The server reads with
+host privileges, so a capsule link to ``/proc/kmsg`` would otherwise hand out
+the host's kernel log (and block a worker thread for good); anything resolving
+into ``/proc``, ``/sys`` or ``/dev``, or onto a pseudo filesystem wherever it is
+mounted, is refused, and ``files/read`` answers at most ``MAX_READ_BYTES``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import grp
 import os
@@ -26,11 +34,66 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _fdtree
+
 _O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
 _DIR_FLAGS = _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_SYMLINKS = 40
-# Pseudo filesystems: reading is harmless, writing would act on the host kernel.
-_NO_WRITE_TOP = frozenset({"proc", "sys", "dev"})
+# Pseudo filesystems: the server must neither write there (it would act on the
+# host kernel) nor read (procfs files such as kmsg are host-wide, and block).
+_PSEUDO_TOP = frozenset({"proc", "sys", "dev"})
+# files/read holds the whole file in memory; larger files go through stream/read.
+MAX_READ_BYTES = 100 * 1024 * 1024
+# files/list depth beyond this is cut off (every level holds a directory fd).
+MAX_LIST_DEPTH = 64
+# statfs f_type of filesystems whose files are kernel interfaces, not data:
+# proc, sysfs, devpts, debugfs, tracefs, securityfs, cgroup, cgroup2, bpf,
+# configfs, pstore, efivarfs, mqueue, binfmt_misc, fusectl, nsfs.
+_PSEUDO_FS = frozenset(
+    {
+        0x9FA0,
+        0x62656572,
+        0x1CD1,
+        0x64626720,
+        0x74726163,
+        0x73636673,
+        0x27E0EB,
+        0x63677270,
+        0xCAFE4A11,
+        0x62656570,
+        0x6165676C,
+        0xDE5E81E4,
+        0x19800202,
+        0x42494E4D,
+        0x65735543,
+        0x6E736673,
+    }
+)
+
+
+def _load_fstatfs() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.fstatfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_FSTATFS = _load_fstatfs()
+
+
+def fs_type(fd: int) -> int | None:
+    """The statfs ``f_type`` of the filesystem holding ``fd`` (None if unknown)."""
+    if _FSTATFS is None:
+        return None
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    if _FSTATFS(fd, buf) != 0:
+        return None
+    # f_type is the first member, a C long, on every Linux ABI.
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
 class FsError(Exception):
@@ -189,7 +252,7 @@ class CapsuleFS:
 
     @staticmethod
     def _check_writable(r: _Resolved, op: str, path: str) -> None:
-        if r.top in _NO_WRITE_TOP:
+        if r.top in _PSEUDO_TOP:
             raise FsError(f"{op} {path}: permission denied")
 
     # reading ------------------------------------------------------------------
@@ -200,6 +263,17 @@ class CapsuleFS:
                 raise FsError(f"open {path}: no such file or directory")
             if r.name is None or stat.S_ISDIR(r.st.st_mode):
                 raise FsError(f"read {path}: is a directory")
+            # Checked on the resolved path, so a link planted anywhere in the
+            # capsule that leads into /proc, /sys or /dev is refused too.
+            if r.top in _PSEUDO_TOP:
+                raise FsError(
+                    f"read {path}: files under /proc, /sys and /dev cannot be read",
+                    403,
+                    "forbidden",
+                )
+            if not stat.S_ISREG(r.st.st_mode):
+                # Never opened: opening a device or FIFO can block or act.
+                raise FsError(f"read {path}: not a regular file")
             try:
                 # O_NONBLOCK: a FIFO planted in the capsule must not hang the server.
                 fd = os.open(
@@ -212,15 +286,34 @@ class CapsuleFS:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
                 raise FsError(f"read {path}: not a regular file")
+            if fs_type(fd) in _PSEUDO_FS:
+                os.close(fd)
+                raise FsError(
+                    f"read {path}: files of kernel pseudo filesystems cannot be read",
+                    403,
+                    "forbidden",
+                )
             os.set_blocking(fd, True)
             return fd
 
-    def read_bytes(self, path: str) -> bytes:
+    def read_bytes(self, path: str, limit: int = MAX_READ_BYTES) -> bytes:
+        """The whole file, refused with 413 when larger than ``limit`` bytes."""
         fd = self.open_read(path)
         try:
+            too_large = FsError(
+                f"file exceeds {limit // (1024 * 1024)} MB limit (use files/stream/read)",
+                413,
+                "too_large",
+            )
+            if os.fstat(fd).st_size > limit:
+                raise too_large
             chunks = []
-            while chunk := os.read(fd, 1 << 20):
+            left = limit + 1  # the file may grow while it is read
+            while left > 0 and (chunk := os.read(fd, min(1 << 20, left))):
                 chunks.append(chunk)
+                left -= len(chunk)
+            if left <= 0:
+                raise too_large
             return b"".join(chunks)
         finally:
             os.close(fd)
@@ -267,16 +360,14 @@ class CapsuleFS:
                 raise FsError(f"remove {path}: refusing to remove the capsule root")
             self._check_writable(r, "remove", path)
             try:
-                if stat.S_ISDIR(r.st.st_mode):
-                    _rmtree_at(r.dir_fd, r.name)
-                else:
-                    os.unlink(r.name, dir_fd=r.dir_fd)
+                # By fd and iteratively, whatever the tree's depth.
+                _fdtree.remove_at(r.dir_fd, r.name)
             except OSError as exc:
                 raise _oserror("remove", path, exc) from None
 
     # listing ------------------------------------------------------------------
     def list_dir(self, path: str, depth: int) -> list[dict[str, Any]]:
-        depth = max(depth, 1)  # envd treats 0 like 1
+        depth = min(max(depth, 1), MAX_LIST_DEPTH)  # envd treats 0 like 1
         with self.resolve(path) as r:
             if r.st is None:
                 raise FsError(f"list {path}: no such file or directory")
@@ -415,19 +506,3 @@ class _Writer:
                 os.unlink(self._tmp, dir_fd=self._r.dir_fd)
             self._tmp = ""
         self._r.close()
-
-
-def _rmtree_at(parent_fd: int, name: str) -> None:
-    fd = os.open(
-        name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
-    )
-    try:
-        for child in os.listdir(fd):
-            st = os.stat(child, dir_fd=fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                _rmtree_at(fd, child)
-            else:
-                os.unlink(child, dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=parent_fd)

@@ -52,6 +52,7 @@ class PtySession:
         os.set_blocking(master, False)
         self._loop.add_reader(master, self._on_output)
         self._eof = asyncio.Event()
+        self._holds = 0
         self.exit_code: int | None = None
         self.done = asyncio.Event()
         self._finisher = self._loop.create_task(self._finish())
@@ -64,6 +65,19 @@ class PtySession:
                 self._listeners.remove(listener)
 
         return remove
+
+    def hold_output(self) -> None:
+        """Stop reading the terminal (a slow client): the program blocks on output."""
+        self._holds += 1
+        if self._holds == 1 and self._master is not None and not self._eof.is_set():
+            self._loop.remove_reader(self._master)
+
+    def release_output(self) -> None:
+        if self._holds == 0:
+            return
+        self._holds -= 1
+        if self._holds == 0 and self._master is not None and not self._eof.is_set():
+            self._loop.add_reader(self._master, self._on_output)
 
     def _emit(self, kind: str, data: bytes) -> None:
         for listener in list(self._listeners):

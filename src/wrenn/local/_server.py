@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import math
 import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from . import _fdtree
 from ._app import create_app
 from ._capsules import Manager
 from ._runtime import Backend, choose_backend
@@ -68,7 +69,10 @@ class LocalServer:
         ttl_interval: float = 2.0,
         min_timeout_sec: int = 60,
         freezer: str = "auto",
+        transition_delay: float = 0.0,
     ) -> None:
+        if not (math.isfinite(transition_delay) and transition_delay >= 0):
+            raise ValueError(f"transition_delay must be >= 0 seconds, got {transition_delay!r}")
         self._requested_state_dir = Path(state_dir) if state_dir is not None else None
         self._port = port
         self._host = host
@@ -80,6 +84,7 @@ class LocalServer:
         self._ttl_interval = ttl_interval
         self._min_timeout_sec = min_timeout_sec
         self._freezer = freezer
+        self._transition_delay = float(transition_delay)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state_dir: Path | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -190,6 +195,7 @@ class LocalServer:
                     metrics_interval=self._metrics_interval,
                     ttl_interval=self._ttl_interval,
                     min_timeout_sec=self._min_timeout_sec,
+                    transition_delay=self._transition_delay,
                 )
 
             def on_ready(manager: Manager) -> None:
@@ -284,10 +290,12 @@ class LocalServer:
     def _cleanup_dirs(self) -> None:
         if self._tmp is not None:
             tmp, self._tmp = self._tmp, None
-            # Files written by capsules may be read-only; make them removable first.
+            # By fd and iteratively: capsule code can make trees deep enough to
+            # overflow a recursive removal (RecursionError out of stop()).
+            with contextlib.suppress(OSError):
+                _fdtree.remove_tree(tmp.name)
             with contextlib.suppress(OSError):
                 tmp.cleanup()
-            shutil.rmtree(tmp.name, ignore_errors=True)
 
     def __enter__(self) -> LocalServer:
         return self.start()

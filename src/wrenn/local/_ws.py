@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ._auth import check_key
 from ._capsules import Manager
 from ._live import Live, Tracked
+from ._proc import FlowQueue
 from ._wire import CAPSULE_ID_RE, ApiError, GoJSONResponse, go_json
 
 
@@ -86,7 +87,7 @@ async def _receive_json(ws: WebSocket) -> dict[str, Any] | None:
 async def _relay(
     ws: WebSocket,
     tracked: Tracked,
-    queue: asyncio.Queue[tuple[str, bytes]],
+    queue: FlowQueue,
     remove: Callable[[], None],
     *,
     kill_on_stop: bool,
@@ -126,6 +127,7 @@ async def _relay(
         return
     finally:
         remove()
+        queue.close()
         reader.cancel()
         with contextlib.suppress(BaseException):
             await reader
@@ -160,14 +162,17 @@ async def exec_stream(ws: WebSocket) -> None:
     ):
         await _fail(ws, "invalid start message")
         return
-    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    # Bounded: a slow reader holds the process's output (backpressure) instead
+    # of having the server buffer all of it.
+    queue = FlowQueue()
     try:
         tracked, remove = await settings.manager.start_stream(
-            capsule_id, live, cmd, args, envs, cwd, lambda k, d: queue.put_nowait((k, d))
+            capsule_id, live, cmd, args, envs, cwd, queue.put
         )
     except ApiError as exc:
         await _fail(ws, exc.message)
         return
+    queue.attach_process(tracked.proc)
     await _relay(ws, tracked, queue, remove, kill_on_stop=True)
 
 
@@ -183,8 +188,9 @@ async def process_stream(ws: WebSocket) -> None:
         await _fail(ws, f"failed to connect to process: process not found: {selector}")
         return
     settings.manager.touch(capsule_id)
-    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-    remove = tracked.proc.listen(lambda k, d: queue.put_nowait((k, d)))
+    queue = FlowQueue()
+    queue.attach_process(tracked.proc)
+    remove = tracked.proc.listen(queue.put)
     await _relay(ws, tracked, queue, remove, kill_on_stop=False)
 
 
@@ -204,10 +210,10 @@ async def pty(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         return
     kind = (first or {}).get("type")
-    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    queue = FlowQueue()
 
     def enqueue(k: str, d: bytes) -> None:
-        queue.put_nowait((k, d))
+        queue.put(k, d)
 
     if first is not None and kind == "start":
         cmd = first.get("cmd") or "/bin/bash"
@@ -249,6 +255,7 @@ async def pty(ws: WebSocket) -> None:
     else:
         await _fail(ws, "first message must be 'start' or 'connect'", fatal=True)
         return
+    queue.attach(session.hold_output, session.release_output)
     # Also on connect, unlike v0.1.5: the client learns the pid it re-attached to.
     await _send(ws, {"type": "started", "tag": session.tag, "pid": pid})
 
@@ -299,6 +306,7 @@ async def pty(ws: WebSocket) -> None:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         remove()
+        queue.close()
         for task in (reader, writer):
             task.cancel()
         for task in (reader, writer):

@@ -6,11 +6,14 @@ import abc
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._cgroup import CapsuleCgroup, Limits
 from ._freeze import Freezer
 
 # Directories a capsule may write; each is a per-capsule host directory.
@@ -20,6 +23,14 @@ WRITABLE_DIRS = ("root", "tmp", "home", "workspace")
 # kernel sockets): capsule code can add entries, but never swap the directory itself.
 RUN_DIR_IN_CAPSULE = "/run/wrenn"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The whole environment of every host-side helper (bwrap, nsenter, setpriv, the
+# cgroup shim).  Never the server's own environment, which may hold the app's
+# secrets, and never a request's ``envs``: those run before any namespace or
+# capability is dropped (an ``LD_PRELOAD`` there would run capsule code as host
+# root), so request variables reach only the final command, inside the capsule.
+HOST_ENV = {"PATH": DEFAULT_PATH, "LC_ALL": "C"}
+
+log = logging.getLogger("wrenn.local")
 
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
@@ -55,8 +66,11 @@ class Sandbox(abc.ABC):
         self,
         capsule_id: str,
         capsule_dir: Path,
-        freezer_cgroup: Path | None,
+        cgroup: CapsuleCgroup | None,
         ro_binds: tuple[str, ...] = (),
+        limits: Limits | None = None,
+        *,
+        freeze_by_cgroup: bool = True,
     ) -> None:
         self.capsule_id = capsule_id
         self.dir = capsule_dir
@@ -65,10 +79,55 @@ class Sandbox(abc.ABC):
         # Host directories shown read-only at the same path inside the capsule.
         self.ro_binds = ro_binds
         self.wrappers: set[int] = set()
-        self.freezer = Freezer(self.member_pids, freezer_cgroup, lambda: list(self.wrappers))
+        # The capsule's own cgroups (limits, freeze, kill); None when the server
+        # may not create cgroups, and then nothing is limited.
+        self.cgroup = cgroup
+        self.limits = limits or Limits()
+        self.freezer = Freezer(
+            self.member_pids, cgroup if freeze_by_cgroup else None, lambda: list(self.wrappers)
+        )
+
+    def make_cgroup(self) -> None:
+        """Create the capsule's cgroups with its limits (before anything of it runs)."""
+        if self.cgroup is not None:
+            try:
+                self.cgroup.create(self.limits)
+            except OSError as exc:
+                self.cgroup.remove(timeout=0)
+                raise BootError(f"capsule cgroup: {exc}") from exc
+
+    def in_cgroup(self, argv: list[str]) -> list[str]:
+        """``argv`` prefixed so that it starts inside the capsule's cgroups."""
+        return argv if self.cgroup is None else [*self.cgroup.join_argv(), *argv]
+
+    def remove_cgroup(self) -> None:
+        """Synchronous teardown of the cgroups (boot failures)."""
+        if self.cgroup is not None:
+            self.cgroup.kill()
+            self.cgroup.remove()
+
+    async def release_cgroup(self, timeout: float = 3.0) -> None:
+        """Kill what is left in the capsule's cgroups and remove them.
+
+        Waits on the loop, not in a sleep: the killed host-side wrappers are our
+        children, reaped by their ManagedProcess callbacks on this very loop.
+        """
+        if self.cgroup is None:
+            return
+        self.cgroup.kill()
+        deadline = time.monotonic() + timeout
+        while not self.cgroup.try_remove():
+            if time.monotonic() > deadline:
+                log.warning("capsule %s: cgroup not removed", self.capsule_id)
+                return
+            self.cgroup.kill()
+            self.reap_orphans()
+            await asyncio.sleep(0.01)
 
     def kill_now(self) -> None:
         """SIGKILL every process of the capsule, synchronously (last resort at shutdown)."""
+        if self.cgroup is not None:
+            self.cgroup.kill()
         for pid in [*self.member_pids(), *self.wrappers]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

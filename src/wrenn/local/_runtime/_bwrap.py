@@ -2,10 +2,18 @@
 
 Layout ("host-ro"): the host's /usr, /etc and the merged-usr symlinks are bound
 read-only; /root, /tmp, /home and /workspace are per-capsule host directories;
-/proc, /dev (with its own devpts) are fresh; every namespace is unshared, so the
-network is loopback-only.  Each exec joins the namespaces with nsenter and then
-drops every capability with setpriv: in the capsule, uid 0 maps to the server's
-uid, and a capability-holding process could remount the read-only binds.
+/proc, /dev (with its own devpts) are fresh; every namespace is unshared
+(user and cgroup included, also as root), so the network is loopback-only.
+Each exec first joins the capsule's cgroups (host-side shim), then its
+namespaces with nsenter, then drops every capability with setpriv: in the
+capsule, uid 0 maps to the server's uid, and a capability-holding process could
+remount the read-only binds.  ``--disable-userns`` stops capsule code from
+making nested user namespaces, which would give it those capabilities back
+(and, with them, mounts of cgroupfs or procfs).
+
+Host-side helpers run with ``HOST_ENV`` only.  A request's ``envs`` are applied
+by ``env -i`` as the very last step inside the capsule, after the namespaces
+are joined and the capabilities dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -22,6 +31,8 @@ from pathlib import Path
 
 from . import _procfs
 from ._base import (
+    DEFAULT_PATH,
+    HOST_ENV,
     RUN_DIR_IN_CAPSULE,
     WRITABLE_DIRS,
     BootError,
@@ -30,9 +41,11 @@ from ._base import (
     open_pty_from,
     read_until,
 )
+from ._cgroup import CapsuleCgroup, Limits
 
 BOOT_TIMEOUT = 10.0
-_NAMESPACES = ("user", "mnt", "uts", "ipc", "net", "pid")
+_NS_GET_PARENT = 0xB702  # ioctl: the parent of a user namespace, as a new fd
+_NAMESPACES = ("user", "mnt", "uts", "ipc", "net", "pid", "cgroup")
 # pid 1 of the capsule.  It prints "ready" only once bwrap has finished every
 # mount (the --info-fd pid is written earlier, and an nsenter before that can see
 # a half-built root), ignores the signals a pid-1 gets by default, and reaps the
@@ -59,10 +72,15 @@ def bwrap_argv(
     info_fd: int,
     command: list[str],
     ro_binds: tuple[str, ...] = (),
+    *,
+    disable_userns: bool = True,
 ) -> list[str]:
     argv = [
         bwrap,
         "--unshare-all",
+        # --unshare-all skips the user namespace when bwrap runs as root; without
+        # one, --disable-userns is impossible and capsule root is host root.
+        "--unshare-user",
         # Our init is pid 1 itself: code in the capsule cannot kill it (not even
         # `kill -9 -1`), which would otherwise tear the whole capsule down.
         "--as-pid-1",
@@ -71,6 +89,11 @@ def bwrap_argv(
         "--gid",
         "0",
         "--die-with-parent",
+        # The init's environment is visible to capsule code (/proc/1/environ).
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        DEFAULT_PATH,
         "--hostname",
         hostname,
         "--ro-bind",
@@ -80,6 +103,9 @@ def bwrap_argv(
         "/etc",
         "/etc",
     ]
+    if disable_userns:
+        # Fail closed: bwrap refuses to start rather than leave userns creation open.
+        argv += ["--disable-userns", "--assert-userns-disabled"]
     if os.geteuid() == 0:
         # Real root keeps capabilities in the sandbox unless told otherwise.
         argv += ["--cap-drop", "ALL"]
@@ -106,6 +132,15 @@ def bwrap_argv(
     return argv
 
 
+def _assignments(env: dict[str, str]) -> list[str]:
+    """``K=V`` words for ``env``; names no environment can hold are dropped."""
+    out = []
+    for key, value in env.items():
+        if key and "=" not in key and "\0" not in key and "\0" not in value:
+            out.append(f"{key}={value}")
+    return out
+
+
 class BwrapSandbox(Sandbox):
     kind = "bwrap"
 
@@ -113,10 +148,17 @@ class BwrapSandbox(Sandbox):
         self,
         capsule_id: str,
         capsule_dir: Path,
-        freezer_cgroup: Path | None,
+        cgroup: CapsuleCgroup | None,
         ro_binds: tuple[str, ...] = (),
+        limits: Limits | None = None,
+        *,
+        freeze_by_cgroup: bool = True,
+        disable_userns: bool = True,
     ) -> None:
-        super().__init__(capsule_id, capsule_dir, freezer_cgroup, ro_binds)
+        super().__init__(
+            capsule_id, capsule_dir, cgroup, ro_binds, limits, freeze_by_cgroup=freeze_by_cgroup
+        )
+        self.disable_userns = disable_userns
         self._bwrap: subprocess.Popen[bytes] | None = None
         self.init_pid = 0
         # Held for the capsule's lifetime, so a recycled pid can never redirect an
@@ -128,6 +170,8 @@ class BwrapSandbox(Sandbox):
         self._join_userns = False
         self._nsenter = _tool("nsenter")
         self._setpriv = _tool("setpriv")
+        self._env = _tool("env")
+        self._setsid = _tool("setsid")
 
     async def boot(self) -> None:
         info_r, info_w = os.pipe()
@@ -139,17 +183,28 @@ class BwrapSandbox(Sandbox):
             info_w,
             ["/bin/sh", "-c", INIT_SCRIPT],
             self.ro_binds,
+            disable_userns=self.disable_userns,
         )
         try:
+            # Before bwrap runs: it creates the cgroup namespace from its own
+            # cgroup, which must already be the capsule's.
+            self.make_cgroup()
             with open(self.dir / "boot.log", "ab") as log:
                 self._bwrap = subprocess.Popen(
-                    argv,
+                    self.in_cgroup(argv),
+                    env=HOST_ENV,
+                    cwd="/",
                     stdin=subprocess.DEVNULL,
                     stdout=out_w,
                     stderr=log,
                     pass_fds=(info_w,),
                     start_new_session=True,
                 )
+        except BaseException:
+            os.close(info_r)
+            os.close(out_r)
+            self.remove_cgroup()
+            raise
         finally:
             os.close(info_w)
             os.close(out_w)
@@ -174,7 +229,6 @@ class BwrapSandbox(Sandbox):
         finally:
             os.close(out_r)
             os.close(info_r)
-        self.freezer.adopt(self.init_pid)
 
     def _hold(self, pid_ns_inode: int) -> None:
         """Pin the init (pidfd), its namespaces and its root as fds."""
@@ -189,7 +243,31 @@ class BwrapSandbox(Sandbox):
         if self._ns != f"pid:[{pid_ns_inode}]":
             raise BootError(f"sandbox init {self.init_pid} vanished during boot")
         own_user = os.readlink("/proc/self/ns/user")
+        self._use_sandbox_userns(own_user)
         self._join_userns = os.readlink(f"/proc/self/fd/{self._ns_fds['user']}") != own_user
+
+    def _use_sandbox_userns(self, own_user: str) -> None:
+        """Join the sandbox's user namespace, not the one nested in it.
+
+        With --disable-userns bwrap's init runs in a second user namespace nested
+        in the sandbox's, which has its user-namespace limit used up.  The other
+        namespaces belong to the outer one: joining the inner one first would
+        leave nsenter unable to enter them when the server is not root.  A
+        process of the outer one cannot create user namespaces either (the
+        inner one already uses its whole allowance).
+        """
+        if not self.disable_userns:
+            return
+        try:
+            parent = fcntl.ioctl(self._ns_fds["user"], _NS_GET_PARENT)
+        except OSError:
+            return  # not nested: keep the init's own
+        if os.readlink(f"/proc/self/fd/{parent}") == own_user:
+            os.close(parent)
+            return
+        os.set_inheritable(parent, False)
+        os.close(self._ns_fds["user"])
+        self._ns_fds["user"] = parent
 
     def _boot_log_tail(self) -> str:
         try:
@@ -215,26 +293,32 @@ class BwrapSandbox(Sandbox):
             f"--ipc={fd_path(ns['ipc'])}",
             f"--net={fd_path(ns['net'])}",
             f"--pid={fd_path(ns['pid'])}",
+            f"--cgroup={fd_path(ns['cgroup'])}",
             f"--root={fd_path(self._root_fd)}",
             f"--wdns={cwd}",
         ]
         cmd += [self._setpriv, "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+        # The command's own environment, applied last, inside the capsule, with
+        # no capability left: `env -i -- K=V ...` (after `--` no key is an option).
+        final = [self._env, "-i", "--", *_assignments(env)]
         # Every command leads its own process group (setsid keeps the pid: nsenter's
         # child is not a group leader), so a kill reaches the whole tree it started.
-        lead = "/usr/bin/setsid -c" if tty else "/usr/bin/setsid"
+        # setsid comes after env so that a command name containing "=" is never
+        # taken for an assignment.
+        final += [self._setsid, "-c", "--"] if tty else [self._setsid, "--"]
         if want_pid:
             # nsenter's child may exit before we could find it in /proc, so the
             # process tells us its pid itself, then execs the command in place
             # (same pid).  With a tty, fd 1 is the terminal, opened read-write.
             redirect = "<&1" if tty else "</dev/null"
-            script = f'echo "$$" >&0; exec {lead} -- "$@" {redirect}'
+            script = f'echo "$$" >&0; exec "$@" {redirect}'
             cmd += ["/bin/sh", "-c", script, "sh"]
-        else:
-            cmd += [*lead.split(), "--"]
         return Launch(
-            argv=cmd + argv,
-            env=env,
-            cwd=None,
+            argv=self.in_cgroup(cmd + final + argv),
+            env=dict(HOST_ENV),
+            # Not the server's cwd (the shim would export it as PWD); nsenter
+            # sets the capsule cwd itself (--wdns).
+            cwd="/",
             new_session=not tty,
             nested=True,
             reports_pid=want_pid,
@@ -250,6 +334,9 @@ class BwrapSandbox(Sandbox):
         return os.dup(self._root_fd)
 
     def member_pids(self) -> list[int]:
+        if self.cgroup is not None:
+            # Also processes in nested pid namespaces, which the ns scan misses.
+            return [p for p in self.cgroup.pids() if p not in self.wrappers]
         return _procfs.ns_members(self._ns) if self._ns else []
 
     def open_pty(self) -> tuple[int, int]:
@@ -263,15 +350,44 @@ class BwrapSandbox(Sandbox):
     def alive(self) -> bool:
         return self._bwrap is not None and self._bwrap.poll() is None
 
-    def kill_now(self) -> None:
+    def _kill_init(self) -> None:
         if self._init_pidfd is not None:
             with contextlib.suppress(ProcessLookupError, OSError):
                 signal.pidfd_send_signal(self._init_pidfd, signal.SIGKILL)
 
+    def kill_now(self) -> None:
+        """Last resort at shutdown: the init, and everything in the capsule's cgroups."""
+        self._kill_init()
+        if self.cgroup is not None:
+            self.cgroup.kill()
+
+    def reap_orphans(self) -> int:
+        """Reap capsule processes re-parented to the server.
+
+        A command nsenter started lives in the capsule's pid namespace but is the
+        child of its host-side wrapper.  If the wrapper dies first, the kernel
+        re-parents that child to the server (the subreaper), not to the capsule's
+        init; until the server reaps it, the dying pid namespace cannot finish
+        (its init waits in zap_pid_ns_processes) and the capsule never goes away.
+        """
+        if not self._ns:
+            return 0
+        me = os.getpid()
+        reaped = 0
+        for pid in _procfs.ns_members(self._ns):
+            if _procfs.ppid_of(pid) == me and _procfs.state_of(pid) == "Z":
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(pid, os.WNOHANG)
+                    reaped += 1
+        return reaped
+
     async def destroy(self) -> None:
         # Killing bwrap itself would leave the namespace init running; SIGKILL of
-        # the pid-namespace init takes every process of the capsule with it.
-        self.kill_now()
+        # the pid-namespace init takes every process of the capsule with it.  The
+        # init alone, first: each host-side wrapper then sees its child die and
+        # exits by itself (killing the wrappers too would orphan their children,
+        # see reap_orphans).  What is left is killed through the cgroup below.
+        self._kill_init()
         for pid in list(self.wrappers):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
@@ -280,6 +396,7 @@ class BwrapSandbox(Sandbox):
             for _ in range(200):
                 if proc.poll() is not None:
                     break
+                self.reap_orphans()
                 await asyncio.sleep(0.01)
             else:
                 proc.kill()
@@ -293,4 +410,4 @@ class BwrapSandbox(Sandbox):
                 os.close(fd)
         self._ns_fds.clear()
         self._root_fd = self._init_pidfd = None
-        self.freezer.remove()
+        await self.release_cgroup()

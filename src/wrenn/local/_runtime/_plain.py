@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 from pathlib import Path
 
 from . import _procfs
 from ._base import DEFAULT_PATH, WRITABLE_DIRS, Launch, Sandbox
+from ._cgroup import CapsuleCgroup, Limits
 
 
 class PlainSandbox(Sandbox):
@@ -24,11 +26,16 @@ class PlainSandbox(Sandbox):
         self,
         capsule_id: str,
         capsule_dir: Path,
-        freezer_cgroup: Path | None,
+        cgroup: CapsuleCgroup | None,
         ro_binds: tuple[str, ...] = (),
+        limits: Limits | None = None,
+        *,
+        freeze_by_cgroup: bool = True,
     ) -> None:
         # Host paths are visible as they are: ro_binds need no mount here.
-        super().__init__(capsule_id, capsule_dir, freezer_cgroup, ro_binds)
+        super().__init__(
+            capsule_id, capsule_dir, cgroup, ro_binds, limits, freeze_by_cgroup=freeze_by_cgroup
+        )
         self._alive = False
         # Every session ever started for the capsule: a background child that
         # outlives its session leader still belongs to the capsule.
@@ -39,6 +46,8 @@ class PlainSandbox(Sandbox):
         self._sessions.add(host_pid)
 
     async def boot(self) -> None:
+        # No isolation here, but the cgroup limits still hold.
+        self.make_cgroup()
         self._alive = True
 
     def host_path(self, capsule_path: str) -> str:
@@ -49,11 +58,16 @@ class PlainSandbox(Sandbox):
         return capsule_path
 
     def home_env(self) -> dict[str, str]:
+        # From the passwd database, not the server's environment.
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            user = str(os.getuid())
         return {
             "PATH": DEFAULT_PATH,
             "HOME": str(self.rw_dir / "root"),
-            "USER": os.environ.get("USER", "root"),
-            "LOGNAME": os.environ.get("LOGNAME", "root"),
+            "USER": user,
+            "LOGNAME": user,
             "TMPDIR": str(self.rw_dir / "tmp"),
         }
 
@@ -65,8 +79,14 @@ class PlainSandbox(Sandbox):
     ) -> Launch:
         # The Popen pid is the process itself: nothing to report.
         prefix = ["setsid", "-c", "--"] if tty else []
+        # The request env is the process env: without isolation there is no
+        # host side to keep it from.
         return Launch(
-            argv=prefix + argv, env=env, cwd=self.host_path(cwd), new_session=not tty, nested=False
+            argv=self.in_cgroup(prefix + argv),
+            env=env,
+            cwd=self.host_path(cwd),
+            new_session=not tty,
+            nested=False,
         )
 
     def visible_pid(self, host_pid: int) -> int:
@@ -76,6 +96,8 @@ class PlainSandbox(Sandbox):
         return os.open(self.rw_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def member_pids(self) -> list[int]:
+        if self.cgroup is not None:
+            return self.cgroup.pids()
         # Every launched command leads its own session; its descendants share it.
         members = _procfs.session_members(self._sessions)
         alive = {_procfs.session_of(pid) for pid in members}
@@ -114,4 +136,4 @@ class PlainSandbox(Sandbox):
             self.reap_orphans()
             if not [p for p in _procfs.session_members(self._sessions) if p not in self.wrappers]:
                 break
-        self.freezer.remove()
+        await self.release_cgroup()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -11,52 +10,77 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._base import Sandbox, ensure_rw_skeleton
+from ._base import HOST_ENV, Sandbox, ensure_rw_skeleton
 from ._bwrap import BwrapSandbox, bwrap_argv
-from ._freeze import cgroup_parent
+from ._cgroup import CgroupTree, Limits
 from ._plain import PlainSandbox
 
 ISOLATION_CHOICES = ("auto", "bwrap", "none")
+FREEZER_CHOICES = ("auto", "cgroup", "sigstop")
 
 
 @dataclass
 class Backend:
     kind: str  # "bwrap" or "none"
     reason: str  # why this backend (and why not a better one)
-    cgroup: Path | None  # parent cgroup for capsule freezers, None means SIGSTOP
+    # The server-owned cgroups (limits, freeze, kill), None when not allowed.
+    cgroups: CgroupTree | None
+    freeze_by_cgroup: bool = False
+    # bwrap --disable-userns works here (no nested user namespaces in capsules).
+    disable_userns: bool = True
 
     def sandbox(
-        self, capsule_id: str, capsule_dir: Path, ro_binds: tuple[str, ...] = ()
+        self,
+        capsule_id: str,
+        capsule_dir: Path,
+        ro_binds: tuple[str, ...] = (),
+        limits: Limits | None = None,
     ) -> Sandbox:
-        cg = self.cgroup / capsule_id if self.cgroup is not None else None
+        cg = self.cgroups.capsule(capsule_id) if self.cgroups is not None else None
         if self.kind == "bwrap":
-            return BwrapSandbox(capsule_id, capsule_dir, cg, ro_binds)
-        return PlainSandbox(capsule_id, capsule_dir, cg, ro_binds)
+            return BwrapSandbox(
+                capsule_id,
+                capsule_dir,
+                cg,
+                ro_binds,
+                limits,
+                freeze_by_cgroup=self.freeze_by_cgroup,
+                disable_userns=self.disable_userns,
+            )
+        return PlainSandbox(
+            capsule_id, capsule_dir, cg, ro_binds, limits, freeze_by_cgroup=self.freeze_by_cgroup
+        )
 
     @property
     def freeze_mode(self) -> str:
-        return "cgroup" if self.cgroup is not None else "sigstop"
+        return "cgroup" if self.freeze_by_cgroup else "sigstop"
+
+    @property
+    def enforced_limits(self) -> tuple[str, ...]:
+        return self.cgroups.enforced if self.cgroups is not None else ()
 
     def cleanup(self) -> None:
-        if self.cgroup is not None:
-            with contextlib.suppress(OSError):
-                self.cgroup.rmdir()
+        if self.cgroups is not None:
+            self.cgroups.cleanup()
 
 
-def probe_bwrap() -> str | None:
-    """None when a real sandbox boots and nsenter can join it, else the reason."""
-    if not sys.platform.startswith("linux"):
-        return f"bubblewrap needs Linux (this is {sys.platform})"
-    for tool in ("bwrap", "nsenter", "setpriv", "setsid"):
-        if shutil.which(tool) is None:
-            return f"{tool} not found on PATH"
+def _run_probe(disable_userns: bool) -> str | None:
     with tempfile.TemporaryDirectory(prefix="wrenn-probe-") as tmp:
         rw = Path(tmp) / "rw"
         ensure_rw_skeleton(rw)
         r, w = os.pipe()
+        argv = bwrap_argv(
+            shutil.which("bwrap") or "bwrap",
+            rw,
+            "probe",
+            w,
+            ["/bin/true"],
+            disable_userns=disable_userns,
+        )
         try:
             proc = subprocess.run(
-                bwrap_argv(shutil.which("bwrap") or "bwrap", rw, "probe", w, ["/bin/true"]),
+                argv,
+                env=HOST_ENV,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 pass_fds=(w,),
@@ -73,32 +97,54 @@ def probe_bwrap() -> str | None:
     return None
 
 
-FREEZER_CHOICES = ("auto", "cgroup", "sigstop")
+def probe_bwrap() -> str | None:
+    """None when a real sandbox boots, else the reason."""
+    problem, _ = _probe()
+    return problem
 
 
-def _freezer_cgroup(freezer: str, tag: str) -> Path | None:
+def _probe() -> tuple[str | None, bool]:
+    """(problem or None, whether --disable-userns works)."""
+    if not sys.platform.startswith("linux"):
+        return f"bubblewrap needs Linux (this is {sys.platform})", False
+    for tool in ("bwrap", "nsenter", "setpriv", "setsid", "env"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found on PATH", False
+    if _run_probe(disable_userns=True) is None:
+        return None, True
+    # Older bubblewrap (< 0.8) or kernels: a sandbox without that guard.
+    return _run_probe(disable_userns=False), False
+
+
+def _cgroups(freezer: str, tag: str) -> tuple[CgroupTree | None, bool]:
     if freezer not in FREEZER_CHOICES:
         raise ValueError(f"freezer must be one of {FREEZER_CHOICES}, not {freezer!r}")
-    if freezer == "sigstop":
-        return None
-    cgroup = cgroup_parent(tag)
-    if cgroup is None and freezer == "cgroup":
+    tree = CgroupTree.create(tag) if sys.platform.startswith("linux") else None
+    can_freeze = tree is not None and tree.can_freeze
+    if freezer == "cgroup" and not can_freeze:
+        if tree is not None:
+            tree.cleanup()
         raise RuntimeError("freezer='cgroup' requested but no writable cgroup v2 hierarchy")
-    return cgroup
+    return tree, can_freeze and freezer != "sigstop"
 
 
 def choose_backend(isolation: str, tag: str, freezer: str = "auto") -> Backend:
     if isolation not in ISOLATION_CHOICES:
         raise ValueError(f"isolation must be one of {ISOLATION_CHOICES}, not {isolation!r}")
+    if freezer not in FREEZER_CHOICES:
+        raise ValueError(f"freezer must be one of {FREEZER_CHOICES}, not {freezer!r}")
     if isolation == "none":
-        return Backend("none", "isolation='none' requested", _freezer_cgroup(freezer, tag))
-    problem = probe_bwrap()
+        return Backend("none", "isolation='none' requested", *_cgroups(freezer, tag))
+    problem, disable_userns = _probe()
     if problem is None:
-        return Backend("bwrap", "bubblewrap sandbox works", _freezer_cgroup(freezer, tag))
+        reason = "bubblewrap sandbox works"
+        if not disable_userns:
+            reason += " (without --disable-userns: capsules may create user namespaces)"
+        return Backend("bwrap", reason, *_cgroups(freezer, tag), disable_userns=disable_userns)
     if isolation == "bwrap":
         raise RuntimeError(f"isolation='bwrap' requested but bubblewrap is unusable: {problem}")
     return Backend(
         "none",
         f"falling back to plain subprocesses WITHOUT isolation: {problem}",
-        _freezer_cgroup(freezer, tag),
+        *_cgroups(freezer, tag),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 
+from .. import _fdtree
+
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -116,24 +118,9 @@ def state_of(pid: int) -> str | None:
 
 
 def disk_usage(path: str, limit: int = 200_000) -> int:
-    """Allocated bytes under ``path`` without following symlinks (bounded walk)."""
-    total = 0
-    seen = 0
-    stack = [path]
-    while stack and seen < limit:
-        top = stack.pop()
-        try:
-            it = os.scandir(top)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                seen += 1
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                total += st.st_blocks * 512
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-    return total
+    """Allocated bytes under ``path`` (bounded walk by fd; symlinks never followed).
+
+    The tree is the capsule's: walked by file descriptor, iteratively, so a
+    directory swapped for a symlink is not entered and depth cannot overflow.
+    """
+    return _fdtree.disk_usage(path, limit)
