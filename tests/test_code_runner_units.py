@@ -145,3 +145,15 @@ def test_a_cell_whose_start_was_never_seen_is_not_an_empty_success() -> None:
     whole.apply(_msg("execute_reply", {"status": "ok"}, parent="m2"))
     whole.check_complete()
     assert whole.execution.error is None
+
+
+def test_proxy_endpoint_sends_the_capsule_token_never_the_key() -> None:
+    from wrenn._code_runner import PROXY_TOKEN_HEADER, proxy_token
+
+    key = "wrn_" + "0" * 32
+    token = proxy_token(key, "cl-a1")
+    assert key not in token and token != proxy_token(key, "cl-a2")
+    for base, domain in (("http://127.0.0.1:5000", "127.0.0.1:5000"), ("https://x/api", "x.dev")):
+        _, headers = proxy_endpoint(httpx.URL(base), domain, "cl-a1", 8888, token=token)
+        assert headers[PROXY_TOKEN_HEADER] == token
+        assert key not in headers.values()

@@ -8,6 +8,7 @@ capsule port proxy ``{port}-{capsule_id}.{domain}``.
 from __future__ import annotations
 
 import datetime
+import hmac
 import ipaddress
 import uuid
 from collections.abc import Callable
@@ -290,8 +291,30 @@ class CellCollector:
             )
 
 
+PROXY_TOKEN_HEADER = "X-Wrenn-Proxy-Token"
+_PROXY_TOKEN_CONTEXT = b"wrenn-capsule-proxy:"
+
+
+def proxy_token(api_key: str, capsule_id: str) -> str:
+    """The capsule's port-proxy credential: HMAC-SHA256 of its id under the team key.
+
+    ``wrenn.local`` requires it on every proxied request (its proxy is the
+    server itself, reachable by any local user); the platform's proxy ignores
+    it. Unlike the key it is safe to send towards a capsule: it opens only that
+    capsule's ports, and the key cannot be recovered from it. It must match
+    ``wrenn.local._auth.proxy_token``.
+    """
+    digest = hmac.new(api_key.encode(), _PROXY_TOKEN_CONTEXT + capsule_id.encode(), "sha256")
+    return digest.hexdigest()
+
+
 def proxy_endpoint(
-    base_url: httpx.URL, proxy_domain: str, capsule_id: str, port: int
+    base_url: httpx.URL,
+    proxy_domain: str,
+    capsule_id: str,
+    port: int,
+    *,
+    token: str | None = None,
 ) -> tuple[str, dict[str, str]]:
     """Where to send requests for a capsule port, and the headers they need.
 
@@ -301,6 +324,7 @@ def proxy_endpoint(
     ``Host`` header, which is all the proxy routes on.
     """
     url = proxy_url(base_url, proxy_domain, capsule_id, port)
+    auth = {PROXY_TOKEN_HEADER: token} if token is not None else {}
     scheme, _, proxy_host = url.partition("://")
     target = httpx.URL(f"{scheme}://{proxy_domain}")
     try:
@@ -309,5 +333,5 @@ def proxy_endpoint(
         if target.host.endswith(".localhost"):
             target = target.copy_with(host="127.0.0.1")  # loopback by definition (RFC 6761)
         elif target.host != "localhost":
-            return url, {}
-    return str(target).rstrip("/"), {"Host": proxy_host}
+            return url, auth
+    return str(target).rstrip("/"), {"Host": proxy_host, **auth}

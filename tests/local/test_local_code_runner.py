@@ -15,6 +15,7 @@ import httpx
 import httpx_ws
 import pytest
 
+from wrenn._code_runner import proxy_token
 from wrenn.code_runner import AsyncCapsule
 from wrenn.local import LocalServer, _kernels
 
@@ -36,7 +37,11 @@ def runner(http: httpx.Client) -> Iterator[str]:
 def port_client(server: LocalServer, capsule_id: str, port: int = 8888) -> httpx.Client:
     return httpx.Client(
         base_url=server.base_url,
-        headers={"Host": f"{port}-{capsule_id}.127.0.0.1:{server.port}"},
+        headers={
+            "Host": f"{port}-{capsule_id}.127.0.0.1:{server.port}",
+            # The capsule's proxy credential, as the SDK's code runner sends it.
+            "X-Wrenn-Proxy-Token": proxy_token(server.api_key, capsule_id),
+        },
         timeout=30,
     )
 

@@ -26,6 +26,7 @@ import pytest
 from httpx_ws import connect_ws
 from wsproto.events import TextMessage
 
+from wrenn._code_runner import proxy_token
 from wrenn.local import LocalServer, _fdtree
 from wrenn.local._runtime._base import HOST_ENV
 
@@ -843,7 +844,10 @@ def test_kernel_environment_is_clean(srv: LocalServer, api: httpx.Client) -> Non
     try:
         with httpx.Client(
             base_url=srv.base_url,
-            headers={"Host": f"8888-{capsule_id}.127.0.0.1:{srv.port}"},
+            headers={
+                "Host": f"8888-{capsule_id}.127.0.0.1:{srv.port}",
+                "X-Wrenn-Proxy-Token": proxy_token(srv.api_key, capsule_id),
+            },
             timeout=60,
         ) as jupyter:
             assert jupyter.post("/api/kernels", json={"name": "wrenn"}).status_code == 201

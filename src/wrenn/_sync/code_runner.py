@@ -25,6 +25,7 @@ from .._code_runner import (
     execute_request,
     pick_kernel,
     proxy_endpoint,
+    proxy_token,
 )
 from .._compat import CleanupScope, Lock, sleep
 from .._config import default_ssl_context
@@ -228,9 +229,11 @@ class Capsule(_capsule.Capsule):
                 self._client.proxy_domain,
                 self._capsule_id,
                 JUPYTER_PORT,
+                token=proxy_token(self._client._options.api_key.reveal(), self._capsule_id),
             )
-            # A client of its own, with no credentials: what runs in the capsule must
-            # never see the team's API key.
+            # A client of its own, without the team's API key: what runs in the capsule
+            # must never see it. It carries only the capsule's proxy token, which
+            # opens this capsule's ports and nothing else.
             self._proxy = httpx.Client(
                 base_url=base,
                 headers=headers,

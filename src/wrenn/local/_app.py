@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
@@ -23,7 +22,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message
 
 from .. import _version
-from . import _proxy, _ws
+from . import _proxy, _validate, _ws
 from ._auth import ApiKeyMiddleware
 from ._capsules import Manager
 from ._events import API_KEY_ACTOR
@@ -33,6 +32,7 @@ from ._wire import ApiError, GoJSONResponse, bad_request, go_json, rfc3339
 log = logging.getLogger("wrenn.local")
 
 MAX_WRITE_BYTES = 100 * 1024 * 1024
+MAX_JSON_BODY = _validate.MAX_JSON_BODY
 READ_CHUNK = 64 * 1024
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -53,23 +53,35 @@ def _fs_call(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
+    """The request's JSON object, at most MAX_JSON_BODY bytes (413 past that)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_JSON_BODY:
+        raise _body_too_large()
+    chunks: list[bytes] = []
+    size = 0
+    # Counted as it arrives: a body without (or lying about) Content-Length is
+    # refused once it is too large, never buffered whole.
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise _body_too_large()
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    body = _validate.loads(raw) if raw else None
     if not isinstance(body, dict):
         raise bad_request("invalid JSON body")
     return body
 
 
+def _body_too_large() -> ApiError:
+    return ApiError(413, "too_large", f"request body exceeds {MAX_JSON_BODY} bytes")
+
+
 def _path_field(body: dict[str, Any]) -> str:
-    path = body.get("path")
-    if not isinstance(path, str):
-        raise bad_request("invalid JSON body" if path is not None else "path is required")
+    path = _validate.field(body, "path", str)
     if not path:
         raise bad_request("path is required")
-    return path
+    return str(path)
 
 
 class Api:
@@ -293,11 +305,8 @@ class Api:
         fs = self._fs(request)
         body = await _json_body(request)
         path = _path_field(body)
-        depth = body.get("depth", 0)
-        if depth is None:
-            depth = 0
-        if type(depth) is not int or depth < 0:
-            raise bad_request("invalid JSON body")
+        # Any depth is accepted (the walk stops at 64 levels), but it must be a sane int.
+        depth = _validate.integer(body, "depth", 0, 0, _validate.INT64_MAX)
         return GoJSONResponse({"entries": await _fs_call(fs.list_dir, path, depth)})
 
     async def files_mkdir(self, request: Request) -> Response:
@@ -349,6 +358,7 @@ def create_app(
     *,
     sse_keepalive: float = 15.0,
     pty_ping_interval: float = 30.0,
+    ws_start_timeout: float = _ws.START_TIMEOUT,
     on_ready: Callable[[Manager], None] | None = None,
 ) -> Starlette:
     holder: dict[str, Api] = {}
@@ -369,7 +379,7 @@ def create_app(
             await manager.stop()
             raise
         holder["api"] = Api(manager, sse_keepalive)
-        app.state.ws = _ws.WSSettings(manager, api_key, pty_ping_interval)
+        app.state.ws = _ws.WSSettings(manager, api_key, pty_ping_interval, ws_start_timeout)
         app.state.manager = manager
         if on_ready is not None:
             on_ready(manager)
@@ -413,7 +423,9 @@ def create_app(
         routes=routes,
         middleware=[
             # First: capsule-port hosts never reach the API (nor its key check).
-            Middleware(_proxy.HostRouting, proxy=_proxy.create_proxy_app(lambda: holder["api"].m)),
+            Middleware(
+                _proxy.HostRouting, proxy=_proxy.create_proxy_app(lambda: holder["api"].m, api_key)
+            ),
             Middleware(ApiKeyMiddleware, api_key=api_key),
         ],
         exception_handlers={ApiError: _api_error, 404: _not_found, 405: _not_found},

@@ -11,6 +11,27 @@ from ._wire import ApiError
 
 MISSING = "X-API-Key or Authorization: Bearer <token> required"
 
+# The capsule port proxy's credential (see _proxy). It must match
+# wrenn._code_runner.proxy_token, which the SDK's code runner sends; the two
+# are kept apart because wrenn.local does not import the client SDK.
+PROXY_TOKEN_HEADER = "x-wrenn-proxy-token"
+_PROXY_TOKEN_CONTEXT = b"wrenn-capsule-proxy:"
+
+
+def proxy_token(api_key: str, capsule_id: str) -> str:
+    """The per-capsule proxy token: HMAC-SHA256 of the capsule id under the team key.
+
+    It opens that one capsule's ports and nothing else, and the key cannot be
+    recovered from it, so it is safe for it to reach the capsule itself.
+    """
+    digest = hmac.new(api_key.encode(), _PROXY_TOKEN_CONTEXT + capsule_id.encode(), "sha256")
+    return digest.hexdigest()
+
+
+def check_proxy_token(headers: Headers, api_key: str, capsule_id: str) -> bool:
+    token = headers.get(PROXY_TOKEN_HEADER, "")
+    return hmac.compare_digest(token.encode(), proxy_token(api_key, capsule_id).encode())
+
 
 def check_key(headers: Headers, api_key: str) -> str | None:
     """None when authorised, else the 401 message."""

@@ -32,14 +32,17 @@ from ._pty import PtySession
 from ._runtime import Backend, _procfs
 from ._runtime._base import BootError, ensure_rw_skeleton
 from ._runtime._cgroup import Limits
-from ._shapes import capsule_json, field, str_list, str_map, template_json
+from ._shapes import capsule_json, template_json
 from ._store import CapsuleRow, ProcessRow, Store, TemplateRow
+from ._validate import env_map, field, integer, str_list
+from ._validate import selector as parse_selector
 from ._wire import ApiError, agent_error, bad_request, invalid_state, not_found
 
 log = logging.getLogger("wrenn.local")
 
 PLATFORM_TEMPLATES = ("minimal", "minimal-ubuntu", _kernels.TEMPLATE)
 DEFAULT_EXEC_TIMEOUT = 30
+MAX_EXEC_TIMEOUT = 2**31 - 1  # seconds; larger values would overflow the event loop timer
 TERM_GRACE = 2.0
 
 
@@ -337,10 +340,10 @@ class Manager:
     async def exec(self, capsule_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         cmd = field(body, "cmd", str, "")
         args = str_list(body, "args")
-        timeout_sec = field(body, "timeout_sec", int, 0)
+        timeout_sec = integer(body, "timeout_sec", 0, 0, MAX_EXEC_TIMEOUT)
         background = field(body, "background", bool, False)
         tag = field(body, "tag", str, "")
-        envs = str_map(body, "envs")
+        envs = env_map(body)
         cwd = field(body, "cwd", str, "")
         if not cmd:
             raise bad_request("cmd is required")
@@ -417,8 +420,9 @@ class Manager:
         return {"processes": items}
 
     def find_process(self, live: Live, selector: str) -> Tracked | None:
-        if selector.isdigit():
-            return live.procs.get(int(selector))
+        key = parse_selector(selector)
+        if isinstance(key, int):
+            return live.procs.get(key)
         for tracked in live.procs.values():
             if tracked.tag == selector:
                 return tracked

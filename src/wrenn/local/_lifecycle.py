@@ -27,8 +27,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _kernels, _wire
-from ._shapes import capsule_json, field, str_map
+from ._shapes import capsule_json
 from ._store import CapsuleRow, TemplateRow
+from ._validate import field, integer, str_map
 from ._wire import ApiError, bad_request, invalid_state, not_found
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ log = logging.getLogger("wrenn.local")
 DEFAULT_TEMPLATE = "minimal-ubuntu"
 MAX_METADATA_KEYS = 20
 MAX_METADATA_VALUE = 64
+# Bounds of create's numbers: far above any real host, far below int64 overflow.
+MAX_VCPUS = 256
+MAX_MEMORY_MB = 4 * 1024 * 1024  # 4 TiB
+MAX_TIMEOUT_SEC = 2**31 - 1
 RESERVED_METADATA = frozenset({"kernel_version", "vmm_version", "agent_version", "envd_version"})
 # Statuses a task is working on: every other operation on the capsule waits (409).
 TRANSITIONAL = frozenset({"pending", "starting", "pausing", "resuming", "stopping", "snapshotting"})
@@ -215,14 +220,16 @@ class Lifecycle:
     # create -----------------------------------------------------------------------
     def create(self, body: dict[str, Any], actor: dict[str, str] | None = None) -> dict[str, Any]:
         template = field(body, "template", str, "") or DEFAULT_TEMPLATE
-        vcpus = field(body, "vcpus", int, 0)
-        memory_mb = field(body, "memory_mb", int, 0)
+        vcpus = integer(body, "vcpus", 0, 0, MAX_VCPUS)
+        memory_mb = integer(body, "memory_mb", 0, 0, MAX_MEMORY_MB)
         timeout_sec = field(body, "timeout_sec", int, 0)
         metadata = str_map(body, "metadata")
         if not _wire.SAFE_NAME_RE.match(template):
             raise bad_request("invalid template name")
         if timeout_sec < 0:
             raise bad_request("timeout_sec must be >= 0")
+        if timeout_sec > MAX_TIMEOUT_SEC:
+            raise bad_request(f"timeout_sec must be between 0 and {MAX_TIMEOUT_SEC}")
         _check_metadata(metadata)
         tpl = self.m.store.get_template(template)
         if tpl is None:

@@ -7,9 +7,14 @@ kernel started inside the capsule (see ``_kernels``): ``GET/POST /api/kernels``,
 ``/api/kernels/{id}/channels`` WebSocket, ``GET /api/status`` and
 ``GET /api/kernelspecs``. Other ports answer 404 with the reason.
 
-Like the platform's proxy these URLs take no credentials. Unlike it, a request
-that carries the team API key is refused (403): a key sent to a capsule URL
-reaches code the team does not control, and the SDK must never send one.
+The platform's proxy takes no credentials; here any local user could reach a
+capsule's kernel (ids are easy to learn), so every request must carry the
+capsule's proxy token (``X-Wrenn-Proxy-Token``: HMAC-SHA256 of the capsule id
+under the API key, see ``_auth.proxy_token``), which the SDK's code runner
+sends. The token opens only that capsule's ports and does not reveal the key,
+so it is harmless if it reaches the capsule. A request that carries the team
+API key itself is refused (403): a key sent to a capsule URL would reach code
+the team does not control on the platform, and the SDK must never send one.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import _kernels
+from ._auth import check_proxy_token
 from ._capsules import Manager
 from ._live import Live
 from ._wire import CAPSULE_ID_RE, ApiError
@@ -80,8 +86,9 @@ def _carries_credentials(headers: Any) -> bool:
 
 
 class KernelProxy:
-    def __init__(self, manager: Callable[[], Manager]) -> None:
+    def __init__(self, manager: Callable[[], Manager], api_key: str) -> None:
         self._manager = manager
+        self._api_key = api_key
 
     def _live(self, scope: Scope, headers: Any) -> Live:
         """The running code-runner capsule this request is for, or an ApiError."""
@@ -95,6 +102,9 @@ class KernelProxy:
             )
         if not CAPSULE_ID_RE.match(capsule_id):
             raise ApiError(404, "not_found", "sandbox not found")
+        # Before any lookup, so that nobody without the token learns which capsules exist.
+        if not check_proxy_token(headers, self._api_key, capsule_id):
+            raise ApiError(401, "unauthorized", "X-Wrenn-Proxy-Token for this capsule is required")
         manager = self._manager()
         row = manager.get_row(capsule_id)
         _, live = manager.require_running(capsule_id)
@@ -154,7 +164,7 @@ class KernelProxy:
         async def handle(request: Request, live: Live) -> Response:
             try:
                 body = json.loads(await request.body() or b"{}")
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
                 return _jupyter_error(400, "invalid JSON body")
             name = body.get("name", _kernels.KERNEL_NAME) if isinstance(body, dict) else None
             if name not in (_kernels.KERNEL_NAME, "python3"):
@@ -264,7 +274,7 @@ async def _bridge(
                 for key in ("parent_header", "metadata", "content"):
                     message.setdefault(key, {})
                 channels.send(channel, message)
-            except (ValueError, KeyError, TypeError, AttributeError):
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
                 log.warning("dropped an invalid kernel message from a client")
                 continue
             kernel.last_activity = time.time()
@@ -299,8 +309,8 @@ async def _bridge(
             await ws.close(code=1011 if kernel.proc.exited.is_set() else 1000)
 
 
-def create_proxy_app(manager: Callable[[], Manager]) -> Starlette:
-    proxy = KernelProxy(manager)
+def create_proxy_app(manager: Callable[[], Manager], api_key: str) -> Starlette:
+    proxy = KernelProxy(manager, api_key)
     kernel = "/api/kernels/{kernel_id}"
     return Starlette(
         routes=[

@@ -26,6 +26,7 @@ import uvicorn
 from . import _fdtree
 from ._app import create_app
 from ._capsules import Manager
+from ._http import HeadDeadlineH11Protocol
 from ._runtime import Backend, choose_backend
 from ._wire import new_api_key
 
@@ -70,6 +71,7 @@ class LocalServer:
         min_timeout_sec: int = 60,
         freezer: str = "auto",
         transition_delay: float = 0.0,
+        ws_start_timeout: float = 10.0,
     ) -> None:
         if not (math.isfinite(transition_delay) and transition_delay >= 0):
             raise ValueError(f"transition_delay must be >= 0 seconds, got {transition_delay!r}")
@@ -80,6 +82,7 @@ class LocalServer:
         self._api_key = api_key or new_api_key()
         self._sse_keepalive = sse_keepalive
         self._pty_ping_interval = pty_ping_interval
+        self._ws_start_timeout = ws_start_timeout
         self._metrics_interval = metrics_interval
         self._ttl_interval = ttl_interval
         self._min_timeout_sec = min_timeout_sec
@@ -208,10 +211,12 @@ class LocalServer:
                 self._api_key,
                 sse_keepalive=self._sse_keepalive,
                 pty_ping_interval=self._pty_ping_interval,
+                ws_start_timeout=self._ws_start_timeout,
                 on_ready=on_ready,
             )
             config = uvicorn.Config(
                 app,
+                http=HeadDeadlineH11Protocol,
                 ws="wsproto",
                 lifespan="on",
                 log_level="warning",
@@ -219,6 +224,12 @@ class LocalServer:
                 access_log=False,
                 timeout_graceful_shutdown=3,
                 ws_ping_interval=None,
+                # Bounds against clients that hold connections open (see _http):
+                # idle keep-alive sockets are closed after 5 s, a request head is
+                # at most 64 KiB (larger answers 400), and a WebSocket that never
+                # sends its start frame is closed by the handlers (ws_start_timeout).
+                timeout_keep_alive=5,
+                h11_max_incomplete_event_size=64 * 1024,
             )
             self._server = uvicorn.Server(config)
             self._thread = threading.Thread(

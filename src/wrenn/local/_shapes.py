@@ -1,14 +1,41 @@
-"""JSON shapes of capsules and templates, and Go-like decoding of request fields."""
+"""JSON shapes of capsules and templates (request decoding is in ``_validate``)."""
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from . import _wire
 from ._store import CapsuleRow, TemplateRow
-from ._wire import bad_request
+
+log = logging.getLogger("wrenn.local")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 DISK_SIZE_MB = 5120
+
+
+def _clean(text: str) -> str:
+    # Lone surrogates (the only str content UTF-8 cannot encode) become U+FFFD.
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _safe_metadata(c: CapsuleRow) -> dict[str, str]:
+    """The capsule's metadata, repaired if a stored string cannot be encoded.
+
+    Create refuses such strings now, but a row written by an older server (or
+    edited by hand) must not make every list 500 for everyone: the bad
+    characters become U+FFFD in the answer, and the row is logged.
+    """
+    meta = c.metadata
+    try:
+        for k, v in meta.items():
+            k.encode("utf-8")
+            v.encode("utf-8")
+    except (UnicodeEncodeError, AttributeError):
+        log.warning("capsule %s has metadata that is not valid text; answering it repaired", c.id)
+        return {_clean(str(k)): _clean(str(v)) for k, v in meta.items()}
+    return meta
 
 
 def capsule_json(c: CapsuleRow, disk_used_mb: int | None = None) -> dict[str, Any]:
@@ -24,7 +51,7 @@ def capsule_json(c: CapsuleRow, disk_used_mb: int | None = None) -> dict[str, An
             "started_at": _wire.rfc3339(c.started_at),
             "last_active_at": _wire.rfc3339(c.last_active_at),
             "last_updated": _wire.rfc3339(c.last_updated),
-            "metadata": c.metadata or None,
+            "metadata": _safe_metadata(c) or None,
             "disk_size_mb": DISK_SIZE_MB,
             "disk_used_mb": disk_used_mb,
         }
@@ -44,32 +71,3 @@ def template_json(t: TemplateRow) -> dict[str, Any]:
             "protected": t.platform,
         }
     )
-
-
-def field(
-    body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None
-) -> Any:
-    """Go-like decoding: a present field of the wrong JSON type is a 400."""
-    value = body.get(name)
-    if value is None:
-        return default
-    if kind is int:
-        if type(value) is not int:
-            raise bad_request("invalid JSON body")
-    elif not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise bad_request("invalid JSON body")
-    return value
-
-
-def str_map(body: dict[str, Any], name: str) -> dict[str, str]:
-    value = field(body, name, dict, {})
-    if not all(isinstance(v, str) for v in value.values()):
-        raise bad_request("invalid JSON body")
-    return dict(value)
-
-
-def str_list(body: dict[str, Any], name: str) -> list[str]:
-    value = field(body, name, list, [])
-    if not all(isinstance(v, str) for v in value):
-        raise bad_request("invalid JSON body")
-    return list(value)

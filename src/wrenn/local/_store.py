@@ -153,7 +153,7 @@ class Store:
             started_at=row[7],
             last_active_at=row[8],
             last_updated=row[9],
-            metadata=json.loads(row[10]),
+            metadata=_metadata(row[10]),
         )
 
     def insert_capsule(self, c: CapsuleRow) -> None:
@@ -312,3 +312,12 @@ class Store:
         self._exec("DELETE FROM samples WHERE ts<?", (samples_before,))
         self._exec("DELETE FROM fleet WHERE ts<?", (fleet_before,))
         self._exec("DELETE FROM events WHERE ts<?", (fleet_before,))
+
+
+def _metadata(raw: Any) -> dict[str, str]:
+    # A corrupt metadata column must not make a capsule (or the whole list) unreadable.
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -60,6 +60,9 @@ class ApiError(Exception):
     """An error answered with the standard ``{"error":{"code","message"}}`` envelope."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        # A message may quote client input; never let a lone surrogate make the
+        # error itself unencodable (that would turn a 400 into a 500).
+        message = re.sub("[\ud800-\udfff]", "\ufffd", message)
         super().__init__(message)
         self.status = status
         self.code = code

@@ -22,14 +22,27 @@ from ._auth import check_key
 from ._capsules import Manager
 from ._live import Live, Tracked
 from ._proc import FlowQueue
+from ._validate import env_map, field, integer, str_list
 from ._wire import CAPSULE_ID_RE, ApiError, GoJSONResponse, go_json
+
+# A client that connects and never sends its start frame is closed after this
+# long, so idle sockets cannot pile up on the server.
+START_TIMEOUT = 10.0
+MAX_PTY_SIZE = 65535  # TIOCSWINSZ holds 16-bit columns and rows
 
 
 class WSSettings:
-    def __init__(self, manager: Manager, api_key: str, pty_ping_interval: float) -> None:
+    def __init__(
+        self,
+        manager: Manager,
+        api_key: str,
+        pty_ping_interval: float,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
         self.manager = manager
         self.api_key = api_key
         self.pty_ping_interval = pty_ping_interval
+        self.start_timeout = start_timeout
 
 
 async def _send(ws: WebSocket, obj: dict[str, Any]) -> None:
@@ -79,9 +92,22 @@ async def _receive_json(ws: WebSocket) -> dict[str, Any] | None:
         raw = (msg.get("bytes") or b"").decode("utf-8", "replace")
     try:
         obj = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         return None
     return obj if isinstance(obj, dict) else None
+
+
+async def _first_frame(ws: WebSocket, settings: WSSettings) -> dict[str, Any] | None:
+    """The start frame; None (after an error frame) if it does not come in time.
+
+    Raises WebSocketDisconnect if the client goes away first.
+    """
+    try:
+        first = await asyncio.wait_for(_receive_json(ws), settings.start_timeout)
+    except asyncio.TimeoutError:
+        await _fail(ws, f"no start message within {settings.start_timeout:g}s", fatal=True)
+        return None
+    return first or {}
 
 
 async def _relay(
@@ -142,25 +168,24 @@ async def exec_stream(ws: WebSocket) -> None:
         return
     capsule_id, live = opened
     try:
-        first = await _receive_json(ws)
+        first = await _first_frame(ws, settings)
     except WebSocketDisconnect:
         return
-    if not first or first.get("type") != "start":
+    if first is None:
+        return
+    if first.get("type") != "start":
         await _fail(ws, "first message must be of type 'start'")
         return
-    cmd = first.get("cmd")
-    args = first.get("args") or []
-    envs = first.get("envs") or {}
-    cwd = first.get("cwd") or ""
-    if not isinstance(cmd, str) or not cmd:
-        await _fail(ws, "cmd is required")
+    try:
+        cmd = field(first, "cmd", str, "")
+        args = str_list(first, "args")
+        envs = env_map(first)
+        cwd = field(first, "cwd", str, "")
+    except ApiError as exc:
+        await _fail(ws, f"invalid start message: {exc.message}")
         return
-    if (
-        not (isinstance(args, list) and all(isinstance(a, str) for a in args))
-        or not (isinstance(envs, dict) and all(isinstance(v, str) for v in envs.values()))
-        or not isinstance(cwd, str)
-    ):
-        await _fail(ws, "invalid start message")
+    if not cmd:
+        await _fail(ws, "cmd is required")
         return
     # Bounded: a slow reader holds the process's output (backpressure) instead
     # of having the server buffer all of it.
@@ -183,7 +208,11 @@ async def process_stream(ws: WebSocket) -> None:
         return
     capsule_id, live = opened
     selector = ws.path_params["selector"]
-    tracked = settings.manager.find_process(live, selector)
+    try:
+        tracked = settings.manager.find_process(live, selector)
+    except ApiError as exc:  # a selector no process could have (a 30-digit pid, say)
+        await _fail(ws, f"failed to connect to process: {exc.message}")
+        return
     if tracked is None:
         await _fail(ws, f"failed to connect to process: process not found: {selector}")
         return
@@ -194,8 +223,9 @@ async def process_stream(ws: WebSocket) -> None:
     await _relay(ws, tracked, queue, remove, kill_on_stop=False)
 
 
-def _int(value: Any, default: int) -> int:
-    return value if type(value) is int and value > 0 else default
+def _size(value: Any) -> int:
+    """A resize frame's cols/rows; 0 (ignored) unless a usable terminal size."""
+    return value if type(value) is int and 0 < value <= MAX_PTY_SIZE else 0
 
 
 async def pty(ws: WebSocket) -> None:
@@ -206,45 +236,43 @@ async def pty(ws: WebSocket) -> None:
     capsule_id, live = opened
     manager = settings.manager
     try:
-        first = await _receive_json(ws)
+        first = await _first_frame(ws, settings)
     except WebSocketDisconnect:
         return
-    kind = (first or {}).get("type")
+    if first is None:
+        return
+    kind = first.get("type")
     queue = FlowQueue()
 
     def enqueue(k: str, d: bytes) -> None:
         queue.put(k, d)
 
-    if first is not None and kind == "start":
-        cmd = first.get("cmd") or "/bin/bash"
-        args = first.get("args") or []
-        envs = first.get("envs") or {}
-        cwd = first.get("cwd") or ""
-        if (
-            not isinstance(cmd, str)
-            or not isinstance(args, list)
-            or not isinstance(envs, dict)
-            or not isinstance(cwd, str)
-        ):
-            await _fail(ws, "invalid start message", fatal=True)
+    if kind == "start":
+        try:
+            cmd = field(first, "cmd", str, "") or "/bin/bash"
+            args = str_list(first, "args")
+            envs = env_map(first)
+            cwd = field(first, "cwd", str, "")
+            # 0 or absent means the default size, as before.
+            cols = integer(first, "cols", 0, 0, MAX_PTY_SIZE) or 80
+            rows = integer(first, "rows", 0, 0, MAX_PTY_SIZE) or 24
+        except ApiError as exc:
+            await _fail(ws, f"invalid start message: {exc.message}", fatal=True)
             return
         try:
             session, pid, remove = await manager.pty_start(
-                capsule_id,
-                live,
-                [cmd, *map(str, args)],
-                {str(k): str(v) for k, v in envs.items()},
-                cwd,
-                _int(first.get("cols"), 80),
-                _int(first.get("rows"), 24),
-                enqueue,
+                capsule_id, live, [cmd, *args], envs, cwd, cols, rows, enqueue
             )
         except ApiError as exc:
             await _fail(ws, exc.message, fatal=True)
             return
-    elif first is not None and kind == "connect":
-        tag = first.get("tag")
-        found = live.ptys.get(tag) if isinstance(tag, str) else None
+    elif kind == "connect":
+        try:
+            tag = field(first, "tag", str, "")
+        except ApiError as exc:
+            await _fail(ws, f"invalid connect message: {exc.message}", fatal=True)
+            return
+        found = live.ptys.get(tag)
         if found is None:
             await _fail(ws, f"pty session not found: {tag}", fatal=True)
             return
@@ -283,7 +311,7 @@ async def pty(ws: WebSocket) -> None:
                     manager.touch(capsule_id)
                     session.write(base64.b64decode(obj["data"], validate=True))
             elif t == "resize":
-                session.resize(_int(obj.get("cols"), 0), _int(obj.get("rows"), 0))
+                session.resize(_size(obj.get("cols")), _size(obj.get("rows")))
             elif t == "kill":
                 await session.kill()
 

@@ -128,6 +128,10 @@ def bwrap_argv(
     # interpreter, a venv in a temporary clone) is layered on top of them.
     for path in ro_binds:
         argv += ["--ro-bind", path, path]
+    # Last, once every mount point exists: the sandbox's own root is a tmpfs in
+    # host RAM that no limit covers and no snapshot keeps, so nothing may write
+    # it; only the writable binds above (and /dev, /proc) take writes.
+    argv += ["--remount-ro", "/"]
     argv += ["--chdir", "/root", "--info-fd", str(info_fd), *command]
     return argv
 
