@@ -25,6 +25,8 @@ class Verdict(enum.Enum):
 # Every status this SDK knows. A status outside this set is one the platform added
 # later: the capsule is taken to be still moving, never failed.
 KNOWN = frozenset(s.value for s in Status)
+# The statuses of a capsule in the middle of a transition.
+TRANSITIONAL = frozenset({"pending", "starting", "pausing", "resuming", "stopping", "snapshotting"})
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,8 @@ SNAPSHOT = Transition(
 # Any status a capsule can rest in: what a cleanup waits for before destroying it.
 SETTLE = Transition(
     "settle",
-    targets=KNOWN - {"pending", "starting", "pausing", "resuming", "stopping", "snapshotting"},
-    passing=frozenset({"pending", "starting", "pausing", "resuming", "stopping", "snapshotting"}),
+    targets=KNOWN - TRANSITIONAL,
+    passing=TRANSITIONAL,
     gone_is_done=True,
 )
 

@@ -85,7 +85,7 @@ class AsyncCapsule:
                 memory_mb=memory_mb,
                 timeout_sec=optional_int(timeout, "timeout"),
                 wait=wait,
-                wait_timeout=_DEFAULT_READY_TIMEOUT,
+                wait_timeout=DEFAULT_TRANSITION_TIMEOUT,
             )
         except BaseException:
             await client.aclose()
@@ -369,7 +369,7 @@ async def _attach(client: AsyncWrennClient, capsule_id: str) -> CapsuleInfo:
         info = await capsules.wait(capsule_id, status=("running", "paused", "hibernated"))
     status = info.status
     if status in (Status.paused, Status.hibernated):
-        return await capsules.resume(capsule_id, wait_timeout=_DEFAULT_READY_TIMEOUT)
+        return await capsules.resume(capsule_id)
     if status in (Status.stopped, Status.error, Status.missing, Status.stopping):
         raise WrennCapsuleStateError(
             "unexpected_state",

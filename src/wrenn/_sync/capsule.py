@@ -86,7 +86,7 @@ class Capsule:
                 memory_mb=memory_mb,
                 timeout_sec=optional_int(timeout, "timeout"),
                 wait=wait,
-                wait_timeout=_DEFAULT_READY_TIMEOUT,
+                wait_timeout=DEFAULT_TRANSITION_TIMEOUT,
             )
         except BaseException:
             client.close()
@@ -366,7 +366,7 @@ def _attach(client: WrennClient, capsule_id: str) -> CapsuleInfo:
         info = capsules.wait(capsule_id, status=("running", "paused", "hibernated"))
     status = info.status
     if status in (Status.paused, Status.hibernated):
-        return capsules.resume(capsule_id, wait_timeout=_DEFAULT_READY_TIMEOUT)
+        return capsules.resume(capsule_id)
     if status in (Status.stopped, Status.error, Status.missing, Status.stopping):
         raise WrennCapsuleStateError(
             "unexpected_state",
