@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: generated-code check, lint, strict types, then the whole suite
-# (unit, sync/async parity, end-to-end on wrenn.local) on every supported Python.
+# (unit, sync/async parity, end-to-end on wrenn.local) on every supported Python, then
+# (as root) wrenn.local's attack tests with the server as an unprivileged user.
 #   bash scripts/test.sh           everything (Python 3.10 to 3.13 through nox)
 #   bash scripts/test.sh --quick   the suite on the .venv Python only
 set -euo pipefail
@@ -19,3 +20,5 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 .venv/bin/nox -s lint typecheck
 .venv/bin/nox -s tests --error-on-missing-interpreters
+# As root: the sandbox's attack tests again with the server as an unprivileged user.
+bash scripts/test_unprivileged.sh

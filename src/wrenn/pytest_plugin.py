@@ -13,6 +13,8 @@ Fixtures:
     ``wrenn_client`` / ``wrenn_async_client``: a blocking / async client wired to it.
     ``wrenn_capsule`` / ``wrenn_async_capsule``: a running capsule for one test, always
     destroyed afterwards (``@pytest.mark.wrenn_capsule(template=..., ...)`` sets it up).
+    ``wrenn_faults``: the embedded server's fault injection (``wrenn_server.faults``,
+    local target only), cleared after the test.
 
 The async fixtures run under anyio's pytest plugin (anyio is a wrenn dependency): mark
 the test ``@pytest.mark.anyio``.
@@ -32,11 +34,12 @@ import pytest
 
 if TYPE_CHECKING:
     from wrenn import AsyncCapsule, AsyncWrennClient, Capsule, WrennClient
-    from wrenn.local import LocalServer
+    from wrenn.local import Faults, LocalServer
 
 TARGETS = ("local", "hosted")
 _NO_KEY = "--wrenn-target=hosted needs WRENN_API_KEY (the team API key) in the environment"
 _CAPSULE_ARGS = ("template", "vcpus", "memory_mb", "timeout")
+_SERVERS: list[LocalServer] = []  # the running wrenn_server (its faults are cleared per test)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -86,6 +89,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(_NO_KEY)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    # Before any fixture is torn down: a fault a test left in force never reaches the
+    # next test, nor this test's own clean-up (a capsule fixture's destroy call).
+    for server in _SERVERS:
+        server.faults.clear()
+
+
 @pytest.fixture(scope="session")
 def wrenn_target(pytestconfig: pytest.Config) -> str:
     """``"local"`` (the embedded server) or ``"hosted"`` (the Wrenn platform)."""
@@ -105,7 +116,25 @@ def wrenn_server(wrenn_target: str) -> Iterator[LocalServer]:
             pytrace=False,
         )
     with LocalServer() as server:
-        yield server
+        _SERVERS.append(server)
+        try:
+            yield server
+        finally:
+            _SERVERS.remove(server)
+
+
+@pytest.fixture
+def wrenn_faults(wrenn_target: str, request: pytest.FixtureRequest) -> Iterator[Faults]:
+    """``wrenn_server.faults``: deterministic faults (429s, resets, cut streams, ...),
+    cleared before and after the test. Local target only: skipped against the platform."""
+    if wrenn_target != "local":
+        pytest.skip("wrenn_faults needs the embedded server; this run targets the hosted platform")
+    server: LocalServer = request.getfixturevalue("wrenn_server")
+    server.faults.clear()
+    try:
+        yield server.faults
+    finally:
+        server.faults.clear()
 
 
 @pytest.fixture(scope="session")

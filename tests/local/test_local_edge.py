@@ -6,7 +6,9 @@ opens is closed by it, and everything stays on loopback.
 
 from __future__ import annotations
 
+import inspect
 import json
+import select
 import socket
 import sqlite3
 import time
@@ -257,6 +259,72 @@ def test_half_open_connection_is_closed_after_the_header_timeout(
         assert s.recv(100) == b""  # closed by the server, well before 10 s
     finally:
         s.close()
+
+
+def test_a_request_body_that_stops_moving_is_closed(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A head that promises a body, then a byte, then nothing (a slow-loris body).
+    monkeypatch.setattr(HeadDeadlineH11Protocol, "body_idle_timeout", 0.5)
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        s.sendall(
+            b"POST /v1/capsules HTTP/1.1\r\nHost: x\r\nX-API-Key: "
+            + server.api_key.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        assert s.recv(100) == b""  # closed by the server, well before 10 s
+    finally:
+        s.close()
+
+
+def test_a_request_body_that_drips_is_closed_at_the_body_deadline(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(HeadDeadlineH11Protocol, "body_idle_timeout", 0.4)
+    monkeypatch.setattr(HeadDeadlineH11Protocol, "body_timeout", 1.0)
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        s.sendall(
+            b"POST /v1/capsules HTTP/1.1\r\nHost: x\r\nX-API-Key: "
+            + server.api_key.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        )
+        # A byte every 0.2 s keeps it under the idle limit; the total limit ends it.
+        closed = False
+        for _ in range(40):  # 8 s at most
+            try:
+                s.sendall(b" ")
+            except OSError:
+                closed = True
+                break
+            ready, _, _ = select.select([s], [], [], 0.2)
+            if ready and s.recv(100) == b"":
+                closed = True
+                break
+        assert closed
+    finally:
+        s.close()
+
+
+def test_the_uvicorn_internals_the_deadlines_rely_on_exist() -> None:
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    for name in ("connection_made", "data_received", "handle_events", "connection_lost"):
+        assert callable(getattr(H11Protocol, name)), name
+    assert "read_paused" in vars(FlowControl(_FakeTransport()))  # type: ignore[arg-type]
+    source = inspect.getsource(H11Protocol)
+    for attribute in ("self.conn", "self.loop", "self.transport", "self.flow", "self.client"):
+        assert attribute in source, attribute
+    import uvicorn
+
+    state = uvicorn.Server(uvicorn.Config(app=None)).server_state  # type: ignore[arg-type]
+    assert isinstance(state.connections, set)
+
+
+class _FakeTransport:
+    pass
 
 
 def test_idle_websocket_without_start_frame_is_closed() -> None:

@@ -18,7 +18,7 @@ from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message
 
 from .. import _version
@@ -26,6 +26,8 @@ from . import _proxy, _validate, _ws
 from ._auth import ApiKeyMiddleware
 from ._capsules import Manager
 from ._events import API_KEY_ACTOR
+from ._faultmw import FaultMiddleware, TransportOf
+from ._faults import Faults
 from ._fs import CapsuleFS, FsError
 from ._wire import ApiError, GoJSONResponse, bad_request, go_json, rfc3339
 
@@ -85,9 +87,17 @@ def _path_field(body: dict[str, Any]) -> str:
 
 
 class Api:
-    def __init__(self, manager: Manager, sse_keepalive: float) -> None:
+    def __init__(
+        self, manager: Manager, sse_keepalive: float, faults: Faults | None = None
+    ) -> None:
         self.m = manager
         self.sse_keepalive = sse_keepalive
+        self.faults = faults
+
+    def _disk_full(self, request: Request, op: str, path: str) -> None:
+        """A DiskFull fault: the write fails as the platform's agent reports ENOSPC."""
+        if self.faults and self.faults.disk_is_full(request.path_params["id"]):
+            raise ApiError(502, "agent_error", f"{op} {path}: no space left on device")
 
     # health and events --------------------------------------------------------
     async def health(self, request: Request) -> Response:
@@ -98,6 +108,7 @@ class Api:
                 "version": _version.__version__,
                 "isolation": b.kind,
                 "freeze": b.freeze_mode,
+                "disk_quota": self.m.disks.enabled,
             }
         )
 
@@ -259,6 +270,7 @@ class Api:
         form = await self._form(request, MAX_WRITE_BYTES)
         try:
             path, upload = self._parts(form)
+            self._disk_full(request, "write", path)
             data = await upload.read()
             await _fs_call(fs.write_bytes, path, data)
         finally:
@@ -270,6 +282,7 @@ class Api:
         form = await self._form(request, None)
         try:
             path, upload = self._parts(form)
+            self._disk_full(request, "write", path)
             writer = await _fs_call(fs.writer, path)
             try:
                 while chunk := await upload.read(1 << 20):
@@ -312,6 +325,7 @@ class Api:
     async def files_mkdir(self, request: Request) -> Response:
         fs = self._fs(request)
         path = _path_field(await _json_body(request))
+        self._disk_full(request, "mkdir", path)
         try:
             entry = await _fs_call(fs.mkdir, path)
         except ApiError as exc:
@@ -340,6 +354,48 @@ class Api:
         return Response(status_code=204)
 
 
+_CAPS = "/v1/capsules/{id}"
+# (path, method, Api method): every REST route; the WebSockets follow.
+HTTP_ROUTES = [
+    ("/health", "GET", "health"),
+    ("/v1/events/stream", "GET", "events"),
+    ("/v1/capsules", "POST", "create"),
+    ("/v1/capsules", "GET", "list_capsules"),
+    ("/v1/capsules/stats", "GET", "stats"),
+    ("/v1/capsules/usage", "GET", "usage"),
+    (_CAPS, "GET", "get"),
+    (_CAPS, "DELETE", "destroy"),
+    (_CAPS + "/exec", "POST", "exec"),
+    (_CAPS + "/ping", "POST", "ping"),
+    (_CAPS + "/pause", "POST", "pause"),
+    (_CAPS + "/resume", "POST", "resume"),
+    (_CAPS + "/metrics", "GET", "metrics"),
+    (_CAPS + "/processes", "GET", "processes"),
+    (_CAPS + "/processes/{selector}", "DELETE", "kill"),
+    (_CAPS + "/files/write", "POST", "files_write"),
+    (_CAPS + "/files/read", "POST", "files_read"),
+    (_CAPS + "/files/stream/write", "POST", "files_stream_write"),
+    (_CAPS + "/files/stream/read", "POST", "files_stream_read"),
+    (_CAPS + "/files/list", "POST", "files_list"),
+    (_CAPS + "/files/mkdir", "POST", "files_mkdir"),
+    (_CAPS + "/files/remove", "POST", "files_remove"),
+    ("/v1/snapshots", "POST", "snapshot_create"),
+    ("/v1/snapshots", "GET", "snapshot_list"),
+    ("/v1/snapshots/{name}", "DELETE", "snapshot_delete"),
+]
+WS_ROUTES = [
+    (_CAPS + "/exec/stream", _ws.exec_stream),
+    (_CAPS + "/pty", _ws.pty),
+    (_CAPS + "/processes/{selector}/stream", _ws.process_stream),
+]
+# Every route path (templates included) and the methods it answers (a WebSocket: GET).
+ROUTES: dict[str, frozenset[str]] = {
+    path: frozenset(m for p, m, _ in HTTP_ROUTES if p == path)
+    for path in dict.fromkeys(p for p, _, _ in HTTP_ROUTES)
+}
+ROUTES.update({path: frozenset({"GET"}) for path, _ in WS_ROUTES})
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return exc.response()
@@ -360,6 +416,8 @@ def create_app(
     pty_ping_interval: float = 30.0,
     ws_start_timeout: float = _ws.START_TIMEOUT,
     on_ready: Callable[[Manager], None] | None = None,
+    faults: Faults | None = None,
+    transport_of: TransportOf | None = None,
 ) -> Starlette:
     holder: dict[str, Api] = {}
 
@@ -378,7 +436,7 @@ def create_app(
         except BaseException:
             await manager.stop()
             raise
-        holder["api"] = Api(manager, sse_keepalive)
+        holder["api"] = Api(manager, sse_keepalive, faults)
         app.state.ws = _ws.WSSettings(manager, api_key, pty_ping_interval, ws_start_timeout)
         app.state.manager = manager
         if on_ready is not None:
@@ -388,37 +446,8 @@ def create_app(
         finally:
             await manager.stop()
 
-    caps = "/v1/capsules/{id}"
-    routes = [
-        Route("/health", bound("health"), methods=["GET"]),
-        Route("/v1/events/stream", bound("events"), methods=["GET"]),
-        Route("/v1/capsules", bound("create"), methods=["POST"]),
-        Route("/v1/capsules", bound("list_capsules"), methods=["GET"]),
-        Route("/v1/capsules/stats", bound("stats"), methods=["GET"]),
-        Route("/v1/capsules/usage", bound("usage"), methods=["GET"]),
-        Route(caps, bound("get"), methods=["GET"]),
-        Route(caps, bound("destroy"), methods=["DELETE"]),
-        Route(caps + "/exec", bound("exec"), methods=["POST"]),
-        Route(caps + "/ping", bound("ping"), methods=["POST"]),
-        Route(caps + "/pause", bound("pause"), methods=["POST"]),
-        Route(caps + "/resume", bound("resume"), methods=["POST"]),
-        Route(caps + "/metrics", bound("metrics"), methods=["GET"]),
-        Route(caps + "/processes", bound("processes"), methods=["GET"]),
-        Route(caps + "/processes/{selector}", bound("kill"), methods=["DELETE"]),
-        Route(caps + "/files/write", bound("files_write"), methods=["POST"]),
-        Route(caps + "/files/read", bound("files_read"), methods=["POST"]),
-        Route(caps + "/files/stream/write", bound("files_stream_write"), methods=["POST"]),
-        Route(caps + "/files/stream/read", bound("files_stream_read"), methods=["POST"]),
-        Route(caps + "/files/list", bound("files_list"), methods=["POST"]),
-        Route(caps + "/files/mkdir", bound("files_mkdir"), methods=["POST"]),
-        Route(caps + "/files/remove", bound("files_remove"), methods=["POST"]),
-        WebSocketRoute(caps + "/exec/stream", _ws.exec_stream),
-        WebSocketRoute(caps + "/pty", _ws.pty),
-        WebSocketRoute(caps + "/processes/{selector}/stream", _ws.process_stream),
-        Route("/v1/snapshots", bound("snapshot_create"), methods=["POST"]),
-        Route("/v1/snapshots", bound("snapshot_list"), methods=["GET"]),
-        Route("/v1/snapshots/{name}", bound("snapshot_delete"), methods=["DELETE"]),
-    ]
+    routes: list[BaseRoute] = [Route(p, bound(name), methods=[m]) for p, m, name in HTTP_ROUTES]
+    routes += [WebSocketRoute(p, handler) for p, handler in WS_ROUTES]
     return Starlette(
         routes=routes,
         middleware=[
@@ -427,10 +456,16 @@ def create_app(
                 _proxy.HostRouting, proxy=_proxy.create_proxy_app(lambda: holder["api"].m, api_key)
             ),
             Middleware(ApiKeyMiddleware, api_key=api_key),
+            # After the key check: an unauthenticated request never fires a fault.
+            *(
+                [Middleware(FaultMiddleware, faults, routes, api_key, transport_of)]
+                if faults is not None and transport_of is not None
+                else []
+            ),
         ],
         exception_handlers={ApiError: _api_error, 404: _not_found, 405: _not_found},
         lifespan=lifespan,
     )
 
 
-__all__ = ["create_app"]
+__all__ = ["ROUTES", "create_app"]

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 import signal
 import stat
 import time
@@ -32,6 +33,8 @@ from ._pty import PtySession
 from ._runtime import Backend, _procfs
 from ._runtime._base import BootError, ensure_rw_skeleton
 from ._runtime._cgroup import Limits
+from ._runtime._disk import DEFAULT_DISK_SIZE_MB, Disks
+from ._runtime._ids import SERVER_IDS, Ids, allow_search, capsule_uid, unreachable
 from ._shapes import capsule_json, template_json
 from ._store import CapsuleRow, ProcessRow, Store, TemplateRow
 from ._validate import env_map, field, integer, str_list
@@ -46,12 +49,12 @@ MAX_EXEC_TIMEOUT = 2**31 - 1  # seconds; larger values would overflow the event 
 TERM_GRACE = 2.0
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
+def _copy_tree(src: Path, dst: Path, owner: tuple[int, int] | None) -> None:
     """Copy a writable layer: links stay links, special files (FIFOs, sockets) are skipped.
 
     By file descriptor, never by host path (see ``_fdtree``): capsule code owns the tree.
     """
-    _fdtree.copy_tree(src, dst)
+    _fdtree.copy_tree(src, dst, owner)
 
 
 def _rmtree(path: Path) -> None:
@@ -71,6 +74,7 @@ class Manager:
         ttl_interval: float = 2.0,
         min_timeout_sec: int = 60,
         transition_delay: float = 0.0,
+        disk_size_mb: int = DEFAULT_DISK_SIZE_MB,
     ) -> None:
         self.state_dir = state_dir
         self.min_timeout_sec = min_timeout_sec
@@ -78,7 +82,16 @@ class Manager:
         self.ttl_interval = ttl_interval
         (state_dir / "capsules").mkdir(parents=True, exist_ok=True)
         (state_dir / "templates").mkdir(parents=True, exist_ok=True)
+        # Templates are the server's alone; capsule dirs are reached by their own uids.
+        os.chmod(state_dir / "templates", 0o700)
+        if backend.maps_root:
+            for directory in (state_dir, state_dir / "capsules"):
+                allow_search(directory)
+            os.chmod(state_dir / "capsules", 0o711)
+        self._ids: dict[str, Ids] = {}
         self.store = Store(state_dir / "wrenn-local.db")
+        # Each capsule's writable dirs on a filesystem of its own size (root only).
+        self.disks = Disks(state_dir, disk_size_mb)
         self.events = EventBus(self.store)
         self.live: dict[str, Live] = {}
         self.metrics = Metrics(self.store, self.live, metrics_interval)
@@ -96,6 +109,8 @@ class Manager:
                 self.store.upsert_template(TemplateRow(name, "base", 0, 0, 0, now, True))
         self.store.clear_processes()
         await asyncio.to_thread(self._remove_snapshot_staging)
+        # Before any boot: disks of a server that was killed (this one's included).
+        await asyncio.to_thread(self.disks.sweep_stale)
         for c in self.store.list_capsules(LISTED):
             settled = settled_after_restart(c.status)
             if settled is not None:
@@ -131,8 +146,17 @@ class Manager:
         self.events.close()
         for capsule_id in list(self.live):
             await self.teardown(capsule_id)
+        await asyncio.to_thread(self._detach_disks)
         self.backend.cleanup()
         self.store.close()
+
+    def _detach_disks(self) -> None:
+        for capsule_dir in (self.state_dir / "capsules").iterdir():
+            try:
+                self.disks.detach(capsule_dir)
+            except OSError as exc:
+                log.warning("could not detach the disk of %s: %s", capsule_dir.name, exc)
+        self.disks.close()
 
     def emergency_kill(self) -> None:
         """Synchronous sweep for a loop that died: SIGKILL every known capsule process."""
@@ -152,6 +176,43 @@ class Manager:
     def _capsule_dir(self, capsule_id: str) -> Path:
         return self.state_dir / "capsules" / capsule_id
 
+    def ids_for(self, capsule_id: str, ro_binds: tuple[str, ...] = ()) -> Ids:
+        """Which host uid this capsule's root is (see ``_runtime._ids``); decided once."""
+        known = self._ids.get(capsule_id)
+        if known is not None:
+            return known
+        ids = SERVER_IDS
+        capsule_dir = self._capsule_dir(capsule_id)
+        if self.backend.maps_root:
+            capsule_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(capsule_dir, 0o711)  # its uid passes through, nobody lists it
+            try:
+                legacy = (capsule_dir / "rw" / "root").stat().st_uid == SERVER_IDS.uid
+            except FileNotFoundError:
+                legacy = False
+            blocked = unreachable([capsule_dir, *map(Path, ro_binds)])
+            if legacy:
+                log.info("capsule %s predates per-capsule uids: its root is host root", capsule_id)
+            elif blocked is not None:
+                log.warning(
+                    "capsule %s: its root is host root, because %s is not searchable "
+                    "by other uids (bubblewrap resolves its binds as the capsule's uid)",
+                    capsule_id,
+                    blocked,
+                )
+            else:
+                uid = capsule_uid(capsule_id)
+                ids = Ids(uid, uid, True)
+        self._ids[capsule_id] = ids
+        return ids
+
+    def _binds_for(self, capsule_id: str) -> tuple[str, ...]:
+        row = self.store.get_capsule(capsule_id)
+        # A code-runner capsule sees the server's interpreter, which runs its kernels.
+        if row is not None and row.template == _kernels.TEMPLATE:
+            return _kernels.interpreter_binds()
+        return ()
+
     def _remove_snapshot_staging(self) -> None:
         """Half-written snapshots (``templates/.<name>.<hex>``) of a server that died."""
         for entry in (self.state_dir / "templates").glob(".*"):
@@ -159,18 +220,16 @@ class Manager:
 
     async def boot(self, capsule_id: str) -> Live:
         row = self.store.get_capsule(capsule_id)
-        # A code-runner capsule sees the server's interpreter, which runs its kernels.
-        binds = (
-            _kernels.interpreter_binds()
-            if row is not None and row.template == _kernels.TEMPLATE
-            else ()
-        )
+        binds = self._binds_for(capsule_id)
         # The capsule's cgroup enforces its own request's vcpus and memory_mb.
         limits = Limits(vcpus=row.vcpus, memory_mb=row.memory_mb) if row is not None else None
-        sandbox = self.backend.sandbox(capsule_id, self._capsule_dir(capsule_id), binds, limits)
-        await asyncio.to_thread(ensure_rw_skeleton, sandbox.rw_dir)
+        capsule_dir = self._capsule_dir(capsule_id)
+        await asyncio.to_thread(self.disks.attach, capsule_dir)
+        ids = await asyncio.to_thread(self.ids_for, capsule_id, binds)
+        sandbox = self.backend.sandbox(capsule_id, capsule_dir, binds, limits, ids)
+        await asyncio.to_thread(ensure_rw_skeleton, sandbox.rw_dir, ids.owner)
         await sandbox.boot()
-        live = Live(sandbox, CapsuleFS(sandbox.open_root))
+        live = Live(sandbox, CapsuleFS(sandbox.open_root, ids=ids))
         self.live[capsule_id] = live
         return live
 
@@ -221,7 +280,11 @@ class Manager:
 
     # capsules -----------------------------------------------------------------
     def list_capsules(self) -> list[dict[str, Any]]:
-        return [capsule_json(c) for c in self.store.list_capsules(LISTED)]
+        return [self.capsule_json(c) for c in self.store.list_capsules(LISTED)]
+
+    def capsule_json(self, row: CapsuleRow, disk_used_mb: int | None = None) -> dict[str, Any]:
+        """A capsule as the API answers it, with this server's disk size."""
+        return capsule_json(row, disk_used_mb, self.disks.size_mb)
 
     async def get(self, capsule_id: str) -> dict[str, Any]:
         row = self.get_row(capsule_id)
@@ -229,7 +292,7 @@ class Manager:
         rw = self._capsule_dir(capsule_id) / "rw"
         if row.status in ("running", "paused"):
             used = await asyncio.to_thread(_procfs.disk_usage, str(rw)) // (1024 * 1024)
-        return capsule_json(row, used)
+        return self.capsule_json(row, used)
 
     # capsule and template files (for the lifecycle) -------------------------------
     async def copy_template_files(self, name: str, capsule_id: str) -> None:
@@ -237,10 +300,13 @@ class Manager:
         async with self._template_lock(name):
             if self.store.get_template(name) is None:
                 raise FileNotFoundError(f"template {name!r} was deleted")
+            await asyncio.to_thread(self.disks.attach, self._capsule_dir(capsule_id))
+            ids = await asyncio.to_thread(self.ids_for, capsule_id, self._binds_for(capsule_id))
             await asyncio.to_thread(
                 _copy_tree,
                 self.state_dir / "templates" / name / "rw",
                 self._capsule_dir(capsule_id) / "rw",
+                ids.owner,
             )
 
     async def write_snapshot_files(self, capsule_id: str, name: str) -> int:
@@ -249,8 +315,13 @@ class Manager:
         # Copied aside first, so a failed copy never leaves a half template behind.
         staging = self.state_dir / "templates" / f".{name}.{_wire.hex8()}"
         try:
+            # A template's files are the server's; each capsule booted from it gets
+            # them as its own root's.
             await asyncio.to_thread(
-                _copy_tree, self._capsule_dir(capsule_id) / "rw", staging / "rw"
+                _copy_tree,
+                self._capsule_dir(capsule_id) / "rw",
+                staging / "rw",
+                (SERVER_IDS.uid, SERVER_IDS.gid),
             )
             size = await asyncio.to_thread(_procfs.disk_usage, str(staging))
             async with self._template_lock(name):
@@ -262,7 +333,10 @@ class Manager:
         return size
 
     async def remove_capsule_files(self, capsule_id: str) -> None:
-        await asyncio.to_thread(_rmtree, self._capsule_dir(capsule_id))
+        self._ids.pop(capsule_id, None)
+        capsule_dir = self._capsule_dir(capsule_id)
+        await asyncio.to_thread(self.disks.detach, capsule_dir)
+        await asyncio.to_thread(_rmtree, capsule_dir)
 
     def ping(self, capsule_id: str) -> None:
         row = self.get_row(capsule_id, "resource not found")

@@ -23,12 +23,15 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO that appears where a file was must not hang the copy.
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
+# (uid, gid) that copied entries are given, or None to leave them the copier's.
+Owner: TypeAlias = tuple[int, int] | None
 # Removal re-lists a directory that is not empty after one pass (something was
 # created meanwhile) at most this often before giving up on it.
 _RM_PASSES = 3
@@ -201,7 +204,7 @@ def _copy_data(src: int, dst: int, size: int) -> None:
     os.ftruncate(dst, size)
 
 
-def _copy_file(src_dir: int, dst_dir: int, name: str) -> None:
+def _copy_file(src_dir: int, dst_dir: int, name: str, owner: Owner) -> None:
     try:
         src = os.open(name, _FILE, dir_fd=src_dir)
     except OSError as exc:
@@ -215,6 +218,8 @@ def _copy_file(src_dir: int, dst_dir: int, name: str) -> None:
         dst = os.open(name, _NEW_FILE, stat.S_IMODE(st.st_mode), dir_fd=dst_dir)
         try:
             _copy_data(src, dst, st.st_size)
+            if owner is not None:
+                os.fchown(dst, *owner)  # before the mode: a chown may clear setuid bits
             os.fchmod(dst, stat.S_IMODE(st.st_mode))
             os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
         finally:
@@ -223,15 +228,19 @@ def _copy_file(src_dir: int, dst_dir: int, name: str) -> None:
         os.close(src)
 
 
-def _copy_meta(dst_fd: int, st: os.stat_result) -> None:
+def _copy_meta(dst_fd: int, st: os.stat_result, owner: Owner) -> None:
+    if owner is not None:
+        os.fchown(dst_fd, *owner)
     os.fchmod(dst_fd, stat.S_IMODE(st.st_mode))
     os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def copy_tree(src: Path | str, dst: Path | str) -> None:
+def copy_tree(src: Path | str, dst: Path | str, owner: Owner = None) -> None:
     """Copy the tree at ``src`` into ``dst`` (created, may exist): regular files
     with their holes, directories and symlinks (as links, never followed); FIFOs,
-    sockets and devices are skipped.  Modes and times are kept."""
+    sockets and devices are skipped.  Modes and times are kept; with ``owner``
+    (uid, gid), everything copied, ``dst`` included, belongs to it (a capsule's
+    files are its root's host uid, a template's are root's)."""
     Path(dst).mkdir(parents=True, exist_ok=True)
     sfd = _open_root(src)
     try:
@@ -252,11 +261,13 @@ def copy_tree(src: Path | str, dst: Path | str) -> None:
                 except FileNotFoundError:
                     continue
                 if stat.S_ISREG(st.st_mode):
-                    _copy_file(sfd, dfd, name)
+                    _copy_file(sfd, dfd, name, owner)
                 elif stat.S_ISLNK(st.st_mode):
                     with contextlib.suppress(FileNotFoundError, OSError):
                         target = os.readlink(name, dir_fd=sfd)
                         os.symlink(target, name, dir_fd=dfd)
+                        if owner is not None:
+                            os.chown(name, *owner, dir_fd=dfd, follow_symlinks=False)
                         os.utime(
                             name,
                             ns=(st.st_atime_ns, st.st_mtime_ns),
@@ -291,7 +302,7 @@ def copy_tree(src: Path | str, dst: Path | str) -> None:
                     )
                 continue
             # Directory done: its metadata last (copying into it changed its mtime).
-            _copy_meta(dfd, top.st)
+            _copy_meta(dfd, top.st, owner)
             if len(stack) == 1:
                 break
             stack.pop()

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _fdtree
+from ._runtime._ids import SERVER_IDS, Ids
 
 _O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
 _DIR_FLAGS = _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -171,9 +172,17 @@ def _kind(mode: int) -> str:
 
 
 class CapsuleFS:
-    def __init__(self, open_root: Callable[[], int], home: str = "/root") -> None:
+    def __init__(
+        self, open_root: Callable[[], int], home: str = "/root", *, ids: Ids = SERVER_IDS
+    ) -> None:
         self._open_root = open_root
         self._home = home
+        # What the server creates becomes the capsule root's (a host uid of its own).
+        self.ids = ids
+
+    def _own(self, name: str, dir_fd: int) -> None:
+        if self.ids.mapped:
+            os.chown(name, self.ids.uid, self.ids.gid, dir_fd=dir_fd, follow_symlinks=False)
 
     # resolution ---------------------------------------------------------------
     def _absolute(self, path: str) -> str:
@@ -205,8 +214,11 @@ class CapsuleFS:
                         return _Resolved(stack, comp, None)
                     if not create_parents:
                         raise FsError(f"stat {path}: no such file or directory") from None
-                    with contextlib.suppress(FileExistsError):
+                    try:
                         os.mkdir(comp, 0o755, dir_fd=dir_fd)
+                        self._own(comp, dir_fd)
+                    except FileExistsError:
+                        pass
                     todo.appendleft(comp)
                     continue
                 if stat.S_ISLNK(st.st_mode) and (follow_final or not last):
@@ -325,7 +337,7 @@ class CapsuleFS:
             self._check_writable(r, "write", path)
             if r.name is None or (r.st is not None and stat.S_ISDIR(r.st.st_mode)):
                 raise FsError(f"write {path}: is a directory")
-            return _Writer(r, path)
+            return _Writer(r, path, self.ids.owner)
         except BaseException:
             r.close()
             raise
@@ -345,6 +357,7 @@ class CapsuleFS:
                 raise FsError(f"mkdir {path}: directory already exists", 409, "conflict")
             try:
                 os.mkdir(r.name, 0o755, dir_fd=r.dir_fd)
+                self._own(r.name, r.dir_fd)
                 st = os.stat(r.name, dir_fd=r.dir_fd, follow_symlinks=False)
             except FileExistsError:
                 raise FsError(f"mkdir {path}: directory already exists", 409, "conflict") from None
@@ -432,8 +445,9 @@ class CapsuleFS:
                 finally:
                     os.close(sub)
 
-    @staticmethod
-    def _entry(name: str, path: str, st: os.stat_result, target: str | None) -> dict[str, Any]:
+    def _entry(
+        self, name: str, path: str, st: os.stat_result, target: str | None
+    ) -> dict[str, Any]:
         perms = stat.filemode(st.st_mode)
         if stat.S_ISLNK(st.st_mode):
             perms = "L" + perms[1:]
@@ -444,8 +458,9 @@ class CapsuleFS:
             "size": st.st_size,
             "mode": st.st_mode & 0o7777,
             "permissions": perms,
-            "owner": _owner(st.st_uid),
-            "group": _group(st.st_gid),
+            # As the capsule sees them: its root is a host uid of its own.
+            "owner": _owner(self.ids.inside(st.st_uid)),
+            "group": _group(self.ids.inside(st.st_gid)),
             "modified_at": int(st.st_mtime),
         }
         if target is not None:
@@ -456,7 +471,7 @@ class CapsuleFS:
 class _Writer:
     """Writes to a temp file beside the target and renames it over the target on commit."""
 
-    def __init__(self, r: _Resolved, path: str) -> None:
+    def __init__(self, r: _Resolved, path: str, owner: tuple[int, int] | None) -> None:
         self._r = r
         self._path = path
         assert r.name is not None
@@ -470,6 +485,8 @@ class _Writer:
             )
         except OSError as exc:
             raise _oserror("write", path, exc) from None
+        if owner is not None:
+            os.fchown(self._fd, *owner)
         self.size = 0
 
     def write(self, data: bytes) -> None:

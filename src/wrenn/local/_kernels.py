@@ -142,6 +142,8 @@ async def start_kernel(sandbox: Sandbox, name: str) -> Kernel:
     }
     conn_path = sandbox.run_dir / f"{stem}.json"
     fd = os.open(conn_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    if sandbox.ids.owner is not None:
+        os.fchown(fd, *sandbox.ids.owner)  # the kernel runs as the capsule's root
     with os.fdopen(fd, "w") as f:
         json.dump(connection, f)
     env = sandbox.home_env()

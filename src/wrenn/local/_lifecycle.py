@@ -24,16 +24,17 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from . import _kernels, _wire
-from ._shapes import capsule_json
 from ._store import CapsuleRow, TemplateRow
 from ._validate import field, integer, str_map
 from ._wire import ApiError, bad_request, invalid_state, not_found
 
 if TYPE_CHECKING:
     from ._capsules import Manager
+    from ._faults import Faults, SlowTransition
 
 log = logging.getLogger("wrenn.local")
 
@@ -61,6 +62,8 @@ LISTED = (
     "missing",
 )
 SHUTDOWN_GRACE = 10.0
+# The SlowTransition fault (and its ticket) that fired for the transition this task runs.
+_SLOWED: ContextVar[tuple[SlowTransition, int] | None] = ContextVar("slowed", default=None)
 
 
 def settled_after_restart(status: str) -> str | None:
@@ -91,6 +94,8 @@ class Lifecycle:
         self._hurry = asyncio.Event()
         # Names of snapshots being written: taken, although no template exists yet.
         self._snapshot_names: set[str] = set()
+        # The server's fault rules (LocalServer sets them): SlowTransition is read here.
+        self.faults: Faults | None = None
 
     # status changes and events ---------------------------------------------------
     def change_status(
@@ -131,7 +136,7 @@ class Lifecycle:
             actor=actor,
             metadata=metadata,
             error=error,
-            sandbox=capsule_json(row),
+            sandbox=self.m.capsule_json(row),
         )
 
     def _settle(
@@ -179,8 +184,12 @@ class Lifecycle:
         if self._closing:
             raise ApiError(503, "host_unavailable", "the server is shutting down")
 
-    def _start(self, capsule_id: str, work: Callable[[], Awaitable[None]]) -> None:
+    def _start(self, capsule_id: str, action: str, work: Callable[[], Awaitable[None]]) -> None:
+        # Fired here, before the 202 is answered: a test sees the count at once.
+        slowed = self.faults.transition_hold(action, capsule_id) if self.faults else None
+
         async def run() -> None:
+            _SLOWED.set(slowed)
             async with self.m.lock(capsule_id):
                 try:
                     await work()
@@ -199,6 +208,11 @@ class Lifecycle:
     async def _hold(self, began: float) -> None:
         """Keep the transitional status for what is left of ``transition_delay``."""
         remaining = self.transition_delay - (time.monotonic() - began)
+        slowed = _SLOWED.get()
+        if slowed is not None and not self._hurry.is_set():
+            rule, ticket = slowed
+            await rule._hold(ticket, remaining, self._hurry)
+            return
         if remaining > 0 and not self._hurry.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._hurry.wait(), remaining)
@@ -263,8 +277,8 @@ class Lifecycle:
             )
         )
         row = self.change_status(capsule_id, "starting", actor=actor)
-        self._start(capsule_id, lambda: self._boot_new(capsule_id, tpl, actor))
-        return capsule_json(row)
+        self._start(capsule_id, "create", lambda: self._boot_new(capsule_id, tpl, actor))
+        return self.m.capsule_json(row)
 
     async def _boot_new(
         self, capsule_id: str, tpl: TemplateRow, actor: dict[str, str] | None
@@ -298,8 +312,8 @@ class Lifecycle:
             raise invalid_state("resource is not running")
         self._admit()
         row = self.change_status(capsule_id, "pausing", actor=actor, reason=reason)
-        self._start(capsule_id, lambda: self._pause(capsule_id, actor, reason))
-        return capsule_json(row)
+        self._start(capsule_id, "pause", lambda: self._pause(capsule_id, actor, reason))
+        return self.m.capsule_json(row)
 
     async def _pause(
         self, capsule_id: str, actor: dict[str, str] | None, reason: str | None
@@ -332,8 +346,8 @@ class Lifecycle:
             raise invalid_state("resource is not paused")
         self._admit()
         row = self.change_status(capsule_id, "resuming", actor=actor)
-        self._start(capsule_id, lambda: self._resume(capsule_id, actor))
-        return capsule_json(row)
+        self._start(capsule_id, "resume", lambda: self._resume(capsule_id, actor))
+        return self.m.capsule_json(row)
 
     async def _resume(self, capsule_id: str, actor: dict[str, str] | None) -> None:
         began = time.monotonic()
@@ -369,7 +383,7 @@ class Lifecycle:
             raise invalid_state(f"sandbox is {row.status}: wait until the transition ends")
         self._admit()
         self.change_status(capsule_id, "stopping", actor=actor)
-        self._start(capsule_id, lambda: self._destroy(capsule_id, actor))
+        self._start(capsule_id, "destroy", lambda: self._destroy(capsule_id, actor))
 
     async def _destroy(self, capsule_id: str, actor: dict[str, str] | None) -> None:
         began = time.monotonic()
@@ -413,8 +427,8 @@ class Lifecycle:
         self._snapshot_names.add(name)
         before = row.status
         row = self.change_status(capsule_id, "snapshotting", actor=actor)
-        self._start(capsule_id, lambda: self._snapshot(capsule_id, name, before, actor))
-        return capsule_json(row)
+        self._start(capsule_id, "snapshot", lambda: self._snapshot(capsule_id, name, before, actor))
+        return self.m.capsule_json(row)
 
     async def _snapshot(
         self, capsule_id: str, name: str, before: str, actor: dict[str, str] | None

@@ -26,8 +26,10 @@ import uvicorn
 from . import _fdtree
 from ._app import create_app
 from ._capsules import Manager
-from ._http import HeadDeadlineH11Protocol
+from ._faults import Faults
+from ._http import HeadDeadlineH11Protocol, connection_transport
 from ._runtime import Backend, choose_backend
+from ._runtime._disk import DEFAULT_DISK_SIZE_MB, MAX_DISK_SIZE_MB, MIN_DISK_SIZE_MB
 from ._wire import new_api_key
 
 if TYPE_CHECKING:
@@ -72,9 +74,17 @@ class LocalServer:
         freezer: str = "auto",
         transition_delay: float = 0.0,
         ws_start_timeout: float = 10.0,
+        disk_size_mb: int = DEFAULT_DISK_SIZE_MB,
     ) -> None:
         if not (math.isfinite(transition_delay) and transition_delay >= 0):
             raise ValueError(f"transition_delay must be >= 0 seconds, got {transition_delay!r}")
+        if isinstance(disk_size_mb, bool) or not isinstance(disk_size_mb, int):
+            raise TypeError(f"disk_size_mb must be an int, got {disk_size_mb!r}")
+        if not MIN_DISK_SIZE_MB <= disk_size_mb <= MAX_DISK_SIZE_MB:
+            raise ValueError(
+                f"disk_size_mb must be {MIN_DISK_SIZE_MB}..{MAX_DISK_SIZE_MB}, got {disk_size_mb}"
+            )
+        self._disk_size_mb = disk_size_mb
         self._requested_state_dir = Path(state_dir) if state_dir is not None else None
         self._port = port
         self._host = host
@@ -98,6 +108,8 @@ class LocalServer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._bound_port = 0
+        # Deterministic fault injection for tests (see Faults); stop() clears it.
+        self.faults = Faults()
 
     # properties ---------------------------------------------------------------
     @property
@@ -198,10 +210,16 @@ class LocalServer:
                     metrics_interval=self._metrics_interval,
                     ttl_interval=self._ttl_interval,
                     min_timeout_sec=self._min_timeout_sec,
+                    disk_size_mb=self._disk_size_mb,
                     transition_delay=self._transition_delay,
                 )
 
+            def transport_of(scope: Any) -> asyncio.BaseTransport | None:
+                """The transport of the connection a request came on (fault injection)."""
+                return None if self._server is None else connection_transport(self._server, scope)
+
             def on_ready(manager: Manager) -> None:
+                manager.lifecycle.faults = self.faults
                 self._manager = manager
                 self._loop = asyncio.get_running_loop()
                 self._ready.set()
@@ -213,6 +231,8 @@ class LocalServer:
                 pty_ping_interval=self._pty_ping_interval,
                 ws_start_timeout=self._ws_start_timeout,
                 on_ready=on_ready,
+                faults=self.faults,
+                transport_of=transport_of,
             )
             config = uvicorn.Config(
                 app,
@@ -282,6 +302,8 @@ class LocalServer:
         if thread is None or server is None:
             self._cleanup_dirs()
             return
+        # Faults end with the run: a delay or a held transition in flight ends now.
+        self.faults.clear()
         if self._loop is not None and self._manager is not None:
             # End SSE streams now, or uvicorn waits for them during graceful shutdown.
             with contextlib.suppress(RuntimeError):

@@ -38,7 +38,9 @@ def _safe_metadata(c: CapsuleRow) -> dict[str, str]:
     return meta
 
 
-def capsule_json(c: CapsuleRow, disk_used_mb: int | None = None) -> dict[str, Any]:
+def capsule_json(
+    c: CapsuleRow, disk_used_mb: int | None = None, disk_size_mb: int = DISK_SIZE_MB
+) -> dict[str, Any]:
     return _wire.omit_none(
         {
             "id": c.id,
@@ -52,7 +54,7 @@ def capsule_json(c: CapsuleRow, disk_used_mb: int | None = None) -> dict[str, An
             "last_active_at": _wire.rfc3339(c.last_active_at),
             "last_updated": _wire.rfc3339(c.last_updated),
             "metadata": _safe_metadata(c) or None,
-            "disk_size_mb": DISK_SIZE_MB,
+            "disk_size_mb": disk_size_mb,
             "disk_used_mb": disk_used_mb,
         }
     )

@@ -7,7 +7,9 @@ durable without long transactions; ``close()`` checkpoints on shutdown.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -113,6 +115,12 @@ class ProcessRow:
 class Store:
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
+        # The server's alone (commands and their arguments are in it); SQLite gives
+        # its -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(name, 0o600)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ._cgroup import CapsuleCgroup, Limits
 from ._freeze import Freezer
+from ._ids import SERVER_IDS, Ids
 
 # Directories a capsule may write; each is a per-capsule host directory.
 WRITABLE_DIRS = ("root", "tmp", "home", "workspace")
@@ -71,8 +72,11 @@ class Sandbox(abc.ABC):
         limits: Limits | None = None,
         *,
         freeze_by_cgroup: bool = True,
+        ids: Ids = SERVER_IDS,
     ) -> None:
         self.capsule_id = capsule_id
+        # The host uid/gid of the capsule's root (see _ids).
+        self.ids = ids
         self.dir = capsule_dir
         self.rw_dir = capsule_dir / "rw"
         self.run_dir = capsule_dir / "run"
@@ -188,10 +192,14 @@ class Sandbox(abc.ABC):
         self.freezer.thaw()
 
 
-def ensure_rw_skeleton(rw_dir: Path) -> None:
+def ensure_rw_skeleton(rw_dir: Path, owner: tuple[int, int] | None = None) -> None:
+    """The writable dirs and the run dir, owned by the capsule's root when ``owner``."""
     for name in WRITABLE_DIRS:
         (rw_dir / name).mkdir(parents=True, exist_ok=True)
     (rw_dir.parent / "run").mkdir(exist_ok=True)
+    if owner is not None:
+        for path in (rw_dir, *(rw_dir / name for name in WRITABLE_DIRS), rw_dir.parent / "run"):
+            os.chown(path, *owner, follow_symlinks=False)
     os.chmod(rw_dir / "tmp", 0o1777)
     os.chmod(rw_dir / "root", 0o700)
 

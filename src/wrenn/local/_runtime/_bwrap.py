@@ -42,6 +42,7 @@ from ._base import (
     read_until,
 )
 from ._cgroup import CapsuleCgroup, Limits
+from ._ids import SERVER_IDS, Ids
 
 BOOT_TIMEOUT = 10.0
 _NS_GET_PARENT = 0xB702  # ioctl: the parent of a user namespace, as a new fd
@@ -136,6 +137,23 @@ def bwrap_argv(
     return argv
 
 
+def as_capsule_root(ids: Ids, argv: list[str]) -> list[str]:
+    """``argv`` run as the capsule root's host uid: bubblewrap then makes an
+    unprivileged user namespace that maps exactly that uid to 0 inside."""
+    if not ids.mapped:
+        return argv
+    setpriv = _tool("setpriv")
+    return [
+        setpriv,
+        f"--reuid={ids.uid}",
+        f"--regid={ids.gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--",
+        *argv,
+    ]
+
+
 def _assignments(env: dict[str, str]) -> list[str]:
     """``K=V`` words for ``env``; names no environment can hold are dropped."""
     out = []
@@ -158,9 +176,16 @@ class BwrapSandbox(Sandbox):
         *,
         freeze_by_cgroup: bool = True,
         disable_userns: bool = True,
+        ids: Ids = SERVER_IDS,
     ) -> None:
         super().__init__(
-            capsule_id, capsule_dir, cgroup, ro_binds, limits, freeze_by_cgroup=freeze_by_cgroup
+            capsule_id,
+            capsule_dir,
+            cgroup,
+            ro_binds,
+            limits,
+            freeze_by_cgroup=freeze_by_cgroup,
+            ids=ids,
         )
         self.disable_userns = disable_userns
         self._bwrap: subprocess.Popen[bytes] | None = None
@@ -193,9 +218,10 @@ class BwrapSandbox(Sandbox):
             # Before bwrap runs: it creates the cgroup namespace from its own
             # cgroup, which must already be the capsule's.
             self.make_cgroup()
-            with open(self.dir / "boot.log", "ab") as log:
+            fd = os.open(self.dir / "boot.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with open(fd, "ab") as log:
                 self._bwrap = subprocess.Popen(
-                    self.in_cgroup(argv),
+                    self.in_cgroup(as_capsule_root(self.ids, argv)),
                     env=HOST_ENV,
                     cwd="/",
                     stdin=subprocess.DEVNULL,
@@ -290,7 +316,11 @@ class BwrapSandbox(Sandbox):
         ns = self._ns_fds
         cmd = [self._nsenter]
         if self._join_userns:
-            cmd += [f"--user={fd_path(ns['user'])}", "--preserve-credentials"]
+            cmd.append(f"--user={fd_path(ns['user'])}")
+            # Mapped: become the namespace's uid 0 (the capsule's own host uid);
+            # otherwise the server's uid already is the sandbox's root.
+            if not self.ids.mapped:
+                cmd.append("--preserve-credentials")
         cmd += [
             f"--mount={fd_path(ns['mnt'])}",
             f"--uts={fd_path(ns['uts'])}",

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._base import HOST_ENV, Sandbox, ensure_rw_skeleton
-from ._bwrap import BwrapSandbox, bwrap_argv
+from ._bwrap import BwrapSandbox, as_capsule_root, bwrap_argv
 from ._cgroup import CgroupTree, Limits
+from ._ids import SERVER_IDS, Ids, capsule_uid
 from ._plain import PlainSandbox
 
 ISOLATION_CHOICES = ("auto", "bwrap", "none")
@@ -28,6 +29,8 @@ class Backend:
     freeze_by_cgroup: bool = False
     # bwrap --disable-userns works here (no nested user namespaces in capsules).
     disable_userns: bool = True
+    # Capsule root can be a host uid of its own (root server, bwrap as that uid works).
+    maps_root: bool = False
 
     def sandbox(
         self,
@@ -35,6 +38,7 @@ class Backend:
         capsule_dir: Path,
         ro_binds: tuple[str, ...] = (),
         limits: Limits | None = None,
+        ids: Ids = SERVER_IDS,
     ) -> Sandbox:
         cg = self.cgroups.capsule(capsule_id) if self.cgroups is not None else None
         if self.kind == "bwrap":
@@ -46,6 +50,7 @@ class Backend:
                 limits,
                 freeze_by_cgroup=self.freeze_by_cgroup,
                 disable_userns=self.disable_userns,
+                ids=ids,
             )
         return PlainSandbox(
             capsule_id, capsule_dir, cg, ro_binds, limits, freeze_by_cgroup=self.freeze_by_cgroup
@@ -64,10 +69,11 @@ class Backend:
             self.cgroups.cleanup()
 
 
-def _run_probe(disable_userns: bool) -> str | None:
+def _run_probe(disable_userns: bool, ids: Ids = SERVER_IDS) -> str | None:
     with tempfile.TemporaryDirectory(prefix="wrenn-probe-") as tmp:
+        os.chmod(tmp, 0o711)  # reachable by the probe's uid when it is not ours
         rw = Path(tmp) / "rw"
-        ensure_rw_skeleton(rw)
+        ensure_rw_skeleton(rw, ids.owner)
         r, w = os.pipe()
         argv = bwrap_argv(
             shutil.which("bwrap") or "bwrap",
@@ -79,7 +85,7 @@ def _run_probe(disable_userns: bool) -> str | None:
         )
         try:
             proc = subprocess.run(
-                argv,
+                as_capsule_root(ids, argv),
                 env=HOST_ENV,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -101,6 +107,14 @@ def probe_bwrap() -> str | None:
     """None when a real sandbox boots, else the reason."""
     problem, _ = _probe()
     return problem
+
+
+def _probe_mapped_root(disable_userns: bool) -> bool:
+    """True when, as root, a sandbox also boots as a capsule uid of its own."""
+    if os.geteuid() != 0:
+        return False
+    uid = capsule_uid("probe")
+    return _run_probe(disable_userns, Ids(uid, uid, True)) is None
 
 
 def _probe() -> tuple[str | None, bool]:
@@ -140,7 +154,16 @@ def choose_backend(isolation: str, tag: str, freezer: str = "auto") -> Backend:
         reason = "bubblewrap sandbox works"
         if not disable_userns:
             reason += " (without --disable-userns: capsules may create user namespaces)"
-        return Backend("bwrap", reason, *_cgroups(freezer, tag), disable_userns=disable_userns)
+        maps_root = _probe_mapped_root(disable_userns)
+        if os.geteuid() == 0 and not maps_root:
+            reason += " (capsule root is host root: bwrap as another uid failed)"
+        return Backend(
+            "bwrap",
+            reason,
+            *_cgroups(freezer, tag),
+            disable_userns=disable_userns,
+            maps_root=maps_root,
+        )
     if isolation == "bwrap":
         raise RuntimeError(f"isolation='bwrap' requested but bubblewrap is unusable: {problem}")
     return Backend(

@@ -122,5 +122,10 @@ def disk_usage(path: str, limit: int = 200_000) -> int:
 
     The tree is the capsule's: walked by file descriptor, iteratively, so a
     directory swapped for a symlink is not entered and depth cannot overflow.
+    A capsule's ``rw`` that is a mount point is its own disk image (``_disk``):
+    its filesystem's count is exact and costs one call.
     """
+    if os.path.ismount(path):
+        st = os.statvfs(path)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
     return _fdtree.disk_usage(path, limit)
