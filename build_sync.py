@@ -49,6 +49,8 @@ REPLACEMENTS = {
     "AsyncCommands": "Commands",
     "AsyncCommandStream": "CommandStream",
     "AsyncCommandHandle": "CommandHandle",
+    "AsyncDurableCommand": "DurableCommand",
+    "AsyncDurableStream": "DurableStream",
     "AsyncFiles": "Files",
     "AsyncDownloadStream": "DownloadStream",
     "AsyncPtySession": "PtySession",

@@ -214,3 +214,75 @@ class FakePlatform:
 
             capsule.on_settle = make_template
         return json_response(202, capsule.body())
+
+
+# --- a scripted event stream ----------------------------------------------------------
+
+DROP = "drop"  # the connection breaks (a read error) after the frames
+END = "end"  # the server ends the body cleanly after the frames
+SILENT = "silent"  # the connection stays open but silent past the read timeout
+
+
+def sse_frame(kind: str, resource_id: str, event_id: str | None = None) -> bytes:
+    """One SSE frame of the 0.2.2 event model."""
+    payload: dict[str, Any] = {"event": kind, "resource": {"id": resource_id, "type": "capsule"}}
+    if kind != "connected":
+        payload["outcome"] = "success"
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(payload)}\n\n".encode()
+
+
+class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that yields its frames one chunk each, then ends or breaks."""
+
+    def __init__(self, frames: list[bytes], ending: str) -> None:
+        self._frames = frames
+        self._ending = ending
+
+    def __iter__(self) -> Any:
+        yield from self._frames
+        self._end()
+
+    async def __aiter__(self) -> Any:
+        for frame in self._frames:
+            yield frame
+        self._end()
+
+    def _end(self) -> None:
+        if self._ending == DROP:
+            raise httpx.ReadError("connection reset by peer")
+        if self._ending == SILENT:
+            raise httpx.ReadTimeout("no data within the read timeout")
+
+
+@dataclass
+class FakeEventFeed:
+    """``GET /v1/events/stream`` answered from a script, one entry per connection.
+
+    An entry is an error status (answered with that status and the JSON envelope) or a
+    ``(frames, ending)`` pair: the frames are sent, then the body ends (``END``),
+    breaks (``DROP``) or times out (``SILENT``, as a silent connection past the idle
+    timeout would, without the wait). Connections past the script are answered 503. Each connection's
+    ``Last-Event-ID`` header is recorded, so a test knows what the client asked to
+    resume from. Deterministic: nothing here depends on time.
+    """
+
+    script: list[int | tuple[list[bytes], str]]
+    resumed_from: list[str | None] = field(default_factory=list)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/v1/events/stream"):
+            return error_response(404, "not_found", "only the event stream is scripted")
+        self.resumed_from.append(request.headers.get("last-event-id"))
+        step = len(self.resumed_from) - 1
+        entry = self.script[step] if step < len(self.script) else 503
+        if isinstance(entry, int):
+            codes = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
+            return error_response(entry, codes.get(entry, "unavailable"), f"scripted {entry}")
+        frames, ending = entry
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=_Body(frames, ending)
+        )

@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from ._async.capsule import AsyncCapsule
     from ._async.client import AsyncWrennClient
     from ._async.commands import AsyncCommandHandle
+    from ._async.durable import AsyncDurableCommand, AsyncDurableStream
     from ._async.git import AsyncGit
     from ._async.pty import AsyncPtySession
     from ._compat import BlockingCallWarning
+    from ._durable import DurableStderrEvent, DurableStdoutEvent, StreamDroppedEvent
     from ._exceptions import (
         WrennAgentError,
         WrennAPIStatusError,
@@ -60,16 +62,20 @@ if TYPE_CHECKING:
         StreamStdoutEvent,
     )
     from ._pty import PtyEvent, PtyEventType
+    from ._reconnect import EventStreamGap
     from ._sync.capsule import Capsule
     from ._sync.capsule import Capsule as Sandbox  # deprecated alias
     from ._sync.client import WrennClient
     from ._sync.commands import CommandHandle
+    from ._sync.durable import DurableCommand, DurableStream
     from ._sync.git import Git
     from ._sync.pty import PtySession
 
 __all__ = [
     "AsyncCapsule",
     "AsyncCommandHandle",
+    "AsyncDurableCommand",
+    "AsyncDurableStream",
     "AsyncGit",
     "AsyncPtySession",
     "AsyncWrennClient",
@@ -77,6 +83,11 @@ __all__ = [
     "Capsule",
     "CommandHandle",
     "CommandResult",
+    "DurableCommand",
+    "DurableStderrEvent",
+    "DurableStdoutEvent",
+    "DurableStream",
+    "EventStreamGap",
     "FileEntry",
     "FileStatus",
     "Git",
@@ -90,6 +101,7 @@ __all__ = [
     "PtyEventType",
     "PtySession",
     "Sandbox",  # deprecated alias of Capsule (FutureWarning on access), as in the official SDK
+    "StreamDroppedEvent",
     "StreamErrorEvent",
     "StreamEvent",
     "StreamExitEvent",
@@ -135,6 +147,14 @@ _LAZY: dict[str, str] = {
     "Capsule": "wrenn._sync.capsule",
     "AsyncCommandHandle": "wrenn._async.commands",
     "CommandHandle": "wrenn._sync.commands",
+    "AsyncDurableCommand": "wrenn._async.durable",
+    "AsyncDurableStream": "wrenn._async.durable",
+    "DurableCommand": "wrenn._sync.durable",
+    "DurableStream": "wrenn._sync.durable",
+    "DurableStdoutEvent": "wrenn._durable",
+    "DurableStderrEvent": "wrenn._durable",
+    "StreamDroppedEvent": "wrenn._durable",
+    "EventStreamGap": "wrenn._reconnect",
     "AsyncPtySession": "wrenn._async.pty",
     "PtySession": "wrenn._sync.pty",
     "PtyEvent": "wrenn._pty",

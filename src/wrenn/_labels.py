@@ -9,6 +9,7 @@ be found again. Pure: no I/O.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -30,13 +31,23 @@ RESERVED = frozenset({"kernel_version", "vmm_version", "agent_version", "envd_ve
 _owner: tuple[int, str] | None = None
 
 
+def host_tag(hostname: str | None = None) -> str:
+    """A short, stable tag of this machine: ``h`` + 8 hex of the host name's SHA-256.
+
+    The host name itself is never sent: it can name internal machines, and it
+    would sit in every capsule's metadata on the platform. The tag still tells
+    capsules of one machine from another's.
+    """
+    name = socket.gethostname() if hostname is None else hostname
+    return "h" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
 def owner_id() -> str:
-    """This process's owner id: host, pid and a random part (new after ``fork``)."""
+    """This process's owner id: host tag, pid and a random part (new after ``fork``)."""
     global _owner
     pid = os.getpid()
     if _owner is None or _owner[0] != pid:
-        host = re.sub(r"[^a-zA-Z0-9.-]", "-", socket.gethostname())[:32] or "host"
-        _owner = (pid, f"{host}-{pid}-{secrets.token_hex(4)}")
+        _owner = (pid, f"{host_tag()}-{pid}-{secrets.token_hex(4)}")
     return _owner[1]
 
 

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+import secrets
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import msgspec
 
+from .._compat import asleep
+from .._durable import (
+    DEFAULT_SPOOL_BUDGET,
+    MIN_SPOOL_BUDGET,
+    WRAPPER,
+    check_tag,
+    read_size,
+    segment_size,
+    spool_dir,
+)
 from .._exceptions import (
     WrennCommandTimeoutError,
     WrennNotFoundError,
@@ -31,12 +43,15 @@ from .._process import (
 )
 from .._responses import decode
 from .._urls import build_path
-from .._validate import optional_str, positive_seconds, string_map
+from .._validate import optional_int, optional_str, positive_seconds, string_map
 from ._stream import AsyncLazyStream
 from ._websocket import AsyncWebSocket, DeadlineReached, aconnect_websocket
+from .durable import DEFAULT_POLL_INTERVAL, AsyncDurableCommand, AsyncDurableStream, check_offset
+from .files import AsyncFiles
 
 if TYPE_CHECKING:
     from .client import AsyncWrennClient
+    from .lease import AsyncLease
 
 _JSON = {"Content-Type": "application/json"}
 _background_decoder = msgspec.json.Decoder(BackgroundExecResponse)
@@ -151,19 +166,21 @@ class AsyncCommandHandle:
     def __repr__(self) -> str:
         return f"CommandHandle(pid={self.pid!r}, tag={self.tag!r}, capsule_id={self.capsule_id!r})"
 
-    async def wait(self, timeout: float | None = None) -> CommandResult:
+    async def wait(self, timeout: float | None = None, *, keepalive: bool = False) -> CommandResult:
         """Follow the command's output until it exits and return the result.
 
-        Only output produced after this call is seen (the server does not replay).
-        Past ``timeout`` seconds a ``WrennCommandTimeoutError`` is raised and the
-        command keeps running; use ``kill()`` to stop it.
+        Only output produced after this call is seen (the server does not replay; a
+        durable command, ``commands.start_durable``, keeps it all). Past ``timeout``
+        seconds a ``WrennCommandTimeoutError`` is raised and the command keeps running;
+        use ``kill()`` to stop it. ``keepalive=True`` holds a lease on the capsule
+        while waiting, so a long, quiet command is not auto-paused under you.
         """
         deadline = (
             None if timeout is None else time.monotonic() + positive_seconds(timeout, "timeout")
         )
         stdout, stderr = OutputBuffer(), OutputBuffer()
         started = time.monotonic()
-        async with self.connect() as stream:
+        async with self._commands._keepalive(keepalive), self.connect() as stream:
             try:
                 await _collect(
                     stream,
@@ -197,9 +214,17 @@ class AsyncCommands:
     def __init__(self, client: AsyncWrennClient, capsule_id: str) -> None:
         self._client = client
         self._capsule_id = capsule_id
+        self._files = AsyncFiles(client, capsule_id)
 
     def _path(self, template: str, **params: object) -> str:
         return build_path(template, id=self._capsule_id, **params)
+
+    def _lease(self, keepalive: bool) -> AsyncLease | None:
+        return self._client.capsules.lease(self._capsule_id) if keepalive else None
+
+    def _keepalive(self, keepalive: bool) -> AsyncLease | contextlib.nullcontext[None]:
+        lease = self._lease(keepalive)
+        return lease if lease is not None else contextlib.nullcontext()
 
     @overload
     async def run(
@@ -211,6 +236,8 @@ class AsyncCommands:
         envs: dict[str, str] | None = None,
         cwd: str | None = None,
         tag: str | None = None,
+        durable: bool = False,
+        keepalive: bool = False,
     ) -> CommandResult: ...
 
     @overload
@@ -223,7 +250,23 @@ class AsyncCommands:
         envs: dict[str, str] | None = None,
         cwd: str | None = None,
         tag: str | None = None,
+        durable: Literal[False] = False,
+        keepalive: bool = False,
     ) -> AsyncCommandHandle: ...
+
+    @overload
+    async def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        background: Literal[True],
+        timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+        tag: str | None = None,
+        durable: Literal[True],
+        keepalive: bool = False,
+    ) -> AsyncDurableCommand: ...
 
     async def run(
         self,
@@ -234,7 +277,9 @@ class AsyncCommands:
         envs: dict[str, str] | None = None,
         cwd: str | None = None,
         tag: str | None = None,
-    ) -> CommandResult | AsyncCommandHandle:
+        durable: bool = False,
+        keepalive: bool = False,
+    ) -> CommandResult | AsyncCommandHandle | AsyncDurableCommand:
         """Run a command: a shell string (``/bin/sh -c``) or an argv list (no shell).
 
         In the foreground, wait for it and return its ``CommandResult``. Past ``timeout``
@@ -243,14 +288,112 @@ class AsyncCommands:
         carries the output produced so far. With ``background=True``, start it and
         return a handle at once (``tag`` names it; ``timeout`` does not apply). A
         foreground ``tag`` is sent with the command too, as the official SDK does.
+
+        ``durable=True`` runs it as ``start_durable`` does: its output is spooled inside
+        the capsule, so it survives this client (``attach(tag)`` from any client gets it
+        back); in the background that returns an ``AsyncDurableCommand``. With
+        ``keepalive=True`` a lease keeps the capsule from auto-pausing while the call
+        runs (a foreground command, or starting a background one).
         """
         environment = string_map(envs, "envs")
         directory = optional_str(cwd, "cwd")
         label = optional_str(tag, "tag")
-        if background:
-            return await self._start_background(cmd, environment, directory, label)
-        limit = positive_seconds(DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout, "timeout")
-        return await self._run_foreground(cmd, limit, environment, directory, tag=label)
+        async with self._keepalive(keepalive):
+            if background and durable:
+                return await self.start_durable(cmd, tag=label, envs=environment, cwd=directory)
+            if background:
+                return await self._start_background(cmd, environment, directory, label)
+            limit = positive_seconds(
+                DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout, "timeout"
+            )
+            if durable:
+                handle = await self.start_durable(cmd, tag=label, envs=environment, cwd=directory)
+                return await self._run_durable(handle, limit)
+            return await self._run_foreground(cmd, limit, environment, directory, tag=label)
+
+    async def start_durable(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        tag: str | None = None,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+        budget: int = DEFAULT_SPOOL_BUDGET,
+    ) -> AsyncDurableCommand:
+        """Start a command whose output is kept inside the capsule, with byte offsets.
+
+        The command (a shell string, or an argv list that no shell parses) runs as a
+        tagged background process under a small shell wrapper that spools its stdout
+        and stderr to files under ``/tmp/.wrenn-durable/<tag>/`` and records its exit
+        status there. ``attach(tag, from_offset=...)`` (from this client, another one,
+        or after a restart) replays what was missed and follows the rest live. Each
+        stream keeps its latest ``budget`` bytes; older ones are dropped, and a reader
+        is told exactly how many. ``tag`` (1 to 64 of ``[A-Za-z0-9._-]``) defaults to a
+        fresh one; reusing a tag replaces its old spool. ``remove()`` deletes the spool.
+        """
+        name = check_tag(tag) if tag is not None else f"durable-{secrets.token_hex(8)}"
+        size = optional_int(budget, "budget", minimum=MIN_SPOOL_BUDGET)
+        assert size is not None
+        program, args = shell_argv(cmd, envs=string_map(envs, "envs"), cwd=optional_str(cwd, "cwd"))
+        wrapper = [
+            WRAPPER,
+            "wrenn-durable",
+            spool_dir(name),
+            str(size),
+            str(segment_size(size)),
+            str(read_size(size)),
+        ]
+        handle = await self._start_background(
+            ["/bin/sh", "-c", *wrapper, program, *args], None, None, name
+        )
+        return AsyncDurableCommand(self, name, handle.pid, self._capsule_id)
+
+    def durable(self, tag: str) -> AsyncDurableCommand:
+        """The durable command tagged ``tag`` (started by any client), to attach to or wait for."""
+        return AsyncDurableCommand(self, check_tag(tag), None, self._capsule_id)
+
+    def attach(
+        self,
+        tag: str,
+        from_offset: int = 0,
+        *,
+        stderr_offset: int = 0,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        keepalive: bool = False,
+    ) -> AsyncDurableStream:
+        """Follow a durable command: its stdout from byte ``from_offset`` (and stderr
+        from ``stderr_offset``) as it was spooled, then live, until its exit event.
+
+        Works from any client and after a restart: pass the offsets of the last bytes
+        you handled (``stream.stdout_offset`` / ``stderr_offset``) and nothing is
+        repeated or lost, unless the spool's budget dropped it, which a
+        ``StreamDroppedEvent`` then says. Following polls the spool: one listing per
+        look, reads only when it grew, looks growing from 50 ms up to
+        ``poll_interval`` seconds apart while nothing changes. ``keepalive=True``
+        holds a lease while the stream is open (use it as a context manager).
+        """
+        return AsyncDurableStream(
+            self,
+            check_tag(tag),
+            check_offset(from_offset, "from_offset"),
+            check_offset(stderr_offset, "stderr_offset"),
+            positive_seconds(poll_interval, "poll_interval"),
+            self._lease(keepalive),
+        )
+
+    async def _run_durable(self, handle: AsyncDurableCommand, timeout: float) -> CommandResult:
+        """Wait for a durable command; past ``timeout`` stop it as a foreground one is."""
+        try:
+            return await handle.wait(timeout)
+        except WrennCommandTimeoutError:
+            with contextlib.suppress(WrennNotFoundError):
+                await handle.kill("SIGTERM")
+                deadline = time.monotonic() + KILL_GRACE
+                while await handle.exit_code() is None and time.monotonic() < deadline:
+                    await asleep(0.1)
+                if await handle.exit_code() is None:
+                    await handle.kill("SIGKILL")
+            raise
 
     async def _start_background(
         self,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import posixpath
 from collections.abc import AsyncIterable, AsyncIterator
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 import httpx
@@ -33,6 +35,7 @@ from ._stream import AsyncResponseStream
 
 if TYPE_CHECKING:
     from .client import AsyncWrennClient
+    from .lease import AsyncLease
 
 _JSON = {"Content-Type": "application/json"}
 # A file read may legitimately be much larger than any JSON answer.
@@ -52,19 +55,57 @@ class AsyncDownloadStream(AsyncResponseStream):
     """The bytes of a file as they arrive; iterate directly or use as a context manager.
 
     A transfer that breaks off raises ``WrennStreamInterruptedError`` instead of
-    returning short data.
+    returning short data. With ``keepalive=True`` it must be used as a context
+    manager: the lease on the capsule is held for the block.
     """
 
-    def __init__(self, files: AsyncFiles, path: str) -> None:
+    def __init__(self, files: AsyncFiles, path: str, lease: AsyncLease | None = None) -> None:
         self._files = files
         self._path = path
+        self._lease = lease
+        self._leased = False
         self._response: httpx.Response | None = None
         self._chunks: AsyncIterator[bytes] | None = None
         self._received = 0
         self._expected: int | None = None
         self._finished = False
 
+    async def __aenter__(self) -> AsyncDownloadStream:
+        if self._lease is not None and not self._leased:
+            await self._lease.__aenter__()
+            self._leased = True
+        try:
+            await super().__aenter__()
+        except BaseException as exc:
+            await self._end_lease(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.aclose()
+        finally:
+            await self._end_lease(exc_type, exc, tb)
+
+    async def _end_lease(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None and self._leased:
+            self._leased = False
+            await lease.__aexit__(exc_type, exc, tb)
+
     async def _open(self) -> AsyncIterator[bytes]:
+        if self._lease is not None and not self._leased:
+            raise RuntimeError("keepalive=True needs the download used as a context manager")
         client = self._files._client
         self._response = await client._requester.open_stream(
             client._options,
@@ -121,38 +162,59 @@ class AsyncFiles:
     def _path(self, template: str) -> str:
         return build_path(template, id=self._capsule_id)
 
-    async def read(self, path: str) -> str:
-        """Read a file as UTF-8 text (undecodable bytes become U+FFFD)."""
-        return (await self.read_bytes(path)).decode("utf-8", errors="replace")
+    def _lease(self, keepalive: bool) -> AsyncLease | None:
+        return self._client.capsules.lease(self._capsule_id) if keepalive else None
 
-    async def read_bytes(self, path: str) -> bytes:
-        """Read a file's bytes."""
+    def _keepalive(self, keepalive: bool) -> AsyncLease | contextlib.nullcontext[None]:
+        """A lease on the capsule while a transfer runs (``keepalive=True``), or nothing.
+
+        The platform's inactivity timer counts execs and pings, not file traffic: a
+        long transfer alone lets a capsule with ``timeout_sec`` pause under it.
+        """
+        lease = self._lease(keepalive)
+        return lease if lease is not None else contextlib.nullcontext()
+
+    async def read(self, path: str, *, keepalive: bool = False) -> str:
+        """Read a file as UTF-8 text (undecodable bytes become U+FFFD)."""
+        return (await self.read_bytes(path, keepalive=keepalive)).decode("utf-8", errors="replace")
+
+    async def read_bytes(self, path: str, *, keepalive: bool = False) -> bytes:
+        """Read a file's bytes; ``keepalive=True`` holds a lease on the capsule meanwhile."""
         options = self._client._options
-        response = await self._client._requester.request(
-            options.replace(max_response_bytes=max(options.max_response_bytes, FILE_READ_LIMIT)),
-            "POST",
-            self._path("/v1/capsules/{id}/files/read"),
-            content=json_encoder.encode(ReadFileRequest(path=_check_path(path))),
-            headers=_JSON,
-            read_timeout=FILE_TRANSFER_READ_TIMEOUT,
-        )
+        checked = _check_path(path)
+        async with self._keepalive(keepalive):
+            response = await self._client._requester.request(
+                options.replace(
+                    max_response_bytes=max(options.max_response_bytes, FILE_READ_LIMIT)
+                ),
+                "POST",
+                self._path("/v1/capsules/{id}/files/read"),
+                content=json_encoder.encode(ReadFileRequest(path=checked)),
+                headers=_JSON,
+                read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+            )
         return response.content
 
-    async def write(self, path: str, data: str | bytes) -> None:
-        """Write a file (created or replaced), up to the server's 100 MiB limit."""
+    async def write(self, path: str, data: str | bytes, *, keepalive: bool = False) -> None:
+        """Write a file (created or replaced), up to the server's 100 MiB limit.
+
+        ``keepalive=True`` holds a lease on the capsule while the upload runs.
+        """
         if isinstance(data, str):
             data = data.encode("utf-8")
         elif not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
-        await self._client._requester.request(
-            self._client._options,
-            "POST",
-            self._path("/v1/capsules/{id}/files/write"),
-            ok=(204, 200),
-            data={"path": _check_path(path)},
-            files={"file": ("upload", bytes(data), "application/octet-stream")},
-            read_timeout=FILE_TRANSFER_READ_TIMEOUT,
-        )
+        checked = _check_path(path)
+        async with self._keepalive(keepalive):
+            await self._client._requester.request(
+                self._client._options,
+                "POST",
+                self._path("/v1/capsules/{id}/files/write"),
+                ok=(204, 200),
+                data={"path": checked},
+                files={"file": ("upload", bytes(data), "application/octet-stream")},
+                read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+            )
 
     async def list(self, path: str, depth: int = 1) -> builtins.list[FileEntry]:
         """List a directory; ``depth`` > 1 recurses that many levels."""
@@ -210,27 +272,35 @@ class AsyncFiles:
             headers=_JSON,
         )
 
-    async def upload_stream(self, path: str, stream: AsyncIterable[bytes]) -> None:
+    async def upload_stream(
+        self, path: str, stream: AsyncIterable[bytes], *, keepalive: bool = False
+    ) -> None:
         """Write a file from an iterable of byte chunks, in bounded memory and without a size limit.
 
         The body is sent once: a failed upload is not retried, because the chunks
-        cannot be replayed.
+        cannot be replayed. ``keepalive=True`` holds a lease on the capsule while the
+        upload runs, so a long one does not let it auto-pause.
         """
         boundary = os.urandom(16).hex()
-        await self._client._requester.request(
-            self._client._options,
-            "POST",
-            self._path("/v1/capsules/{id}/files/stream/write"),
-            ok=(204, 200),
-            content=_multipart(boundary, _check_path(path), stream),
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-            read_timeout=FILE_TRANSFER_READ_TIMEOUT,
-            replayable=False,
-        )
+        checked = _check_path(path)
+        async with self._keepalive(keepalive):
+            await self._client._requester.request(
+                self._client._options,
+                "POST",
+                self._path("/v1/capsules/{id}/files/stream/write"),
+                ok=(204, 200),
+                content=_multipart(boundary, checked, stream),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+                replayable=False,
+            )
 
-    def download_stream(self, path: str) -> AsyncDownloadStream:
-        """Read a file as a stream of byte chunks, in bounded memory."""
-        return AsyncDownloadStream(self, _check_path(path))
+    def download_stream(self, path: str, *, keepalive: bool = False) -> AsyncDownloadStream:
+        """Read a file as a stream of byte chunks, in bounded memory.
+
+        ``keepalive=True`` holds a lease on the capsule for the ``with`` block.
+        """
+        return AsyncDownloadStream(self, _check_path(path), self._lease(keepalive))
 
 
 async def _multipart(

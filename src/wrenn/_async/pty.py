@@ -20,7 +20,9 @@ class AsyncPtySession:
 
     As a context manager it opens on entry; on exit a session it started is killed
     (one it re-attached to with ``pty_connect`` is left running) and the connection is
-    closed. Iteration stops after the ``exit`` event or a fatal error.
+    closed. Iteration stops after the ``exit`` event or a fatal error. With
+    ``keepalive=True`` a lease keeps the capsule from auto-pausing for the block (a
+    terminal's keystrokes do not reset the platform's inactivity timer).
     """
 
     def __init__(
@@ -30,8 +32,11 @@ class AsyncPtySession:
         first: dict[str, Any],
         *,
         kill_on_exit: bool,
+        keepalive: bool = False,
     ) -> None:
         self._client = client
+        self._lease = client.capsules.lease(capsule_id) if keepalive else None
+        self._leased = False
         self._capsule_id = capsule_id
         self._first = first
         self._kill_on_exit = kill_on_exit
@@ -44,6 +49,8 @@ class AsyncPtySession:
         self.exit_code: int | None = None
 
     async def _open(self) -> AsyncWebSocket:
+        if self._lease is not None and not self._leased:
+            raise RuntimeError("keepalive=True needs the terminal used as a context manager")
         socket = await aconnect_websocket(
             self._client._requester,
             self._client._options,
@@ -95,8 +102,15 @@ class AsyncPtySession:
             return event
 
     async def __aenter__(self) -> AsyncPtySession:
+        if self._lease is not None and not self._leased:
+            await self._lease.__aenter__()
+            self._leased = True
         if self._socket is None:
-            await self._open()
+            try:
+                await self._open()
+            except BaseException as exc:
+                await self._end_lease(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     async def __aexit__(
@@ -105,9 +119,23 @@ class AsyncPtySession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._kill_on_exit and not self._exited:
-            await self.kill()
-        await self.aclose()
+        try:
+            if self._kill_on_exit and not self._exited:
+                await self.kill()
+            await self.aclose()
+        finally:
+            await self._end_lease(exc_type, exc, tb)
+
+    async def _end_lease(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None and self._leased:
+            self._leased = False
+            await lease.__aexit__(exc_type, exc, tb)
 
     def __aiter__(self) -> AsyncPtySession:
         return self

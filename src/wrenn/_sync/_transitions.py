@@ -3,7 +3,8 @@
 
 Each wait looks at the capsule (one GET), then sleeps until its next poll is due or
 the event stream brings news of that capsule, whichever comes first. The event stream
-is one subscription per client however many waits run: the first wait that finds no
+is one subscription per client however many waits run (``capsules.wait_for`` and
+every lifecycle wait share it), reconnected with backoff after a drop: the first wait that finds no
 stream open carries one for as long as it waits (in a task beside it, or a thread in
 the blocking client), and when it is done the next wait takes over. A server without
 a usable stream (an old one, a proxy that buffers) is simply polled, with growing,
@@ -29,6 +30,7 @@ from .._exceptions import (
 from .._lifecycle import PollDelays, Transition, Verdict
 from .._logs import logger
 from .._models import Capsule, SSEEvent
+from .._reconnect import EventStreamGap
 
 if TYPE_CHECKING:
     from .client import WrennClient
@@ -205,7 +207,11 @@ class TransitionWaiter:
 
     def _carry(self) -> None:
         """Read the event stream and wake the waits each event concerns, until ended."""
-        stream = self._client.events.stream(idle_timeout=FEED_IDLE_TIMEOUT)
+        # A drop is reconnected (bounded); every gap makes all waits look again, since
+        # the event that would have woken one may have been published during it.
+        stream = self._client.events.stream(
+            idle_timeout=FEED_IDLE_TIMEOUT, reconnect=True, on_gap=self._on_gap
+        )
         self._stream = stream
         try:
             for event in stream:
@@ -236,6 +242,10 @@ class TransitionWaiter:
             self._stream = None
             with CleanupScope(1.0):
                 stream.close()
+
+    def _on_gap(self, gap: EventStreamGap) -> None:
+        logger.debug("event stream reconnected after %s; waits look again", gap.reason)
+        self._wake_all()
 
     def _interrupt(self) -> None:
         """Make a blocked read of the stream return (the blocking client's carrier thread)."""

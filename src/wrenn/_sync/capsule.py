@@ -303,8 +303,12 @@ class Capsule:
         rows: int = 24,
         envs: dict[str, str] | None = None,
         cwd: str | None = None,
+        *,
+        keepalive: bool = False,
     ) -> PtySession:
-        """Start a terminal; use it as a context manager, which kills it on exit."""
+        """Start a terminal; use it as a context manager, which kills it on exit.
+
+        ``keepalive=True`` holds a lease on the capsule for the block."""
         first: dict[str, Any] = {"type": "start", "cmd": cmd, "cols": cols, "rows": rows}
         if args is not None:
             first["args"] = string_list(args, "args")
@@ -315,14 +319,20 @@ class Capsule:
         for name, value in (("cols", cols), ("rows", rows)):
             if optional_int(value, name, minimum=1) is None:
                 raise ValueError(f"{name} is required")
-        return PtySession(self._client, self._capsule_id, first, kill_on_exit=True)
+        return PtySession(
+            self._client, self._capsule_id, first, kill_on_exit=True, keepalive=keepalive
+        )
 
-    def pty_connect(self, tag: str) -> PtySession:
+    def pty_connect(self, tag: str, *, keepalive: bool = False) -> PtySession:
         """Re-attach to a running terminal by its tag (it keeps running when you leave)."""
         if not isinstance(tag, str) or not tag:
             raise ValueError("tag must be a non-empty string")
         return PtySession(
-            self._client, self._capsule_id, {"type": "connect", "tag": tag}, kill_on_exit=False
+            self._client,
+            self._capsule_id,
+            {"type": "connect", "tag": tag},
+            kill_on_exit=False,
+            keepalive=keepalive,
         )
 
     # --- context manager ----------------------------------------------------------------

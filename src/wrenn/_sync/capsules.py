@@ -458,11 +458,41 @@ class Capsules(APIResource):
         pass first, and ``WrennCapsuleStateError`` when the capsule lands in ``error``,
         ``stopped`` or ``missing`` and that is not what was asked for.
         """
+        return self._wait_status(id, status, timeout, positive_seconds(interval, "interval"))
+
+    def wait_for(
+        self,
+        capsule_id: str,
+        status: str | Iterable[str] = "running",
+        *,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> Capsule:
+        """Wait until the capsule reaches ``status`` (one status or several) and return it.
+
+        Built on the client's one shared event stream (reconnected after a drop, and
+        every lifecycle wait of the client rides on it too): an event about the capsule
+        wakes the wait at once, and a GET confirms it, so a lost or late event costs
+        time, never a wrong answer. Without a usable stream (an old server, a proxy
+        that buffers) the capsule is polled with growing, jittered delays. Raises
+        ``WrennTimeoutError`` after ``timeout`` seconds, ``WrennCapsuleStateError``
+        when the capsule lands in ``error``, ``stopped`` or ``missing`` and that is not
+        what was asked for.
+        """
+        if not isinstance(capsule_id, str) or not capsule_id:
+            raise TypeError("capsule_id must be a non-empty str")
+        return self._wait_status(capsule_id, status, timeout, None)
+
+    def _wait_status(
+        self,
+        id: str,
+        status: str | Iterable[str],
+        timeout: float,
+        interval: float | None,
+    ) -> Capsule:
         targets = {status} if isinstance(status, str) else set(status)
         if not targets or not all(isinstance(t, str) for t in targets):
             raise TypeError("status must be a status string or an iterable of them")
-        positive_seconds(timeout, "timeout")
-        positive_seconds(interval, "interval")
+        timeout = positive_seconds(timeout, "timeout")
         transition = Transition(
             "wait",
             targets=frozenset(targets),

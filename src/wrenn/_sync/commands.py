@@ -4,12 +4,24 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+import secrets
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import msgspec
 
+from .._compat import sleep
+from .._durable import (
+    DEFAULT_SPOOL_BUDGET,
+    MIN_SPOOL_BUDGET,
+    WRAPPER,
+    check_tag,
+    read_size,
+    segment_size,
+    spool_dir,
+)
 from .._exceptions import (
     WrennCommandTimeoutError,
     WrennNotFoundError,
@@ -32,12 +44,15 @@ from .._process import (
 )
 from .._responses import decode
 from .._urls import build_path
-from .._validate import optional_str, positive_seconds, string_map
+from .._validate import optional_int, optional_str, positive_seconds, string_map
 from ._stream import LazyStream
 from ._websocket import DeadlineReached, WebSocket, connect_websocket
+from .durable import DEFAULT_POLL_INTERVAL, DurableCommand, DurableStream, check_offset
+from .files import Files
 
 if TYPE_CHECKING:
     from .client import WrennClient
+    from .lease import Lease
 
 _JSON = {"Content-Type": "application/json"}
 _background_decoder = msgspec.json.Decoder(BackgroundExecResponse)
@@ -150,19 +165,21 @@ class CommandHandle:
     def __repr__(self) -> str:
         return f"CommandHandle(pid={self.pid!r}, tag={self.tag!r}, capsule_id={self.capsule_id!r})"
 
-    def wait(self, timeout: float | None = None) -> CommandResult:
+    def wait(self, timeout: float | None = None, *, keepalive: bool = False) -> CommandResult:
         """Follow the command's output until it exits and return the result.
 
-        Only output produced after this call is seen (the server does not replay).
-        Past ``timeout`` seconds a ``WrennCommandTimeoutError`` is raised and the
-        command keeps running; use ``kill()`` to stop it.
+        Only output produced after this call is seen (the server does not replay; a
+        durable command, ``commands.start_durable``, keeps it all). Past ``timeout``
+        seconds a ``WrennCommandTimeoutError`` is raised and the command keeps running;
+        use ``kill()`` to stop it. ``keepalive=True`` holds a lease on the capsule
+        while waiting, so a long, quiet command is not auto-paused under you.
         """
         deadline = (
             None if timeout is None else time.monotonic() + positive_seconds(timeout, "timeout")
         )
         stdout, stderr = OutputBuffer(), OutputBuffer()
         started = time.monotonic()
-        with self.connect() as stream:
+        with self._commands._keepalive(keepalive), self.connect() as stream:
             try:
                 _collect(
                     stream,
@@ -196,9 +213,17 @@ class Commands:
     def __init__(self, client: WrennClient, capsule_id: str) -> None:
         self._client = client
         self._capsule_id = capsule_id
+        self._files = Files(client, capsule_id)
 
     def _path(self, template: str, **params: object) -> str:
         return build_path(template, id=self._capsule_id, **params)
+
+    def _lease(self, keepalive: bool) -> Lease | None:
+        return self._client.capsules.lease(self._capsule_id) if keepalive else None
+
+    def _keepalive(self, keepalive: bool) -> Lease | contextlib.nullcontext[None]:
+        lease = self._lease(keepalive)
+        return lease if lease is not None else contextlib.nullcontext()
 
     @overload
     def run(
@@ -210,6 +235,8 @@ class Commands:
         envs: dict[str, str] | None = None,
         cwd: str | None = None,
         tag: str | None = None,
+        durable: bool = False,
+        keepalive: bool = False,
     ) -> CommandResult: ...
 
     @overload
@@ -222,7 +249,23 @@ class Commands:
         envs: dict[str, str] | None = None,
         cwd: str | None = None,
         tag: str | None = None,
+        durable: Literal[False] = False,
+        keepalive: bool = False,
     ) -> CommandHandle: ...
+
+    @overload
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        background: Literal[True],
+        timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+        tag: str | None = None,
+        durable: Literal[True],
+        keepalive: bool = False,
+    ) -> DurableCommand: ...
 
     def run(
         self,
@@ -233,7 +276,9 @@ class Commands:
         envs: dict[str, str] | None = None,
         cwd: str | None = None,
         tag: str | None = None,
-    ) -> CommandResult | CommandHandle:
+        durable: bool = False,
+        keepalive: bool = False,
+    ) -> CommandResult | CommandHandle | DurableCommand:
         """Run a command: a shell string (``/bin/sh -c``) or an argv list (no shell).
 
         In the foreground, wait for it and return its ``CommandResult``. Past ``timeout``
@@ -242,14 +287,112 @@ class Commands:
         carries the output produced so far. With ``background=True``, start it and
         return a handle at once (``tag`` names it; ``timeout`` does not apply). A
         foreground ``tag`` is sent with the command too, as the official SDK does.
+
+        ``durable=True`` runs it as ``start_durable`` does: its output is spooled inside
+        the capsule, so it survives this client (``attach(tag)`` from any client gets it
+        back); in the background that returns an ``AsyncDurableCommand``. With
+        ``keepalive=True`` a lease keeps the capsule from auto-pausing while the call
+        runs (a foreground command, or starting a background one).
         """
         environment = string_map(envs, "envs")
         directory = optional_str(cwd, "cwd")
         label = optional_str(tag, "tag")
-        if background:
-            return self._start_background(cmd, environment, directory, label)
-        limit = positive_seconds(DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout, "timeout")
-        return self._run_foreground(cmd, limit, environment, directory, tag=label)
+        with self._keepalive(keepalive):
+            if background and durable:
+                return self.start_durable(cmd, tag=label, envs=environment, cwd=directory)
+            if background:
+                return self._start_background(cmd, environment, directory, label)
+            limit = positive_seconds(
+                DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout, "timeout"
+            )
+            if durable:
+                handle = self.start_durable(cmd, tag=label, envs=environment, cwd=directory)
+                return self._run_durable(handle, limit)
+            return self._run_foreground(cmd, limit, environment, directory, tag=label)
+
+    def start_durable(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        tag: str | None = None,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+        budget: int = DEFAULT_SPOOL_BUDGET,
+    ) -> DurableCommand:
+        """Start a command whose output is kept inside the capsule, with byte offsets.
+
+        The command (a shell string, or an argv list that no shell parses) runs as a
+        tagged background process under a small shell wrapper that spools its stdout
+        and stderr to files under ``/tmp/.wrenn-durable/<tag>/`` and records its exit
+        status there. ``attach(tag, from_offset=...)`` (from this client, another one,
+        or after a restart) replays what was missed and follows the rest live. Each
+        stream keeps its latest ``budget`` bytes; older ones are dropped, and a reader
+        is told exactly how many. ``tag`` (1 to 64 of ``[A-Za-z0-9._-]``) defaults to a
+        fresh one; reusing a tag replaces its old spool. ``remove()`` deletes the spool.
+        """
+        name = check_tag(tag) if tag is not None else f"durable-{secrets.token_hex(8)}"
+        size = optional_int(budget, "budget", minimum=MIN_SPOOL_BUDGET)
+        assert size is not None
+        program, args = shell_argv(cmd, envs=string_map(envs, "envs"), cwd=optional_str(cwd, "cwd"))
+        wrapper = [
+            WRAPPER,
+            "wrenn-durable",
+            spool_dir(name),
+            str(size),
+            str(segment_size(size)),
+            str(read_size(size)),
+        ]
+        handle = self._start_background(
+            ["/bin/sh", "-c", *wrapper, program, *args], None, None, name
+        )
+        return DurableCommand(self, name, handle.pid, self._capsule_id)
+
+    def durable(self, tag: str) -> DurableCommand:
+        """The durable command tagged ``tag`` (started by any client), to attach to or wait for."""
+        return DurableCommand(self, check_tag(tag), None, self._capsule_id)
+
+    def attach(
+        self,
+        tag: str,
+        from_offset: int = 0,
+        *,
+        stderr_offset: int = 0,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        keepalive: bool = False,
+    ) -> DurableStream:
+        """Follow a durable command: its stdout from byte ``from_offset`` (and stderr
+        from ``stderr_offset``) as it was spooled, then live, until its exit event.
+
+        Works from any client and after a restart: pass the offsets of the last bytes
+        you handled (``stream.stdout_offset`` / ``stderr_offset``) and nothing is
+        repeated or lost, unless the spool's budget dropped it, which a
+        ``StreamDroppedEvent`` then says. Following polls the spool: one listing per
+        look, reads only when it grew, looks growing from 50 ms up to
+        ``poll_interval`` seconds apart while nothing changes. ``keepalive=True``
+        holds a lease while the stream is open (use it as a context manager).
+        """
+        return DurableStream(
+            self,
+            check_tag(tag),
+            check_offset(from_offset, "from_offset"),
+            check_offset(stderr_offset, "stderr_offset"),
+            positive_seconds(poll_interval, "poll_interval"),
+            self._lease(keepalive),
+        )
+
+    def _run_durable(self, handle: DurableCommand, timeout: float) -> CommandResult:
+        """Wait for a durable command; past ``timeout`` stop it as a foreground one is."""
+        try:
+            return handle.wait(timeout)
+        except WrennCommandTimeoutError:
+            with contextlib.suppress(WrennNotFoundError):
+                handle.kill("SIGTERM")
+                deadline = time.monotonic() + KILL_GRACE
+                while handle.exit_code() is None and time.monotonic() < deadline:
+                    sleep(0.1)
+                if handle.exit_code() is None:
+                    handle.kill("SIGKILL")
+            raise
 
     def _start_background(
         self,

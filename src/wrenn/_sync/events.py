@@ -6,32 +6,61 @@ from __future__ import annotations
 import codecs
 import contextlib
 import socket
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import msgspec
 
-from .._constants import DEFAULT_SSE_IDLE_TIMEOUT
+from .._compat import Notice
+from .._constants import DEFAULT_SSE_IDLE_TIMEOUT, DEFAULT_WAIT_TIMEOUT
 from .._exceptions import (
+    WrennAPIStatusError,
     WrennClientClosedError,
+    WrennConnectionError,
     WrennStreamError,
     WrennStreamInterruptedError,
     WrennStreamTimeoutError,
 )
 from .._models import SSEEvent, sse_event_decoder
+from .._reconnect import (
+    DEFAULT_MAX_RECONNECTS,
+    DEFAULT_RECONNECT_DELAY,
+    DEFAULT_RECONNECT_TIMEOUT,
+    KEPT_GAPS,
+    Backoff,
+    EventStreamGap,
+    SeenIds,
+    utcnow,
+)
 from .._sse import ServerSentEvent, SSEDecoder
-from .._validate import positive_seconds
+from .._validate import optional_int, positive_seconds
+from ._requester import finish_iterator
 from ._resource import APIResource
 from ._stream import ResponseStream
 
+if TYPE_CHECKING:
+    from .._models import Capsule
+
 _SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+_CONNECTED = "connected"
 
 
 class Events(APIResource):
     """Subscribe to capsule and template events."""
 
-    def stream(self, *, idle_timeout: float = DEFAULT_SSE_IDLE_TIMEOUT) -> EventStream:
+    def stream(
+        self,
+        *,
+        idle_timeout: float = DEFAULT_SSE_IDLE_TIMEOUT,
+        reconnect: bool = False,
+        max_reconnects: int = DEFAULT_MAX_RECONNECTS,
+        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
+        reconnect_delay: float = DEFAULT_RECONNECT_DELAY,
+        on_gap: Callable[[EventStreamGap], object] | None = None,
+    ) -> EventStream:
         """Open the event stream.
 
         Iterate the result directly, or use it as a context manager so that leaving
@@ -44,16 +73,81 @@ class Events(APIResource):
         ``idle_timeout`` bounds the silence between two bytes from the server (the
         server sends a keepalive comment every few seconds); past it the stream raises
         ``WrennStreamTimeoutError``.
+
+        With ``reconnect=True`` a dropped connection, a silent one (past
+        ``idle_timeout``) and one the server ends are reopened instead, after jittered,
+        doubling delays starting at ``reconnect_delay`` seconds (or the server's
+        ``retry:`` hint). At most ``max_reconnects`` attempts in a row, within
+        ``reconnect_timeout`` seconds of the drop, are made before
+        ``WrennStreamInterruptedError`` is raised; an answer that will not change
+        (401, 403, 404, any other 4xx) is raised at once. Each reconnect is recorded
+        as an ``EventStreamGap`` in ``stream.gaps`` and passed to ``on_gap``: events
+        published while it lasted may be missing, so look again at what you track.
+        When the server sends event ids, the new connection carries ``Last-Event-ID``
+        and events it sends again are dropped. Iteration yields the same events as
+        without reconnecting (unknown kinds included); gaps never appear in it.
         """
-        return EventStream(self, positive_seconds(idle_timeout, "idle_timeout"))
+        policy = None
+        if reconnect:
+            limit = optional_int(max_reconnects, "max_reconnects", minimum=1)
+            assert limit is not None
+            policy = _Policy(
+                limit,
+                positive_seconds(reconnect_timeout, "reconnect_timeout"),
+                positive_seconds(reconnect_delay, "reconnect_delay"),
+                on_gap,
+            )
+        elif on_gap is not None:
+            raise ValueError(
+                "on_gap needs reconnect=True: a stream that does not reconnect has no gaps"
+            )
+        return EventStream(self, positive_seconds(idle_timeout, "idle_timeout"), policy)
+
+    def wait_for(
+        self,
+        capsule_id: str,
+        status: str | Iterable[str] = "running",
+        *,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> Capsule:
+        """Wait until a capsule reaches ``status``; the same wait as ``capsules.wait_for``."""
+        return self._client.capsules.wait_for(capsule_id, status, timeout=timeout)
+
+
+class _Policy:
+    def __init__(
+        self,
+        max_attempts: int,
+        timeout: float,
+        delay: float,
+        on_gap: Callable[[EventStreamGap], object] | None,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.delay = delay
+        self.on_gap = on_gap
+
+
+class _Outage:
+    """A drop being recovered from: since when, why, and the attempts made."""
+
+    def __init__(self, reason: str, cause: BaseException | None) -> None:
+        self.reason = reason
+        self.cause = cause
+        self.started = time.monotonic()
+        self.dropped_at = utcnow()
+        self.attempts = 0
 
 
 class EventStream(ResponseStream):
     """An open (or lazily opened) server-sent event stream yielding ``SSEEvent`` objects."""
 
-    def __init__(self, resource: Events, idle_timeout: float) -> None:
+    def __init__(
+        self, resource: Events, idle_timeout: float, policy: _Policy | None = None
+    ) -> None:
         self._resource = resource
         self._idle_timeout = idle_timeout
+        self._policy = policy
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] | None = None
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -61,19 +155,37 @@ class EventStream(ResponseStream):
         self._pending: deque[ServerSentEvent] = deque()
         self._finished = False
         self._interrupted = False
+        self._wake = Notice()
+        self._outage: _Outage | None = None
+        self._unproductive: _Outage | None = None  # reconnects that brought no event yet
+        self._backoff = Backoff(policy.delay if policy is not None else DEFAULT_RECONNECT_DELAY)
+        self._seen = SeenIds()
+        self._replaying = False
+        self._resume_id: str | None = None
+        self._retry_ms: int | None = None
+        self.gaps: deque[EventStreamGap] = deque(maxlen=KEPT_GAPS)
+        self.duplicates = 0
+        self._reconnects = 0
 
     @property
     def interrupted(self) -> bool:
         """Whether ``interrupt()`` ended this stream (rather than the server or the network)."""
         return self._interrupted
 
+    @property
+    def reconnects(self) -> int:
+        """How many times this stream reconnected (``reconnect=True``)."""
+        return self._reconnects
+
     def interrupt(self) -> None:
         """Shut the connection down, from any thread, so that a read blocked on it returns.
 
         For a blocking reader on another thread, which closing alone would not wake. The
         reader then sees the stream break; ``interrupted`` tells it that was on purpose.
+        A reconnecting stream waiting to reconnect stops waiting.
         """
         self._interrupted = True
+        self._wake.give()
         response = self._response
         network = response.extensions.get("network_stream") if response is not None else None
         sock = network.get_extra_info("socket") if network is not None else None
@@ -84,15 +196,20 @@ class EventStream(ResponseStream):
     @property
     def last_event_id(self) -> str | None:
         """The id of the last event received, for resuming elsewhere."""
-        return self._decoder.last_event_id
+        current = self._decoder.last_event_id
+        return current if current is not None else self._resume_id
 
     def _open(self) -> None:
         requester = self._resource._requester
+        headers = dict(_SSE_HEADERS)
+        resume = self.last_event_id
+        if self._outage is not None and resume is not None:
+            headers["Last-Event-ID"] = resume
         self._response = requester.open_stream(
             self._resource._client._options,
             "GET",
             "/v1/events/stream",
-            headers=_SSE_HEADERS,
+            headers=headers,
             idle_timeout=self._idle_timeout,
         )
         self._chunks = self._response.iter_bytes()
@@ -100,18 +217,23 @@ class EventStream(ResponseStream):
     def __next__(self) -> SSEEvent:
         while True:
             if self._pending:
-                return _parse(self._pending.popleft())
+                raw = self._pending.popleft()
+                if self._is_duplicate(raw):
+                    continue
+                return _parse(raw)
             if self._finished:
                 raise StopIteration
             if self._chunks is None:
-                self._open()
-            assert self._chunks is not None
+                if self._outage is None:
+                    self._open()
+                else:
+                    self._reopen(self._outage)
             if self._interrupted:
                 # Checked after the response is stored: an interrupt that came before it
                 # could shut no socket down, so it is honoured here instead.
                 self.close()
                 raise StopIteration
-            if self._resource._requester.closed:
+            if self._resource._requester.closed or self._chunks is None:
                 self.close()
                 raise WrennClientClosedError(
                     "client_closed", "the client was closed while the stream was open"
@@ -121,20 +243,128 @@ class EventStream(ResponseStream):
             except StopIteration:
                 self._pending.extend(self._decoder.feed(self._text.decode(b"", final=True)))
                 self._pending.extend(self._decoder.close())
-                self.close()
+                if self._may_reconnect():
+                    self._dropped("the server ended the stream", None)
+                else:
+                    self.close()
                 continue
             except httpx.TimeoutException as exc:
+                if self._may_reconnect():
+                    self._dropped("idle timeout", exc)
+                    continue
                 self.close()
                 raise WrennStreamTimeoutError(
                     f"no data from the event stream for {self._idle_timeout:g} s"
                 ) from exc
             except httpx.TransportError as exc:
+                if self._may_reconnect():
+                    self._dropped(type(exc).__name__, exc)
+                    continue
+                last_id = self.last_event_id
                 self.close()
                 raise WrennStreamInterruptedError(
-                    f"the event stream broke: {type(exc).__name__}",
-                    last_event_id=self._decoder.last_event_id,
+                    f"the event stream broke: {type(exc).__name__}", last_event_id=last_id
                 ) from exc
             self._pending.extend(self._decoder.feed(self._text.decode(chunk)))
+
+    # --- reconnecting ------------------------------------------------------------------
+
+    def _may_reconnect(self) -> bool:
+        return (
+            self._policy is not None
+            and not self._interrupted
+            and not self._resource._requester.closed
+        )
+
+    def _is_duplicate(self, raw: ServerSentEvent) -> bool:
+        """Whether a resumed connection re-sends this event; remembers the ids it sees.
+
+        Only the first events after a reconnect can be re-sent ones: the replay of a
+        server that honours ``Last-Event-ID`` ends at the first id not seen before.
+        """
+        if raw.event != _CONNECTED:
+            self._unproductive = None  # a real event: the connection is good again
+            self._backoff.reset()
+        if raw.id is None:
+            if raw.event != _CONNECTED:
+                self._replaying = False
+            return False
+        fresh = self._seen.add(raw.id)
+        if self._replaying and not fresh:
+            self.duplicates += 1
+            return True
+        if raw.event != _CONNECTED:
+            self._replaying = False
+        return False
+
+    def _dropped(self, reason: str, cause: BaseException | None) -> None:
+        """Let the broken connection go; the next read reconnects."""
+        self._resume_id = self.last_event_id
+        if self._decoder.retry is not None:
+            self._retry_ms = self._decoder.retry
+        response, self._response = self._response, None
+        chunks, self._chunks = self._chunks, None
+        if response is not None:
+            response.close()
+        if chunks is not None:
+            finish_iterator(chunks)
+        self._outage = self._unproductive or _Outage(reason, cause)
+        self._outage.reason = reason
+        self._outage.cause = cause
+
+    def _reopen(self, outage: _Outage) -> None:
+        """Connect again, with backoff, within the policy's bounds."""
+        policy = self._policy
+        assert policy is not None
+        while True:
+            if outage.attempts >= policy.max_attempts:
+                self._give_up(outage, f"{outage.attempts} attempts")
+            delay = self._backoff.next(self._retry_ms)
+            if time.monotonic() + delay - outage.started > policy.timeout:
+                self._give_up(outage, f"{policy.timeout:g} s")
+            self._wake.wait(delay)
+            if self._interrupted or self._resource._requester.closed:
+                return  # the read loop ends the stream
+            outage.attempts += 1
+            try:
+                self._open()
+            except (WrennConnectionError, WrennStreamError) as exc:
+                outage.cause = exc
+                continue
+            except WrennAPIStatusError as exc:
+                status = exc.status_code or 0
+                if status == 429 or status >= 500:
+                    outage.cause = exc
+                    continue
+                self.close()
+                raise  # 401, 403, 404, ...: it will not get better
+            break
+        self._reconnects += 1
+        self._outage = None
+        self._unproductive = outage  # until an event arrives, this drop is not over
+        self._replaying = True
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = SSEDecoder()
+        gap = EventStreamGap(
+            reason=outage.reason,
+            dropped_at=outage.dropped_at,
+            resumed_at=utcnow(),
+            attempts=outage.attempts,
+            last_event_id=self._resume_id,
+            resumable=self._resume_id is not None,
+        )
+        self.gaps.append(gap)
+        if policy.on_gap is not None:
+            policy.on_gap(gap)
+
+    def _give_up(self, outage: _Outage, bound: str) -> None:
+        last_id = self.last_event_id
+        self.close()
+        error = WrennStreamInterruptedError(
+            f"the event stream broke ({outage.reason}) and could not be reopened within {bound}",
+            last_event_id=last_id,
+        )
+        raise error from outage.cause
 
 
 def _parse(event: ServerSentEvent) -> SSEEvent:

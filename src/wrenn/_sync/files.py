@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import posixpath
 from collections.abc import Iterable, Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 import httpx
@@ -34,6 +36,7 @@ from ._stream import ResponseStream
 
 if TYPE_CHECKING:
     from .client import WrennClient
+    from .lease import Lease
 
 _JSON = {"Content-Type": "application/json"}
 # A file read may legitimately be much larger than any JSON answer.
@@ -53,19 +56,57 @@ class DownloadStream(ResponseStream):
     """The bytes of a file as they arrive; iterate directly or use as a context manager.
 
     A transfer that breaks off raises ``WrennStreamInterruptedError`` instead of
-    returning short data.
+    returning short data. With ``keepalive=True`` it must be used as a context
+    manager: the lease on the capsule is held for the block.
     """
 
-    def __init__(self, files: Files, path: str) -> None:
+    def __init__(self, files: Files, path: str, lease: Lease | None = None) -> None:
         self._files = files
         self._path = path
+        self._lease = lease
+        self._leased = False
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] | None = None
         self._received = 0
         self._expected: int | None = None
         self._finished = False
 
+    def __enter__(self) -> DownloadStream:
+        if self._lease is not None and not self._leased:
+            self._lease.__enter__()
+            self._leased = True
+        try:
+            super().__enter__()
+        except BaseException as exc:
+            self._end_lease(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.close()
+        finally:
+            self._end_lease(exc_type, exc, tb)
+
+    def _end_lease(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None and self._leased:
+            self._leased = False
+            lease.__exit__(exc_type, exc, tb)
+
     def _open(self) -> Iterator[bytes]:
+        if self._lease is not None and not self._leased:
+            raise RuntimeError("keepalive=True needs the download used as a context manager")
         client = self._files._client
         self._response = client._requester.open_stream(
             client._options,
@@ -122,38 +163,59 @@ class Files:
     def _path(self, template: str) -> str:
         return build_path(template, id=self._capsule_id)
 
-    def read(self, path: str) -> str:
-        """Read a file as UTF-8 text (undecodable bytes become U+FFFD)."""
-        return (self.read_bytes(path)).decode("utf-8", errors="replace")
+    def _lease(self, keepalive: bool) -> Lease | None:
+        return self._client.capsules.lease(self._capsule_id) if keepalive else None
 
-    def read_bytes(self, path: str) -> bytes:
-        """Read a file's bytes."""
+    def _keepalive(self, keepalive: bool) -> Lease | contextlib.nullcontext[None]:
+        """A lease on the capsule while a transfer runs (``keepalive=True``), or nothing.
+
+        The platform's inactivity timer counts execs and pings, not file traffic: a
+        long transfer alone lets a capsule with ``timeout_sec`` pause under it.
+        """
+        lease = self._lease(keepalive)
+        return lease if lease is not None else contextlib.nullcontext()
+
+    def read(self, path: str, *, keepalive: bool = False) -> str:
+        """Read a file as UTF-8 text (undecodable bytes become U+FFFD)."""
+        return (self.read_bytes(path, keepalive=keepalive)).decode("utf-8", errors="replace")
+
+    def read_bytes(self, path: str, *, keepalive: bool = False) -> bytes:
+        """Read a file's bytes; ``keepalive=True`` holds a lease on the capsule meanwhile."""
         options = self._client._options
-        response = self._client._requester.request(
-            options.replace(max_response_bytes=max(options.max_response_bytes, FILE_READ_LIMIT)),
-            "POST",
-            self._path("/v1/capsules/{id}/files/read"),
-            content=json_encoder.encode(ReadFileRequest(path=_check_path(path))),
-            headers=_JSON,
-            read_timeout=FILE_TRANSFER_READ_TIMEOUT,
-        )
+        checked = _check_path(path)
+        with self._keepalive(keepalive):
+            response = self._client._requester.request(
+                options.replace(
+                    max_response_bytes=max(options.max_response_bytes, FILE_READ_LIMIT)
+                ),
+                "POST",
+                self._path("/v1/capsules/{id}/files/read"),
+                content=json_encoder.encode(ReadFileRequest(path=checked)),
+                headers=_JSON,
+                read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+            )
         return response.content
 
-    def write(self, path: str, data: str | bytes) -> None:
-        """Write a file (created or replaced), up to the server's 100 MiB limit."""
+    def write(self, path: str, data: str | bytes, *, keepalive: bool = False) -> None:
+        """Write a file (created or replaced), up to the server's 100 MiB limit.
+
+        ``keepalive=True`` holds a lease on the capsule while the upload runs.
+        """
         if isinstance(data, str):
             data = data.encode("utf-8")
         elif not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
-        self._client._requester.request(
-            self._client._options,
-            "POST",
-            self._path("/v1/capsules/{id}/files/write"),
-            ok=(204, 200),
-            data={"path": _check_path(path)},
-            files={"file": ("upload", bytes(data), "application/octet-stream")},
-            read_timeout=FILE_TRANSFER_READ_TIMEOUT,
-        )
+        checked = _check_path(path)
+        with self._keepalive(keepalive):
+            self._client._requester.request(
+                self._client._options,
+                "POST",
+                self._path("/v1/capsules/{id}/files/write"),
+                ok=(204, 200),
+                data={"path": checked},
+                files={"file": ("upload", bytes(data), "application/octet-stream")},
+                read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+            )
 
     def list(self, path: str, depth: int = 1) -> builtins.list[FileEntry]:
         """List a directory; ``depth`` > 1 recurses that many levels."""
@@ -211,27 +273,33 @@ class Files:
             headers=_JSON,
         )
 
-    def upload_stream(self, path: str, stream: Iterable[bytes]) -> None:
+    def upload_stream(self, path: str, stream: Iterable[bytes], *, keepalive: bool = False) -> None:
         """Write a file from an iterable of byte chunks, in bounded memory and without a size limit.
 
         The body is sent once: a failed upload is not retried, because the chunks
-        cannot be replayed.
+        cannot be replayed. ``keepalive=True`` holds a lease on the capsule while the
+        upload runs, so a long one does not let it auto-pause.
         """
         boundary = os.urandom(16).hex()
-        self._client._requester.request(
-            self._client._options,
-            "POST",
-            self._path("/v1/capsules/{id}/files/stream/write"),
-            ok=(204, 200),
-            content=_multipart(boundary, _check_path(path), stream),
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-            read_timeout=FILE_TRANSFER_READ_TIMEOUT,
-            replayable=False,
-        )
+        checked = _check_path(path)
+        with self._keepalive(keepalive):
+            self._client._requester.request(
+                self._client._options,
+                "POST",
+                self._path("/v1/capsules/{id}/files/stream/write"),
+                ok=(204, 200),
+                content=_multipart(boundary, checked, stream),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+                replayable=False,
+            )
 
-    def download_stream(self, path: str) -> DownloadStream:
-        """Read a file as a stream of byte chunks, in bounded memory."""
-        return DownloadStream(self, _check_path(path))
+    def download_stream(self, path: str, *, keepalive: bool = False) -> DownloadStream:
+        """Read a file as a stream of byte chunks, in bounded memory.
+
+        ``keepalive=True`` holds a lease on the capsule for the ``with`` block.
+        """
+        return DownloadStream(self, _check_path(path), self._lease(keepalive))
 
 
 def _multipart(boundary: str, path: str, stream: Iterable[bytes]) -> Iterator[bytes]:

@@ -21,7 +21,9 @@ class PtySession:
 
     As a context manager it opens on entry; on exit a session it started is killed
     (one it re-attached to with ``pty_connect`` is left running) and the connection is
-    closed. Iteration stops after the ``exit`` event or a fatal error.
+    closed. Iteration stops after the ``exit`` event or a fatal error. With
+    ``keepalive=True`` a lease keeps the capsule from auto-pausing for the block (a
+    terminal's keystrokes do not reset the platform's inactivity timer).
     """
 
     def __init__(
@@ -31,8 +33,11 @@ class PtySession:
         first: dict[str, Any],
         *,
         kill_on_exit: bool,
+        keepalive: bool = False,
     ) -> None:
         self._client = client
+        self._lease = client.capsules.lease(capsule_id) if keepalive else None
+        self._leased = False
         self._capsule_id = capsule_id
         self._first = first
         self._kill_on_exit = kill_on_exit
@@ -45,6 +50,8 @@ class PtySession:
         self.exit_code: int | None = None
 
     def _open(self) -> WebSocket:
+        if self._lease is not None and not self._leased:
+            raise RuntimeError("keepalive=True needs the terminal used as a context manager")
         socket = connect_websocket(
             self._client._requester,
             self._client._options,
@@ -96,8 +103,15 @@ class PtySession:
             return event
 
     def __enter__(self) -> PtySession:
+        if self._lease is not None and not self._leased:
+            self._lease.__enter__()
+            self._leased = True
         if self._socket is None:
-            self._open()
+            try:
+                self._open()
+            except BaseException as exc:
+                self._end_lease(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     def __exit__(
@@ -106,9 +120,23 @@ class PtySession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._kill_on_exit and not self._exited:
-            self.kill()
-        self.close()
+        try:
+            if self._kill_on_exit and not self._exited:
+                self.kill()
+            self.close()
+        finally:
+            self._end_lease(exc_type, exc, tb)
+
+    def _end_lease(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None and self._leased:
+            self._leased = False
+            lease.__exit__(exc_type, exc, tb)
 
     def __iter__(self) -> PtySession:
         return self
