@@ -60,6 +60,7 @@ REPLACEMENTS = {
     "AsyncGit": "Git",
     "AsyncTransitionWaiter": "TransitionWaiter",
     "AsyncLease": "Lease",
+    "AsyncLeaseHold": "LeaseHold",
     "AsyncFlavor": "SyncFlavor",
     "allow_in_event_loop": "warn_if_event_loop_running",
     # wrenn._compat twins

@@ -43,6 +43,7 @@ from .._process import (
 from .._validate import optional_int, positive_seconds
 from ._stream import AsyncLazyStream
 from ._websocket import DeadlineReached
+from .lease import AsyncLeaseHold
 
 if TYPE_CHECKING:
     from .commands import AsyncCommands
@@ -89,8 +90,7 @@ class AsyncDurableStream(AsyncLazyStream):
         self._finished = False
         self._opened = False
         self._last_progress = time.monotonic()
-        self._lease = lease
-        self._leased = False
+        self._hold = AsyncLeaseHold(lease)
         self.exit_code: int | None = None
         self.pid: int | None = None
         self.polls = 0
@@ -117,9 +117,7 @@ class AsyncDurableStream(AsyncLazyStream):
 
     async def _open(self) -> None:
         self._opened = True
-        if self._lease is not None and not self._leased:
-            await self._lease.__aenter__()
-            self._leased = True
+        await self._hold.enter()
 
     async def aclose(self) -> None:
         """Stop following (the command keeps running). Safe to call more than once."""
@@ -132,12 +130,7 @@ class AsyncDurableStream(AsyncLazyStream):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-        # The lease ends here, in the block that started it, and nowhere else: its task
-        # group must close in the task and the scope that opened it.
-        lease, self._lease = self._lease, None
-        if lease is not None and self._leased:
-            self._leased = False
-            await lease.__aexit__(exc_type, exc, tb)
+        await self._hold.exit(exc_type, exc, tb)
 
     async def __anext__(self) -> StreamEvent:
         event = await self.next_event()
@@ -147,8 +140,7 @@ class AsyncDurableStream(AsyncLazyStream):
 
     async def next_event(self, deadline: float | None = None) -> StreamEvent | None:
         """The next event, or None after the last one; ``DeadlineReached`` past ``deadline``."""
-        if self._lease is not None and not self._leased:
-            raise RuntimeError("keepalive=True needs the stream used as a context manager")
+        self._hold.require_block("stream")
         while not self._pending:
             if self._finished:
                 return None

@@ -32,6 +32,7 @@ from .._responses import decode
 from .._urls import build_path
 from .._validate import optional_int
 from ._stream import AsyncResponseStream
+from .lease import AsyncLeaseHold
 
 if TYPE_CHECKING:
     from .client import AsyncWrennClient
@@ -62,8 +63,7 @@ class AsyncDownloadStream(AsyncResponseStream):
     def __init__(self, files: AsyncFiles, path: str, lease: AsyncLease | None = None) -> None:
         self._files = files
         self._path = path
-        self._lease = lease
-        self._leased = False
+        self._hold = AsyncLeaseHold(lease)
         self._response: httpx.Response | None = None
         self._chunks: AsyncIterator[bytes] | None = None
         self._received = 0
@@ -71,13 +71,11 @@ class AsyncDownloadStream(AsyncResponseStream):
         self._finished = False
 
     async def __aenter__(self) -> AsyncDownloadStream:
-        if self._lease is not None and not self._leased:
-            await self._lease.__aenter__()
-            self._leased = True
+        await self._hold.enter()
         try:
             await super().__aenter__()
         except BaseException as exc:
-            await self._end_lease(type(exc), exc, exc.__traceback__)
+            await self._hold.exit(type(exc), exc, exc.__traceback__)
             raise
         return self
 
@@ -90,22 +88,10 @@ class AsyncDownloadStream(AsyncResponseStream):
         try:
             await self.aclose()
         finally:
-            await self._end_lease(exc_type, exc, tb)
-
-    async def _end_lease(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        lease, self._lease = self._lease, None
-        if lease is not None and self._leased:
-            self._leased = False
-            await lease.__aexit__(exc_type, exc, tb)
+            await self._hold.exit(exc_type, exc, tb)
 
     async def _open(self) -> AsyncIterator[bytes]:
-        if self._lease is not None and not self._leased:
-            raise RuntimeError("keepalive=True needs the download used as a context manager")
+        self._hold.require_block("download")
         client = self._files._client
         self._response = await client._requester.open_stream(
             client._options,

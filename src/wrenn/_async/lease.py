@@ -98,6 +98,40 @@ class AsyncLease:
                 return
 
 
+class AsyncLeaseHold:
+    """An optional lease (``keepalive=True``) held for one ``async with`` block of a
+    stream, a terminal or a transfer.
+
+    The lease starts and ends in that block and nowhere else: its task group must
+    close in the task and the scope that opened it, so an object that needs one but
+    is used without the block raises instead of holding a lease nobody ends.
+    """
+
+    def __init__(self, lease: AsyncLease | None) -> None:
+        self._lease = lease
+        self._held = False
+
+    def require_block(self, what: str) -> None:
+        if self._lease is not None and not self._held:
+            raise RuntimeError(f"keepalive=True needs the {what} used as a context manager")
+
+    async def enter(self) -> None:
+        if self._lease is not None and not self._held:
+            await self._lease.__aenter__()
+            self._held = True
+
+    async def exit(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None and self._held:
+            self._held = False
+            await lease.__aexit__(exc_type, exc, tb)
+
+
 def _passing(exc: WrennError) -> bool:
     if isinstance(exc, WrennConnectionError):
         return True

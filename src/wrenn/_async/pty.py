@@ -10,6 +10,7 @@ from .._models import json_encoder
 from .._pty import PtyEvent, PtyEventType, parse_pty_message
 from .._urls import build_path
 from ._websocket import AsyncWebSocket, aconnect_websocket
+from .lease import AsyncLeaseHold
 
 if TYPE_CHECKING:
     from .client import AsyncWrennClient
@@ -35,8 +36,7 @@ class AsyncPtySession:
         keepalive: bool = False,
     ) -> None:
         self._client = client
-        self._lease = client.capsules.lease(capsule_id) if keepalive else None
-        self._leased = False
+        self._hold = AsyncLeaseHold(client.capsules.lease(capsule_id) if keepalive else None)
         self._capsule_id = capsule_id
         self._first = first
         self._kill_on_exit = kill_on_exit
@@ -49,8 +49,7 @@ class AsyncPtySession:
         self.exit_code: int | None = None
 
     async def _open(self) -> AsyncWebSocket:
-        if self._lease is not None and not self._leased:
-            raise RuntimeError("keepalive=True needs the terminal used as a context manager")
+        self._hold.require_block("terminal")
         socket = await aconnect_websocket(
             self._client._requester,
             self._client._options,
@@ -102,14 +101,12 @@ class AsyncPtySession:
             return event
 
     async def __aenter__(self) -> AsyncPtySession:
-        if self._lease is not None and not self._leased:
-            await self._lease.__aenter__()
-            self._leased = True
+        await self._hold.enter()
         if self._socket is None:
             try:
                 await self._open()
             except BaseException as exc:
-                await self._end_lease(type(exc), exc, exc.__traceback__)
+                await self._hold.exit(type(exc), exc, exc.__traceback__)
                 raise
         return self
 
@@ -124,18 +121,7 @@ class AsyncPtySession:
                 await self.kill()
             await self.aclose()
         finally:
-            await self._end_lease(exc_type, exc, tb)
-
-    async def _end_lease(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        lease, self._lease = self._lease, None
-        if lease is not None and self._leased:
-            self._leased = False
-            await lease.__aexit__(exc_type, exc, tb)
+            await self._hold.exit(exc_type, exc, tb)
 
     def __aiter__(self) -> AsyncPtySession:
         return self

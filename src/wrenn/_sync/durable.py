@@ -44,6 +44,7 @@ from .._process import (
 from .._validate import optional_int, positive_seconds
 from ._stream import LazyStream
 from ._websocket import DeadlineReached
+from .lease import LeaseHold
 
 if TYPE_CHECKING:
     from .commands import Commands
@@ -90,8 +91,7 @@ class DurableStream(LazyStream):
         self._finished = False
         self._opened = False
         self._last_progress = time.monotonic()
-        self._lease = lease
-        self._leased = False
+        self._hold = LeaseHold(lease)
         self.exit_code: int | None = None
         self.pid: int | None = None
         self.polls = 0
@@ -118,9 +118,7 @@ class DurableStream(LazyStream):
 
     def _open(self) -> None:
         self._opened = True
-        if self._lease is not None and not self._leased:
-            self._lease.__enter__()
-            self._leased = True
+        self._hold.enter()
 
     def close(self) -> None:
         """Stop following (the command keeps running). Safe to call more than once."""
@@ -133,12 +131,7 @@ class DurableStream(LazyStream):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-        # The lease ends here, in the block that started it, and nowhere else: its task
-        # group must close in the task and the scope that opened it.
-        lease, self._lease = self._lease, None
-        if lease is not None and self._leased:
-            self._leased = False
-            lease.__exit__(exc_type, exc, tb)
+        self._hold.exit(exc_type, exc, tb)
 
     def __next__(self) -> StreamEvent:
         event = self.next_event()
@@ -148,8 +141,7 @@ class DurableStream(LazyStream):
 
     def next_event(self, deadline: float | None = None) -> StreamEvent | None:
         """The next event, or None after the last one; ``DeadlineReached`` past ``deadline``."""
-        if self._lease is not None and not self._leased:
-            raise RuntimeError("keepalive=True needs the stream used as a context manager")
+        self._hold.require_block("stream")
         while not self._pending:
             if self._finished:
                 return None

@@ -33,6 +33,7 @@ from .._responses import decode
 from .._urls import build_path
 from .._validate import optional_int
 from ._stream import ResponseStream
+from .lease import LeaseHold
 
 if TYPE_CHECKING:
     from .client import WrennClient
@@ -63,8 +64,7 @@ class DownloadStream(ResponseStream):
     def __init__(self, files: Files, path: str, lease: Lease | None = None) -> None:
         self._files = files
         self._path = path
-        self._lease = lease
-        self._leased = False
+        self._hold = LeaseHold(lease)
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] | None = None
         self._received = 0
@@ -72,13 +72,11 @@ class DownloadStream(ResponseStream):
         self._finished = False
 
     def __enter__(self) -> DownloadStream:
-        if self._lease is not None and not self._leased:
-            self._lease.__enter__()
-            self._leased = True
+        self._hold.enter()
         try:
             super().__enter__()
         except BaseException as exc:
-            self._end_lease(type(exc), exc, exc.__traceback__)
+            self._hold.exit(type(exc), exc, exc.__traceback__)
             raise
         return self
 
@@ -91,22 +89,10 @@ class DownloadStream(ResponseStream):
         try:
             self.close()
         finally:
-            self._end_lease(exc_type, exc, tb)
-
-    def _end_lease(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        lease, self._lease = self._lease, None
-        if lease is not None and self._leased:
-            self._leased = False
-            lease.__exit__(exc_type, exc, tb)
+            self._hold.exit(exc_type, exc, tb)
 
     def _open(self) -> Iterator[bytes]:
-        if self._lease is not None and not self._leased:
-            raise RuntimeError("keepalive=True needs the download used as a context manager")
+        self._hold.require_block("download")
         client = self._files._client
         self._response = client._requester.open_stream(
             client._options,

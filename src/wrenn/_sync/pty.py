@@ -11,6 +11,7 @@ from .._models import json_encoder
 from .._pty import PtyEvent, PtyEventType, parse_pty_message
 from .._urls import build_path
 from ._websocket import WebSocket, connect_websocket
+from .lease import LeaseHold
 
 if TYPE_CHECKING:
     from .client import WrennClient
@@ -36,8 +37,7 @@ class PtySession:
         keepalive: bool = False,
     ) -> None:
         self._client = client
-        self._lease = client.capsules.lease(capsule_id) if keepalive else None
-        self._leased = False
+        self._hold = LeaseHold(client.capsules.lease(capsule_id) if keepalive else None)
         self._capsule_id = capsule_id
         self._first = first
         self._kill_on_exit = kill_on_exit
@@ -50,8 +50,7 @@ class PtySession:
         self.exit_code: int | None = None
 
     def _open(self) -> WebSocket:
-        if self._lease is not None and not self._leased:
-            raise RuntimeError("keepalive=True needs the terminal used as a context manager")
+        self._hold.require_block("terminal")
         socket = connect_websocket(
             self._client._requester,
             self._client._options,
@@ -103,14 +102,12 @@ class PtySession:
             return event
 
     def __enter__(self) -> PtySession:
-        if self._lease is not None and not self._leased:
-            self._lease.__enter__()
-            self._leased = True
+        self._hold.enter()
         if self._socket is None:
             try:
                 self._open()
             except BaseException as exc:
-                self._end_lease(type(exc), exc, exc.__traceback__)
+                self._hold.exit(type(exc), exc, exc.__traceback__)
                 raise
         return self
 
@@ -125,18 +122,7 @@ class PtySession:
                 self.kill()
             self.close()
         finally:
-            self._end_lease(exc_type, exc, tb)
-
-    def _end_lease(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        lease, self._lease = self._lease, None
-        if lease is not None and self._leased:
-            self._leased = False
-            lease.__exit__(exc_type, exc, tb)
+            self._hold.exit(exc_type, exc, tb)
 
     def __iter__(self) -> PtySession:
         return self
