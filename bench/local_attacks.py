@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import threading
 import time
@@ -150,14 +151,33 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _round(
+    api: httpx.Client,
+    victims: list[str],
+    attack: Callable[[httpx.Client, str, int], None],
+    args: Any,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """One paired round: the victims idle, then while one capsule attacks."""
+    idle = _probe(api, victims, args.samples, args.seconds)
+    attacker = _create(api, **ATTACKER)
+    try:
+        attack(api, attacker, args.seconds)
+        time.sleep(1.0)  # let it reach full strength
+        return idle, _probe(api, victims, args.samples, args.seconds - 2)
+    finally:
+        _destroy(api, attacker)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=300, help="probe pairs per scenario")
+    parser.add_argument("--samples", type=int, default=400, help="probe pairs per phase")
     parser.add_argument("--seconds", type=int, default=25, help="how long each attack runs")
+    parser.add_argument("--rounds", type=int, default=3, help="paired idle/attack rounds")
     parser.add_argument("--out", help="also write the Markdown report to this file")
     parser.add_argument("--only", default="", help="run only attacks whose name contains this")
     args = parser.parse_args()
-    rows = []
+    # name -> per round: (idle p50/p99, attack p50/p99) for get and exec
+    results: dict[str, list[dict[str, float]]] = {}
     started = time.monotonic()
     with LocalServer(isolation="bwrap", disk_size_mb=1024) as server:
         headers = {"X-API-Key": server.api_key}
@@ -166,43 +186,55 @@ def main() -> int:
             victims = [_create(api, template="minimal") for _ in range(2)]
             try:
                 _probe(api, victims, 30, 10)  # warm-up, not counted
-                idle = _probe(api, victims, args.samples, args.seconds)
-                rows.append(("idle", idle))
-                for name, attack in ATTACKS.items():
-                    if args.only not in name:
-                        continue
-                    attacker = _create(api, **ATTACKER)
-                    try:
-                        attack(api, attacker, args.seconds)
-                        time.sleep(1.0)  # let it reach full strength
-                        rows.append((name, _probe(api, victims, args.samples, args.seconds - 2)))
-                    finally:
-                        _destroy(api, attacker)
+                for _ in range(args.rounds):
+                    for name, attack in ATTACKS.items():
+                        if args.only not in name:
+                            continue
+                        idle, hit = _round(api, victims, attack, args)
+                        results.setdefault(name, []).append(
+                            {
+                                f"{phase}_{op}_{q}": _pct(data[op], quantile)
+                                for phase, data in (("idle", idle), ("attack", hit))
+                                for op in ("get", "exec")
+                                for q, quantile in (("p50", 0.5), ("p99", 0.99))
+                            }
+                        )
             finally:
                 for victim in victims:
                     _destroy(api, victim)
-    base = {op: _pct(idle[op], 0.99) for op in ("get", "exec")}
     lines = [
         f"# wrenn.local under attack ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"`python bench/local_attacks.py --samples {args.samples} --seconds {args.seconds}`, "
-        f"{time.monotonic() - started:.0f} s; Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores, load average at end {os.getloadavg()[0]:.2f}; "
-        f"server isolation {health.get('isolation')}, freeze {health.get('freeze')}, "
+        f"`python bench/local_attacks.py --samples {args.samples} --seconds {args.seconds} "
+        f"--rounds {args.rounds}`, {time.monotonic() - started:.0f} s; "
+        f"Python {platform.python_version()}, {os.cpu_count()} cores, load average at end "
+        f"{os.getloadavg()[0]:.2f}; server isolation {health.get('isolation')}, "
+        f"freeze {health.get('freeze')}, disk_quota {health.get('disk_quota')}, "
         f"uid {os.geteuid()}.",
         "",
-        "Victim calls, one after another, from one client (ms). p99 ratio = this "
-        "scenario's p99 / idle p99 (criterion: <= 2).",
+        "Two victim capsules; one client calls `GET /v1/capsules/{victim}` and an exec of "
+        "`echo` in a victim, one after another, first with the victims alone (idle), then "
+        "while one more capsule attacks (1 vCPU, 256 MiB, 1 GiB disk). Each round pairs an "
+        "idle phase with an attack phase; ratio = attack p99 / idle p99 of the same round, "
+        "shown as the median over rounds (min-max). Criterion: GET p99 ratio <= 2.",
         "",
-        "| scenario | n | GET p50 | GET p99 | GET p99 ratio | exec p50 | exec p99 | exec p99 ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | GET p50 ms (idle / attack) | GET p99 ms (idle / attack) | GET p99 ratio "
+        "| exec p99 ms (idle / attack) | exec p99 ratio |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, data in rows:
-        g50, g99 = _pct(data["get"], 0.5), _pct(data["get"], 0.99)
-        e50, e99 = _pct(data["exec"], 0.5), _pct(data["exec"], 0.99)
+    for name, rounds in results.items():
+
+        def med(key: str, rounds: list[dict[str, float]] = rounds) -> float:
+            return statistics.median(r[key] for r in rounds)
+
+        def ratio(op: str, rounds: list[dict[str, float]] = rounds) -> str:
+            values = sorted(r[f"attack_{op}_p99"] / r[f"idle_{op}_p99"] for r in rounds)
+            return f"{statistics.median(values):.2f} ({values[0]:.2f}-{values[-1]:.2f})"
+
         lines.append(
-            f"| {name} | {len(data['get'])} | {g50:.2f} | {g99:.2f} | {g99 / base['get']:.2f} "
-            f"| {e50:.2f} | {e99:.2f} | {e99 / base['exec']:.2f} |"
+            f"| {name} | {med('idle_get_p50'):.2f} / {med('attack_get_p50'):.2f} "
+            f"| {med('idle_get_p99'):.2f} / {med('attack_get_p99'):.2f} | {ratio('get')} "
+            f"| {med('idle_exec_p99'):.1f} / {med('attack_exec_p99'):.1f} | {ratio('exec')} |"
         )
     report = "\n".join(lines) + "\n"
     print(report)

@@ -289,9 +289,12 @@ class Manager:
     async def get(self, capsule_id: str) -> dict[str, Any]:
         row = self.get_row(capsule_id)
         used = None
-        rw = self._capsule_dir(capsule_id) / "rw"
+        capsule_dir = self._capsule_dir(capsule_id)
         if row.status in ("running", "paused"):
-            used = await asyncio.to_thread(_procfs.disk_usage, str(rw)) // (1024 * 1024)
+            used_bytes = self.disks.used_bytes(capsule_dir)
+            if used_bytes is None:  # plain directories: a bounded walk, off the loop
+                used_bytes = await asyncio.to_thread(_procfs.disk_usage, str(capsule_dir / "rw"))
+            used = used_bytes // (1024 * 1024)
         return self.capsule_json(row, used)
 
     # capsule and template files (for the lifecycle) -------------------------------

@@ -120,6 +120,10 @@ def _sweep_stale(base: Path) -> None:
                 parent.rmdir()
 
 
+# cgroup v2 cpu.weight of the capsules' parent (a task's default is 100).
+CAPSULES_CPU_WEIGHT = 10
+
+
 class CgroupTree:
     """The server-owned parent cgroups, one per hierarchy in use."""
 
@@ -182,7 +186,24 @@ class CgroupTree:
             if parent_v1 is not None:
                 with contextlib.suppress(OSError):
                     parent_v1.rmdir()
+        tree._yield_cpu_to_the_server()
         return tree
+
+    def _yield_cpu_to_the_server(self) -> None:
+        """All capsules together weigh a fifth of a normal task against the server.
+
+        A capsule's quota (``vcpus``) bounds how much CPU it takes; the weight decides
+        who runs first when the server and a busy capsule want the same core, so the
+        API answers promptly while a capsule spins. Capsules weigh the same among
+        themselves.
+        """
+        cpu_v2 = self.v2 if "cpu" in self.v2_controllers else None
+        if cpu_v2 is not None:
+            _write(cpu_v2 / "cpu.weight", str(CAPSULES_CPU_WEIGHT))
+            _write(cpu_v2 / "cpu.idle", "1")
+        elif "cpu" in self.v1:
+            _write(self.v1["cpu"] / "cpu.shares", str(CAPSULES_CPU_WEIGHT * 1024 // 100))
+            _write(self.v1["cpu"] / "cpu.idle", "1")
 
     def _usable(self) -> bool:
         """A probe child can be made and written (root, or a delegated subtree)."""

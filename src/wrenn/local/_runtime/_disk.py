@@ -213,6 +213,8 @@ class Disks:
         self.size_mb = size_mb
         self._lock_fd: int | None = None
         self._blank = Path()
+        # Capsule dirs whose image this server mounted (and has not detached).
+        self._attached: set[Path] = set()
         self.reason = why_unavailable()
         if self.reason is None:
             try:
@@ -303,6 +305,7 @@ class Disks:
             return
         rw = capsule_dir / "rw"
         if os.path.ismount(rw):
+            self._attached.add(capsule_dir)
             return
         image = capsule_dir / IMAGE_NAME
         rw.mkdir(parents=True, exist_ok=True)
@@ -313,6 +316,7 @@ class Disks:
                 return
             _sparse_copy(self._blank, image)
         _mount(image, rw)
+        self._attached.add(capsule_dir)
         # ext4's fresh root holds lost+found, which no capsule expects in its rw layer.
         with contextlib.suppress(OSError):
             (rw / "lost+found").rmdir()
@@ -320,9 +324,21 @@ class Disks:
     def detach(self, capsule_dir: Path) -> None:
         if not self.enabled:
             return
+        self._attached.discard(capsule_dir)
         rw = capsule_dir / "rw"
         if os.path.ismount(rw):
             _detach(str(rw))
+
+    def used_bytes(self, capsule_dir: Path) -> int | None:
+        """Bytes in use on the capsule's mounted disk (one statfs, cheap enough for the
+        event loop: no thread hand-off), or None when it has no disk mounted."""
+        if capsule_dir not in self._attached:
+            return None
+        try:
+            st = os.statvfs(capsule_dir / "rw")
+        except OSError:
+            return None
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
 
     def close(self) -> None:
         if self._lock_fd is not None:
