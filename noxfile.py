@@ -22,6 +22,8 @@ DEV = [
     "ruff==0.17.6",
     "pyyaml>=6",
     "jsonschema>=4.18",
+    # tests/integrations/test_tracing.py: the in-memory span exporter.
+    "opentelemetry-sdk>=1.27",
 ]
 
 
@@ -29,7 +31,9 @@ DEV = [
 def tests(session: nox.Session) -> None:
     """The whole suite on one Python: unit, sync/async parity, end-to-end on wrenn.local,
     the `wrenn` command line and the pytest plugin."""
-    session.install("-e", ".[local-code-runner,cli,pytest]", *DEV)
+    # The inspect extra installs inspect-ai only on Python 3.11+ (its floor); on 3.10 its
+    # tests skip themselves.
+    session.install("-e", ".[local-code-runner,cli,pytest,inspect,openai-agents,otel]", *DEV)
     coverage = []
     if session.python == GENERATOR_PYTHON:
         # Line coverage of src/wrenn is measured once, and must stay at 90% or more.

@@ -54,6 +54,7 @@ from .._retry import (
     retry_delay,
     should_retry_status,
 )
+from .._tracing import call_span
 
 _Origin = tuple[str, str, int | None]
 
@@ -319,21 +320,23 @@ class AsyncRequester:
         ``missing_ok_on_retry`` makes a 404 on a *retry* count as success: a DELETE whose
         first attempt timed out may well have been applied already.
         """
-        response = await self._send(
-            options,
-            method,
-            path,
-            ok=ok,
-            params=params,
-            content=content,
-            files=files,
-            data=data,
-            headers=headers,
-            read_timeout=read_timeout,
-            missing_ok_on_retry=missing_ok_on_retry,
-            replayable=replayable,
-            stream=False,
-        )
+        with call_span(method, path) as span:
+            response = await self._send(
+                options,
+                method,
+                path,
+                ok=ok,
+                params=params,
+                content=content,
+                files=files,
+                data=data,
+                headers=headers,
+                read_timeout=read_timeout,
+                missing_ok_on_retry=missing_ok_on_retry,
+                replayable=replayable,
+                stream=False,
+            )
+            span.done(response)
         assert isinstance(response, RawResponse)
         return response
 
@@ -360,22 +363,24 @@ class AsyncRequester:
         exactly (``read_timeout`` only ever lengthens it): it bounds the silence between
         two chunks of the stream.
         """
-        response = await self._send(
-            options,
-            method,
-            path,
-            ok=ok,
-            params=params,
-            content=content,
-            files=files,
-            data=data,
-            headers=headers,
-            read_timeout=read_timeout,
-            missing_ok_on_retry=False,
-            replayable=replayable,
-            stream=True,
-            idle_timeout=idle_timeout,
-        )
+        with call_span(method, path) as span:
+            response = await self._send(
+                options,
+                method,
+                path,
+                ok=ok,
+                params=params,
+                content=content,
+                files=files,
+                data=data,
+                headers=headers,
+                read_timeout=read_timeout,
+                missing_ok_on_retry=False,
+                replayable=replayable,
+                stream=True,
+                idle_timeout=idle_timeout,
+            )
+            span.done(response)  # a stream's span lasts until the response is closed
         assert isinstance(response, httpx.Response)
         return response
 
