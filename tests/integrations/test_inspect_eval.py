@@ -3,6 +3,7 @@ wrenn.local, under asyncio and under trio, and every capsule is gone afterwards.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,9 @@ from .inspect_tasks import WORDS, scripted_model, shout
 
 # The suite turns warnings into errors. These two come from inspect-ai itself (an eval on
 # its own "local" sandbox shows them too): a deprecated tenacity argument, and a memory
-# stream it leaves unclosed (the SDK uses no anyio memory streams).
+# stream it leaves unclosed (the SDK uses no anyio memory streams). The stream's warning
+# fires when the garbage collector gets to it, so `restore_process_state` collects before
+# the test ends, while the filter still applies; otherwise it lands in a later test.
 pytestmark = [
     pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated:DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:Unclosed <MemoryObjectReceiveStream:ResourceWarning"),
@@ -31,14 +34,16 @@ pytestmark = [
 
 
 @pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
+def restore_process_state() -> Iterator[None]:
     """An eval installs Inspect's log handler on the root logger (and sets its level) for
-    the rest of the process; put the root logger back so later tests see it as it was."""
+    the rest of the process; put the root logger back so later tests see it as it was, and
+    collect what the eval left behind (see the filters above)."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    gc.collect()
 
 
 @pytest.fixture
