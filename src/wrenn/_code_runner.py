@@ -203,6 +203,20 @@ class CellCollector:
         self._on_stderr = on_stderr
         self._on_error = on_error
 
+    @property
+    def untouched(self) -> bool:
+        """Whether no message of this cell has arrived yet."""
+        execution = self.execution
+        return not (
+            self.started
+            or self.idle
+            or self.replied
+            or execution.error is not None
+            or execution.results
+            or execution.logs.stdout
+            or execution.logs.stderr
+        )
+
     def set_error(self, error: ExecutionError) -> None:
         self.execution.error = error
         if self._on_error is not None:

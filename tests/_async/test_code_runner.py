@@ -169,6 +169,27 @@ async def test_a_kernel_shut_down_between_cells_is_replaced(local_server: LocalS
         assert execution.error is None and execution.text == "False"
 
 
+async def test_a_cell_sent_into_a_shut_down_kernels_closing_connection_runs_on_a_new_one(
+    local_server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race the check before sending can lose: the kernel is deleted, and its
+    # connection closes only after the cell went into it.
+    from wrenn._async import code_runner
+
+    async def looks_open(socket: object) -> bool:
+        return True
+
+    async with await AsyncCapsule.create(**keys(local_server)) as capsule:
+        await capsule.run_code("z = 1")
+        old_kernel = capsule.kernel_id
+        proxy = capsule._proxy_client()
+        assert (await proxy.delete(f"/api/kernels/{old_kernel}")).status_code == 204
+        monkeypatch.setattr(code_runner, "_still_open", looks_open)
+        execution = await capsule.run_code("'z' in globals()")
+        assert execution.error is None and execution.text == "False"
+        assert capsule.kernel_id not in (None, old_kernel)
+
+
 def jupyter_answering(handler: object) -> httpx.AsyncClient:
     """A port-proxy client whose answers the test chooses."""
     return httpx.AsyncClient(

@@ -173,26 +173,39 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         payload = json_encoder.encode(request).decode()
         async with self._cell_lock:
             jupyter_deadline = time.monotonic() + jupyter_timeout
-            socket = await self._kernel_socket(jupyter_deadline)
-            try:
-                await socket.send_text(payload)
-            except WrennStreamError:
-                # Nothing reached the kernel: one fresh connection, then the cell.
-                await self._drop_socket()
+            cell_deadline = time.monotonic() + timeout
+            for attempt in range(2):
                 socket = await self._kernel_socket(jupyter_deadline)
-                await socket.send_text(payload)
-            try:
-                outcome = await _collect(socket, cell, time.monotonic() + timeout)
-            except WrennStreamError as exc:
-                logger.warning("the kernel connection failed mid-cell: %s", exc)
-                outcome = "disconnected"
-            except BaseException:
-                # Cancelled or failed mid-cell: never leave the cell running, and let it
-                # end before the next one comes (the kernel skips cells queued behind a
-                # failed one).
-                with AsyncCleanupScope(2 * INTERRUPT_GRACE):
-                    await self._stop_cell(socket, cell.msg_id)
-                raise
+                try:
+                    await socket.send_text(payload)
+                except WrennStreamError:
+                    # Nothing reached the kernel: one fresh connection, then the cell.
+                    await self._drop_socket()
+                    socket = await self._kernel_socket(jupyter_deadline)
+                    await socket.send_text(payload)
+                try:
+                    outcome = await _collect(socket, cell, cell_deadline)
+                except WrennStreamError as exc:
+                    logger.warning("the kernel connection failed mid-cell: %s", exc)
+                    outcome = "disconnected"
+                except BaseException:
+                    # Cancelled or failed mid-cell: never leave the cell running, and let
+                    # it end before the next one comes (the kernel skips cells queued
+                    # behind a failed one).
+                    with AsyncCleanupScope(2 * INTERRUPT_GRACE):
+                        await self._stop_cell(socket, cell.msg_id)
+                    raise
+                if attempt or outcome != "disconnected" or not cell.untouched:
+                    break
+                # The connection died before a word of the cell came back. A kernel shut
+                # down just before the cell closes its connection a moment later, so the
+                # check before sending can miss it. Run the cell again only where it
+                # certainly did not run: its kernel is gone. A live kernel may be running
+                # it, and a cell is never run twice.
+                if not await self._kernel_is_gone(jupyter_deadline):
+                    break
+                await self._drop_socket()
+                self._kernel_id = None
             if outcome == "idle":
                 cell.check_complete()
             elif outcome == "timeout":
@@ -325,6 +338,19 @@ class AsyncCapsule(_capsule.AsyncCapsule):
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+    async def _kernel_is_gone(self, deadline: float) -> bool:
+        """Whether the Jupyter server says our kernel no longer exists (404)."""
+        if self._kernel_id is None:
+            return True
+        path = f"/api/kernels/{path_param(self._kernel_id, 'kernel_id')}"
+        try:
+            await self._jupyter("GET", path, max(deadline, time.monotonic() + INTERRUPT_GRACE))
+        except WrennNotFoundError:
+            return True
+        except (WrennError, _NotReady) as exc:
+            logger.warning("could not look up kernel %s: %s", self._kernel_id, exc)
+        return False
 
     async def _interrupt(self) -> None:
         """Interrupt the running cell (SIGINT to the kernel); failures are only logged."""

@@ -174,26 +174,39 @@ class Capsule(_capsule.Capsule):
         payload = json_encoder.encode(request).decode()
         with self._cell_lock:
             jupyter_deadline = time.monotonic() + jupyter_timeout
-            socket = self._kernel_socket(jupyter_deadline)
-            try:
-                socket.send_text(payload)
-            except WrennStreamError:
-                # Nothing reached the kernel: one fresh connection, then the cell.
-                self._drop_socket()
+            cell_deadline = time.monotonic() + timeout
+            for attempt in range(2):
                 socket = self._kernel_socket(jupyter_deadline)
-                socket.send_text(payload)
-            try:
-                outcome = _collect(socket, cell, time.monotonic() + timeout)
-            except WrennStreamError as exc:
-                logger.warning("the kernel connection failed mid-cell: %s", exc)
-                outcome = "disconnected"
-            except BaseException:
-                # Cancelled or failed mid-cell: never leave the cell running, and let it
-                # end before the next one comes (the kernel skips cells queued behind a
-                # failed one).
-                with CleanupScope(2 * INTERRUPT_GRACE):
-                    self._stop_cell(socket, cell.msg_id)
-                raise
+                try:
+                    socket.send_text(payload)
+                except WrennStreamError:
+                    # Nothing reached the kernel: one fresh connection, then the cell.
+                    self._drop_socket()
+                    socket = self._kernel_socket(jupyter_deadline)
+                    socket.send_text(payload)
+                try:
+                    outcome = _collect(socket, cell, cell_deadline)
+                except WrennStreamError as exc:
+                    logger.warning("the kernel connection failed mid-cell: %s", exc)
+                    outcome = "disconnected"
+                except BaseException:
+                    # Cancelled or failed mid-cell: never leave the cell running, and let
+                    # it end before the next one comes (the kernel skips cells queued
+                    # behind a failed one).
+                    with CleanupScope(2 * INTERRUPT_GRACE):
+                        self._stop_cell(socket, cell.msg_id)
+                    raise
+                if attempt or outcome != "disconnected" or not cell.untouched:
+                    break
+                # The connection died before a word of the cell came back. A kernel shut
+                # down just before the cell closes its connection a moment later, so the
+                # check before sending can miss it. Run the cell again only where it
+                # certainly did not run: its kernel is gone. A live kernel may be running
+                # it, and a cell is never run twice.
+                if not self._kernel_is_gone(jupyter_deadline):
+                    break
+                self._drop_socket()
+                self._kernel_id = None
             if outcome == "idle":
                 cell.check_complete()
             elif outcome == "timeout":
@@ -326,6 +339,19 @@ class Capsule(_capsule.Capsule):
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+    def _kernel_is_gone(self, deadline: float) -> bool:
+        """Whether the Jupyter server says our kernel no longer exists (404)."""
+        if self._kernel_id is None:
+            return True
+        path = f"/api/kernels/{path_param(self._kernel_id, 'kernel_id')}"
+        try:
+            self._jupyter("GET", path, max(deadline, time.monotonic() + INTERRUPT_GRACE))
+        except WrennNotFoundError:
+            return True
+        except (WrennError, _NotReady) as exc:
+            logger.warning("could not look up kernel %s: %s", self._kernel_id, exc)
+        return False
 
     def _interrupt(self) -> None:
         """Interrupt the running cell (SIGINT to the kernel); failures are only logged."""

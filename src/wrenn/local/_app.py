@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message
@@ -423,7 +423,13 @@ def create_app(
 
     def bound(name: str) -> Handler:
         async def call(request: Request) -> Response:
-            return await getattr(holder["api"], name)(request)  # type: ignore[no-any-return]
+            try:
+                return await getattr(holder["api"], name)(request)  # type: ignore[no-any-return]
+            except ClientDisconnect:
+                # The client went away mid-body (or the body deadline cut it off): no
+                # one is left to answer, and it is not a server error worth a traceback.
+                log.debug("%s %s: the client disconnected", request.method, request.url.path)
+                return Response(status_code=400)
 
         call.__name__ = name
         return call
