@@ -196,26 +196,15 @@ class CellCollector:
         # A cell is over when the kernel is idle again (iopub) AND it has answered the
         # request (shell): the two channels interleave freely, so either may come last.
         self.started = False
+        # Any message of this cell at all: a connection that dies before one arrives
+        # may have taken the cell nowhere.
+        self.heard = False
         self.idle = False
         self.replied = False
         self._on_result = on_result
         self._on_stdout = on_stdout
         self._on_stderr = on_stderr
         self._on_error = on_error
-
-    @property
-    def untouched(self) -> bool:
-        """Whether no message of this cell has arrived yet."""
-        execution = self.execution
-        return not (
-            self.started
-            or self.idle
-            or self.replied
-            or execution.error is not None
-            or execution.results
-            or execution.logs.stdout
-            or execution.logs.stderr
-        )
 
     def set_error(self, error: ExecutionError) -> None:
         self.execution.error = error
@@ -229,6 +218,7 @@ class CellCollector:
         parent = message.get("parent_header")
         if not isinstance(parent, dict) or parent.get("msg_id") != self.msg_id:
             return False  # another cell's, or the kernel's own
+        self.heard = True
         kind = message.get("msg_type") or (message.get("header") or {}).get("msg_type")
         content = message.get("content")
         if not isinstance(content, dict):

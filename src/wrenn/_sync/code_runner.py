@@ -196,7 +196,7 @@ class Capsule(_capsule.Capsule):
                     with CleanupScope(2 * INTERRUPT_GRACE):
                         self._stop_cell(socket, cell.msg_id)
                     raise
-                if attempt or outcome != "disconnected" or not cell.untouched:
+                if attempt or outcome != "disconnected" or cell.heard:
                     break
                 # The connection died before a word of the cell came back. A kernel shut
                 # down just before the cell closes its connection a moment later, so the
