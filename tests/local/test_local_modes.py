@@ -83,7 +83,9 @@ def test_plain_mode_is_reported_loudly_and_still_works(caplog: pytest.LogCapture
                 f"/v1/capsules/{cid}/exec",
                 json={"cmd": "sleep", "args": [marker], "background": True},
             )
-            assert host_pids_with(marker)
+            # A background start answers once the process is spawned; its command line
+            # shows the marker only after it has exec'd.
+            assert wait_for(lambda: bool(host_pids_with(marker)), timeout=3)
             destroy(http, cid)
             assert wait_for(lambda: not host_pids_with(marker), timeout=3)
 
