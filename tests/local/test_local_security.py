@@ -10,6 +10,7 @@ ever killed (by pid).
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import secrets
@@ -29,6 +30,7 @@ from wsproto.events import TextMessage
 from wrenn._code_runner import proxy_token
 from wrenn.local import LocalServer, _fdtree
 from wrenn.local._runtime._base import HOST_ENV
+from wrenn.local._runtime._bwrap import NOFILE_LIMIT, PTY_MAX
 
 from .conftest import needs_bwrap
 from .helpers import error_of, host_pids_with, sh, wait_for
@@ -779,6 +781,91 @@ def test_exec_output_is_bounded(api: httpx.Client, capsule: str) -> None:
     assert server_rss() - before < 200 * 1024 * 1024
     ok = sh(api, capsule, "head -c 1000 /dev/zero | base64 -w0")
     assert base64.b64decode(ok["stdout"]) == b"\0" * 1000
+
+
+# Opens terminals until the kernel says no (at most 500 tries), writes how many it
+# got and why it stopped to /root/held, then holds them for argv[1] seconds.
+PTY_HOG = """
+import os, sys, time
+held = []
+try:
+    for _ in range(500):
+        held.append(os.openpty())
+except OSError as exc:
+    stopped = exc.errno
+else:
+    stopped = 0
+with open("/root/held.tmp", "w") as f:
+    f.write(f"{len(held)} {stopped}")
+os.rename("/root/held.tmp", "/root/held")
+time.sleep(int(sys.argv[1]))
+"""
+
+
+def test_terminal_hog_gets_only_its_own_terminals(api: httpx.Client) -> None:
+    # A capsule that opens ptys in a loop must run out of its own, not drain the
+    # kernel's pool that every other capsule (and the host's containers) share.
+    hog = new_capsule(api)
+    try:
+        put = api.post(
+            f"/v1/capsules/{hog}/files/write",
+            files={"file": ("hog.py", PTY_HOG.encode())},
+            data={"path": "/root/hog.py"},
+        )
+        assert put.status_code == 204, put.text
+        background(api, hog, "python3 /root/hog.py 60")
+        # Waited for inside the capsule (bounded): capsules yield the CPU to the
+        # host, so on a busy machine the hog may take a while to get going.
+        sh(
+            api,
+            hog,
+            "i=0; while [ ! -e /root/held ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done",
+        )
+        out = sh(api, hog, "cat /root/held")["stdout"].split()
+        assert out == [str(PTY_MAX), str(errno.ENOSPC)], out
+        # While the hog holds all of them, the API cannot start a terminal in that
+        # capsule either (and never falls back to a host pty)...
+        assert _pty_start(api, hog) == "error"
+        # ...while another capsule still gets one.
+        other = new_capsule(api)
+        try:
+            assert _pty_start(api, other) == "started"
+        finally:
+            drop_capsule(api, other)
+    finally:
+        drop_capsule(api, hog)
+
+
+def _pty_start(api: httpx.Client, capsule_id: str) -> str:
+    """``started`` or ``error``: the first answer to a PTY start frame."""
+    with connect_ws(f"/v1/capsules/{capsule_id}/pty", api) as ws:
+        ws.send_json({"type": "start", "cmd": "/bin/sh", "args": ["-c", "exit 0"]})
+        for _ in range(50):
+            event = ws.receive(timeout=10)
+            if isinstance(event, TextMessage):
+                kind = json.loads(event.data)["type"]
+                if kind in ("started", "error"):
+                    return str(kind)
+    raise AssertionError("no started or error frame")
+
+
+def test_commands_cannot_raise_their_open_file_or_core_limits(
+    api: httpx.Client, capsule: str
+) -> None:
+    soft, hard = NOFILE_LIMIT
+    out = sh(api, capsule, "ulimit -Sn; ulimit -Hn; ulimit -c")["stdout"].split()
+    assert out == [str(soft), str(hard), "0"]
+    # Raising the hard limit needs CAP_SYS_RESOURCE, which no command has.
+    raised = sh(api, capsule, f"ulimit -Hn {hard * 2} 2>/dev/null && echo raised || echo refused")
+    assert raised["stdout"] == "refused\n"
+    # A background command (pid shim) gets the same bound.
+    marker = f"wrenn-nofile-{secrets.token_hex(4)}"
+    background(api, capsule, f"sleep 30; : {marker}")
+    assert wait_for(lambda: bool(host_pids_with(marker)))
+    pid = host_pid_of(marker, inside=True)
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+    assert line.split()[3:5] == [str(soft), str(hard)], line
 
 
 def test_exec_stream_slow_reader_is_backpressured(api: httpx.Client, capsule: str) -> None:

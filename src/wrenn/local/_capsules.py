@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from ._proc import ManagedProcess, OutputBuffer
 from ._pty import PtySession
 from ._runtime import Backend, _procfs
 from ._runtime._base import BootError, ensure_rw_skeleton
+from ._runtime._bwrap import PTY_MAX
 from ._runtime._cgroup import Limits
 from ._runtime._disk import DEFAULT_DISK_SIZE_MB, Disks
 from ._runtime._ids import SERVER_IDS, Ids, allow_search, capsule_uid, unreachable
@@ -534,6 +536,11 @@ class Manager:
         try:
             session = PtySession(live.sandbox, tag, argv, env, cwd, cols, rows)
         except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise agent_error(
+                    "start pty: every terminal this capsule may hold is in use "
+                    f"(at most {PTY_MAX}); close one first"
+                ) from None
             raise agent_error(f"start pty: {exc}") from None
         remove = session.listen(listener)  # before any await: keep the first prompt
         _, pid = await session.proc.resolve()

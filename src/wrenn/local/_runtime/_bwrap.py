@@ -38,6 +38,7 @@ from ._base import (
     BootError,
     Launch,
     Sandbox,
+    log,
     open_pty_from,
     read_until,
 )
@@ -55,6 +56,17 @@ INIT_SCRIPT = (
     "echo ready; exec </dev/null >/dev/null 2>&1; trap '' TERM INT HUP; "
     "while :; do sleep 3600 & wait; done"
 )
+# Per-process open files of every capsule command, (soft, hard).  The command has
+# no capability left to raise the hard limit; what all its processes together
+# hold in kernel memory is charged to the capsule's memory limit.
+NOFILE_LIMIT = (1024, 4096)
+# Terminals one capsule may hold at once, its own openpty() calls and the API's
+# PTY sessions together.  Its devpts instance is remounted with this ``max``, so
+# a capsule that allocates terminals in a loop gets ENOSPC instead of draining
+# the kernel's pool shared by every devpts instance on the host (kernel.pty.max).
+PTY_MAX = 64
+# bubblewrap's own options for the devpts of --dev: a remount resets the others.
+_DEVPTS_OPTIONS = "ptmxmode=0666,mode=620"
 # Host files masked inside the capsule even though /etc is visible.
 _MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
 
@@ -201,6 +213,8 @@ class BwrapSandbox(Sandbox):
         self._setpriv = _tool("setpriv")
         self._env = _tool("env")
         self._setsid = _tool("setsid")
+        self._prlimit = _tool("prlimit")
+        self._mount = _tool("mount")
 
     async def boot(self) -> None:
         info_r, info_w = os.pipe()
@@ -250,6 +264,7 @@ class BwrapSandbox(Sandbox):
             info = json.loads(raw)
             self.init_pid = int(info["child-pid"])
             self._hold(int(info["pid-namespace"]))
+            await self._limit_ptys()
         except (asyncio.TimeoutError, ValueError, KeyError, OSError) as exc:
             await self.destroy()
             raise BootError(f"sandbox boot failed: {exc!r} {self._boot_log_tail()}") from exc
@@ -275,6 +290,53 @@ class BwrapSandbox(Sandbox):
         own_user = os.readlink("/proc/self/ns/user")
         self._use_sandbox_userns(own_user)
         self._join_userns = os.readlink(f"/proc/self/fd/{self._ns_fds['user']}") != own_user
+
+    async def _limit_ptys(self) -> None:
+        """Remount the capsule's devpts with ``max=PTY_MAX`` before any command runs.
+
+        As root this runs without joining the sandbox's user namespace (host root
+        may remount any mount), and a failure fails the boot: a capsule without
+        the bound is not started.  Unprivileged, the server is root only inside
+        that namespace, which owns the devpts; if the kernel still refuses, the
+        capsule runs without the bound and the log says so.
+        """
+        assert self._root_fd is not None
+        ns = self._ns_fds
+        cmd = [self._nsenter]
+        as_root = os.geteuid() == 0
+        if self._join_userns and not as_root:
+            cmd += [f"--user=/proc/self/fd/{ns['user']}", "--preserve-credentials"]
+        cmd += [
+            f"--mount=/proc/self/fd/{ns['mnt']}",
+            f"--root=/proc/self/fd/{self._root_fd}",
+            "--",
+            self._mount,
+            "-o",
+            f"remount,{_DEVPTS_OPTIONS},max={PTY_MAX}",
+            "/dev/pts",
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            env=HOST_ENV,
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(ns["mnt"], ns["user"], self._root_fd),
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), BOOT_TIMEOUT)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
+        if proc.returncode == 0:
+            return
+        reason = err.decode("utf-8", "replace").strip()[:300]
+        if as_root:
+            raise BootError(f"could not bound the capsule's terminals: {reason}")
+        log.warning("capsule %s runs without a terminal limit: %s", self.capsule_id, reason)
 
     def _use_sandbox_userns(self, own_user: str) -> None:
         """Join the sandbox's user namespace, not the one nested in it.
@@ -332,6 +394,10 @@ class BwrapSandbox(Sandbox):
             f"--wdns={cwd}",
         ]
         cmd += [self._setpriv, "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+        # After the capabilities are gone (lowering a limit needs none).  No core
+        # files: the kernel's core_pattern may hand them to a host-side helper.
+        soft, hard = NOFILE_LIMIT
+        cmd += [self._prlimit, f"--nofile={soft}:{hard}", "--core=0", "--"]
         # The command's own environment, applied last, inside the capsule, with
         # no capability left: `env -i -- K=V ...` (after `--` no key is an option).
         final = [self._env, "-i", "--", *_assignments(env)]
@@ -376,7 +442,9 @@ class BwrapSandbox(Sandbox):
     def open_pty(self) -> tuple[int, int]:
         try:
             return open_pty_from(self.open_root(), "dev/pts/ptmx")
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise  # the capsule's PTY_MAX is used up; a host pty would dodge it
             # A host pty still works; `tty` inside then reports "not a tty".
             return os.openpty()
 

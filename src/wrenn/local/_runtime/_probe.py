@@ -121,7 +121,7 @@ def _probe() -> tuple[str | None, bool]:
     """(problem or None, whether --disable-userns works)."""
     if not sys.platform.startswith("linux"):
         return f"bubblewrap needs Linux (this is {sys.platform})", False
-    for tool in ("bwrap", "nsenter", "setpriv", "setsid", "env"):
+    for tool in ("bwrap", "nsenter", "setpriv", "setsid", "env", "prlimit", "mount"):
         if shutil.which(tool) is None:
             return f"{tool} not found on PATH", False
     if _run_probe(disable_userns=True) is None:
