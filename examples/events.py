@@ -11,8 +11,10 @@ from wrenn import WrennClient
 
 def main() -> None:
     with backend() as keys, WrennClient(**keys) as client:
-        gaps = []  # each reconnect is reported here: events during it may be missing
-        with client.events.stream(reconnect=True, on_gap=gaps.append) as events:
+        # The stream reconnects by default; a reconnect after which events may be missing
+        # is reported here (wrenn.local resumes from its event ids: no gap there).
+        gaps = []
+        with client.events.stream(on_gap=gaps.append) as events:
             first = next(events)
             print(f"subscribed: {first.event}")
             capsule = client.capsules.create(wait=False)

@@ -1,21 +1,38 @@
 """The generated sync API must be the async API without the awaits.
 
 Compares every public class of the two trees: the same public names, the same
-parameters (names, kinds, defaults) and the same docstrings. Annotations differ by
-construction (``AsyncIterator`` vs ``Iterator``) and are compared after mapping.
+parameters (names, kinds, defaults) and the same docstrings once the async spelling is
+mapped to the sync one (``await x`` -> ``x``, ``AsyncCapsule`` -> ``Capsule``...), the
+mapping build_sync.py applies. No sync docstring may still speak of the async API.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
+import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 import wrenn._async
 import wrenn._sync
+
+
+def _build_sync() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "build_sync.py"
+    spec = importlib.util.spec_from_file_location("build_sync", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_sync", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_sync = _build_sync()
 
 
 def _classes(package: ModuleType) -> dict[str, type]:
@@ -65,6 +82,18 @@ _DUNDER = {
     "__anext__": "__next__",
 }
 _METHOD = {"aclose": "close"}
+# Members defined under ``if IS_ASYNC:``, which the sync twin does not have.
+_ASYNC_ONLY = {"code_runner.AsyncCapsule": {"close"}}
+
+
+def _sync_doc(obj: object) -> str | None:
+    doc = inspect.getdoc(obj)
+    return None if doc is None else build_sync.sync_prose(doc)
+
+
+def _check_sync_doc(obj: object, where: str) -> None:
+    doc = inspect.getdoc(obj) or ""
+    assert build_sync.async_spelling(doc) == [], f"{where}: {doc!r}"
 
 
 def test_every_async_class_has_a_sync_twin() -> None:
@@ -74,21 +103,20 @@ def test_every_async_class_has_a_sync_twin() -> None:
 @pytest.mark.parametrize("name", sorted(ASYNC))
 def test_same_members_parameters_and_docstrings(name: str) -> None:
     async_cls, sync_cls = ASYNC[name], SYNC[_sync_name(name)]
-    assert inspect.getdoc(async_cls) == inspect.getdoc(sync_cls)
+    assert _sync_doc(async_cls) == inspect.getdoc(sync_cls)
+    _check_sync_doc(sync_cls, name)
+    async_only = _ASYNC_ONLY.get(name, set())
+    assert async_only <= set(vars(async_cls)), "stale _ASYNC_ONLY entry"
     public = _public(async_cls)
-    # A class with its own `close` (the code runner's, as in the official SDK) keeps
-    # it in the blocking twin, where it overrides the `close` that `aclose` became.
-    renames = {} if "close" in vars(async_cls) else _METHOD
     async_members = {
-        _DUNDER.get(n, renames.get(n, n)): v
-        for n, v in public.items()
-        if not (n == "aclose" and not renames)
+        _DUNDER.get(n, _METHOD.get(n, n)): v for n, v in public.items() if n not in async_only
     }
     sync_members = _public(sync_cls)
     assert sorted(async_members) == sorted(sync_members)
     for member, async_obj in async_members.items():
         sync_obj = sync_members[member]
-        assert inspect.getdoc(async_obj) == inspect.getdoc(sync_obj), member
+        assert _sync_doc(async_obj) == inspect.getdoc(sync_obj), member
+        _check_sync_doc(sync_obj, f"{name}.{member}")
         async_fn = getattr(async_obj, "__func__", async_obj)
         sync_fn = getattr(sync_obj, "__func__", sync_obj)
         if isinstance(async_fn, property):

@@ -8,13 +8,14 @@ Both forms are written by hand and kept side by side so a reader can compare the
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 import time
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.abc
@@ -289,18 +290,77 @@ class CleanupScope:
         return None
 
 
+# --- the wall-clock bound of one HTTP attempt ----------------------------------------
+
+# The monotonic time by which the current thread's HTTP attempt must end, or None.
+# Read by the blocking client's network streams (``_netbackend``), which shorten every
+# socket wait to fit it: threads cannot be cancelled, so the bound is enforced where
+# they block.
+ATTEMPT_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "wrenn_attempt_deadline", default=None
+)
+
+
+class AsyncAttemptTimer:
+    """Bounds the wall clock of the block (one HTTP attempt) to ``seconds``, or not at all
+    when ``seconds`` is None.
+
+    httpx's timeouts apply to each socket operation, so a server that drips one byte
+    every half second never trips them; a cancel scope ends the whole attempt. When it
+    fires the block's cancellation is swallowed and ``expired`` is True: the caller
+    raises its own timeout error. A cancellation from outside propagates untouched.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        # No scope at all without a bound: entering one costs on every call.
+        self._scope = None if seconds is None else anyio.move_on_after(seconds)
+
+    def __enter__(self) -> None:
+        if self._scope is not None:
+            self._scope.__enter__()
+
+    def __exit__(self, *exc: Any) -> bool:
+        return self._scope is not None and bool(self._scope.__exit__(*exc))
+
+    @property
+    def expired(self) -> bool:
+        return self._scope is not None and self._scope.cancelled_caught
+
+
+class SyncAttemptTimer:
+    """The thread twin of ``AsyncAttemptTimer``: publishes the deadline in
+    ``ATTEMPT_DEADLINE`` for the socket waits of this thread's attempt, which then fail
+    with a timeout once it has passed (nothing is swallowed here)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+        self._deadline: float | None = None
+        self._token: contextvars.Token[float | None] | None = None
+
+    def __enter__(self) -> None:
+        if self._seconds is not None:
+            self._deadline = time.monotonic() + self._seconds
+            self._token = ATTEMPT_DEADLINE.set(self._deadline)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._token is not None:
+            ATTEMPT_DEADLINE.reset(self._token)
+            self._token = None
+
+    @property
+    def expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+
 # --- which flavour of the API a module belongs to -----------------------------------
 
 
-class AsyncFlavor:
-    """Lets the few places that must behave differently say so explicitly (psycopg's
-    ``if True:  # ASYNC``): ``build_sync.py`` maps this name to ``SyncFlavor``."""
-
-    is_async = True
-
-
-class SyncFlavor:
-    is_async = False
+# The few places that must behave differently say so with ``if IS_ASYNC:`` (an
+# optional ``else:`` holds the blocking side) or ``if not IS_ASYNC:``. ``build_sync.py``
+# resolves those branches when it generates the sync twin, which therefore carries no
+# async-only code and never imports this name; mypy treats it as always true
+# (``always_true`` in pyproject.toml), so it checks only the async side here.
+IS_ASYNC: Final = True
 
 
 # --- blocking calls from inside an event loop ---------------------------------------

@@ -119,6 +119,13 @@ def _as_timeout(value: float | httpx.Timeout | None, name: str = "timeout") -> h
     return httpx.Timeout(float(value))
 
 
+def _attempt_timeout(value: float | httpx.Timeout | None) -> float | None:
+    """The wall-clock bound of one attempt: only a plain number of seconds sets one."""
+    if value is None or isinstance(value, httpx.Timeout):
+        return None
+    return float(value)  # already validated by _as_timeout
+
+
 def _check_positive(value: float | None, name: str) -> float | None:
     if value is None:
         return None
@@ -181,6 +188,9 @@ class ClientOptions:
     max_retries: int
     default_headers: Mapping[str, str]
     max_response_bytes: int
+    # The float given as ``timeout``, which bounds each attempt's wall clock; None when
+    # an httpx.Timeout (or the default) was given, whose phases keep httpx's meaning.
+    attempt_timeout: float | None = None
 
     def replace(self, **changes: Any) -> ClientOptions:
         return dataclasses.replace(self, **changes)
@@ -251,6 +261,7 @@ def resolve_options(
         max_retries=max_retries,
         default_headers=_check_headers(default_headers),
         max_response_bytes=max_response_bytes,
+        attempt_timeout=_attempt_timeout(timeout),
     )
 
 
@@ -260,6 +271,7 @@ def updated_options(options: ClientOptions, **changes: Any) -> ClientOptions:
     for name, value in changes.items():
         if name == "timeout":
             resolved[name] = _as_timeout(value)
+            resolved["attempt_timeout"] = _attempt_timeout(value)
         elif name == "total_timeout":
             resolved[name] = _check_positive(value, name)
         elif name == "max_retries":

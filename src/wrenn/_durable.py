@@ -3,9 +3,10 @@
 Pure data and parsing, no I/O, shared by the async and the blocking client.
 
 A durable command runs under a small POSIX shell wrapper, started as a tagged
-background process. The wrapper feeds the command's stdout and stderr through two
-FIFOs into two spoolers, each appending to segment files named by the byte offset
-they start at::
+background process, and a supervisor the wrapper starts in a session of its own (so
+that killing the tag ends the command rather than only the spooling, see ``WRAPPER``).
+The supervisor feeds the command's stdout and stderr through two FIFOs into two
+spoolers, each appending to segment files named by the byte offset they start at::
 
     /tmp/.wrenn-durable/<tag>/o.00000000000000000000     stdout bytes 0 ...
     /tmp/.wrenn-durable/<tag>/o.00000000000000262144     stdout bytes 262144 ...
@@ -13,6 +14,7 @@ they start at::
     /tmp/.wrenn-durable/<tag>/o.dropped                  stdout bytes dropped so far
     /tmp/.wrenn-durable/<tag>/pid                        the command's pid
     /tmp/.wrenn-durable/<tag>/exit                       its exit status, once it ended
+    /tmp/.wrenn-durable/<tag>/life                       the wrapper's life line (a FIFO)
 
 A spooler starts a new segment once the current one holds ``segment`` bytes and
 deletes the oldest while the rest would still hold more than ``budget`` bytes, so
@@ -40,14 +42,44 @@ STREAMS = ("o", "e")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SEGMENT = re.compile(r"^([oe])\.([0-9]{20})$")
 
-# $1 spool dir, $2 budget, $3 segment size, $4 read size, then the command's argv.
-# The command runs in a session (and process group) of its own where ``setsid`` exists,
-# so a signal reaches everything it started and the spoolers see its output end.
+# The tagged process: $1 the supervisor's script, then the supervisor's arguments.
+# ``commands.kill(tag)`` signals this wrapper (its process group on wrenn.local, maybe
+# only its pid on the platform), never the command, which has a session of its own. So
+# the supervisor that spools and records the exit runs in another session, where such
+# a kill cannot reach it, and this wrapper holds the write end of a FIFO (the "life
+# line") that the supervisor watches: when the wrapper dies, however it was killed, the
+# FIFO has no writer left, the supervisor reads EOF and kills the command, and the exit
+# status (137) is recorded as for any kill. A SIGTERM is passed on, to end the command.
 WRAPPER = r"""
 set -u
+s=$1 d=$2
+shift
+rm -rf -- "$d" && mkdir -p -- "$d" && mkfifo -- "$d/life" || exit 125
+exec 3<> "$d/life"
+if command -v setsid > /dev/null 2>&1; then
+  setsid /bin/sh -c "$s" wrenn-durable "$@" < "$d/life" > /dev/null 2>&1 3>&- &
+else
+  /bin/sh -c "$s" wrenn-durable "$@" < "$d/life" > /dev/null 2>&1 3>&- &
+fi
+sup=$!
+trap 'kill -s TERM "$sup" 2>/dev/null' TERM INT HUP
+while :; do
+  wait "$sup"
+  code=$?
+  kill -0 "$sup" 2>/dev/null || break
+done
+exit "$code"
+""".strip()
+
+# The supervisor: $1 spool dir, $2 budget, $3 segment size, $4 read size, then the
+# command's argv; its stdin is the wrapper's life line. The command runs in a session
+# (and process group) of its own where ``setsid`` exists, so a signal reaches everything
+# it started and the spoolers see its output end.
+SUPERVISOR = r"""
+set -u
+exec 4<&0
 d=$1 budget=$2 seg=$3 chunk=$4
 shift 4
-rm -rf -- "$d" && mkdir -p -- "$d" || exit 125
 name() { printf '%s/%s.%020d' "$d" "$1" "$2"; }
 spool() {
   k=$1 total=0 start=0 oldest=0
@@ -76,25 +108,31 @@ spool() {
   done
 }
 mkfifo -- "$d/o.fifo" "$d/e.fifo" || exit 125
-spool o < "$d/o.fifo" &
+spool o < "$d/o.fifo" 4<&- &
 so=$!
-spool e < "$d/e.fifo" &
+spool e < "$d/e.fifo" 4<&- &
 se=$!
 if command -v setsid > /dev/null 2>&1; then
-  setsid "$@" > "$d/o.fifo" 2> "$d/e.fifo" < /dev/null &
+  setsid "$@" > "$d/o.fifo" 2> "$d/e.fifo" < /dev/null 4<&- &
 else
-  "$@" > "$d/o.fifo" 2> "$d/e.fifo" < /dev/null &
+  "$@" > "$d/o.fifo" 2> "$d/e.fifo" < /dev/null 4<&- &
 fi
 child=$!
 printf '%s\n' "$child" > "$d/pid"
-trap 'kill -TERM -- "-$child" 2>/dev/null || kill -TERM "$child" 2>/dev/null' TERM INT HUP
+stop() { kill -s "$1" -- "-$child" 2>/dev/null || kill -s "$1" "$child" 2>/dev/null; }
+trap 'stop TERM' TERM INT HUP
+# fd 4 (a background job's stdin would be /dev/null): EOF once the wrapper is gone.
+{ read -r _ <&4 || stop KILL; } &
+watch=$!
+exec 4<&-
 while :; do
   wait "$child"
   code=$?
   kill -0 "$child" 2>/dev/null || break
 done
+kill "$watch" 2>/dev/null
 wait "$so" "$se"
-rm -f -- "$d/o.fifo" "$d/e.fifo"
+rm -f -- "$d/o.fifo" "$d/e.fifo" "$d/life"
 printf '%s\n' "$code" > "$d/exit.tmp" && mv -f -- "$d/exit.tmp" "$d/exit"
 exit "$code"
 """.strip()

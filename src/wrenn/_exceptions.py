@@ -111,7 +111,12 @@ class WrennConnectionError(WrennError):
 
 
 class WrennTimeoutError(WrennConnectionError, TimeoutError):
-    """A timeout or the call's overall deadline passed (also a builtin ``TimeoutError``)."""
+    """A timeout or the call's overall deadline passed (also a builtin ``TimeoutError``).
+
+    A transport-level timeout: connecting, waiting for the server, an attempt past its
+    ``timeout``, the call past its ``total_timeout``. A command that outlives its own
+    ``timeout`` raises ``WrennCommandTimeoutError`` instead, outside this branch.
+    """
 
     def __init__(self, message: str, *, request_sent: bool = True) -> None:
         super().__init__(message, request_sent=request_sent)
@@ -389,8 +394,13 @@ class WrennCapsuleStateError(WrennError, RuntimeError):
         self.status = status
 
 
-class WrennCommandTimeoutError(WrennTimeoutError):
+class WrennCommandTimeoutError(WrennError, TimeoutError):
     """A command ran past its timeout and was stopped (SIGTERM, then SIGKILL).
+
+    Also a builtin ``TimeoutError``, but not a ``WrennConnectionError`` (nor a
+    ``WrennTimeoutError``): the connection was fine, the command simply ran long, so
+    ``except WrennConnectionError`` around a call does not swallow it and no retry logic
+    ever treats it as a transport failure.
 
     ``stdout`` and ``stderr`` hold the output produced until then; ``pid`` is the
     process id inside the capsule, when it was known.
@@ -399,8 +409,7 @@ class WrennCommandTimeoutError(WrennTimeoutError):
     def __init__(
         self, message: str, *, stdout: str = "", stderr: str = "", pid: int | None = None
     ) -> None:
-        super().__init__(message)
-        self.code = "command_timeout"
+        super().__init__("command_timeout", message)
         self.stdout = stdout
         self.stderr = stderr
         self.pid = pid

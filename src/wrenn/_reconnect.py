@@ -10,7 +10,7 @@ import datetime as _dt
 import random
 from collections import OrderedDict
 
-# Defaults of ``events.stream(reconnect=True)``.
+# Defaults of ``events.stream()``, which reconnects unless ``reconnect=False``.
 DEFAULT_MAX_RECONNECTS = 8
 DEFAULT_RECONNECT_TIMEOUT = 120.0
 DEFAULT_RECONNECT_DELAY = 0.5
@@ -30,6 +30,10 @@ class EventStreamGap:
     always means "look again" at whatever you track (``capsules.get``). When the server
     does send ids, the reconnect asks it to resume after ``last_event_id``
     (``Last-Event-ID``), and ``resumable`` is True; events it then re-sends are dropped.
+    A server that confirms the resume (the ``connected`` event of the new connection
+    carries ``last_event_id``, as ``wrenn.local`` does) replays what was missed, so no
+    gap is recorded for that reconnect; a resumable gap is one it did not confirm (the
+    id was older than the server keeps, or unknown to it).
 
     Attributes:
         reason: what ended the connection (``"ReadError"``, ``"idle timeout"``,

@@ -1,4 +1,4 @@
-"""Client factories shared by the async tests and, generated, by their sync twins."""
+"""Client factories shared by the hand-written tests and their generated twins."""
 
 from __future__ import annotations
 

@@ -504,11 +504,12 @@ async def test_event_stream_yields_typed_events_and_closes() -> None:
         }
     )
     async with make_client(recorder) as client:
-        async with client.events.stream() as stream:
+        # reconnect=False: the body ends and so does the stream, as in the official SDK
+        async with client.events.stream(reconnect=False) as stream:
             events = [event async for event in stream]
             assert stream.last_event_id == "7"
         # iterating directly, without a context manager, works as in the official SDK
-        direct = [event.event async for event in client.events.stream()]
+        direct = [event.event async for event in client.events.stream(reconnect=False)]
         await client.http.aclose()
     assert [e.event for e in events] == ["connected", "capsule.create", "capsule.migrated"]
     assert events[1].sandbox is not None and events[1].sandbox.id == "cl-1"

@@ -12,6 +12,7 @@ from wrenn import (
     WrennResponseValidationError,
     WrennTimeoutError,
 )
+from wrenn._compat import IS_ASYNC
 from wrenn.code_runner import (
     DEFAULT_KERNEL,
     DEFAULT_TEMPLATE,
@@ -96,8 +97,7 @@ async def test_a_second_capsule_object_finds_the_running_kernel(local_server: Lo
             assert (await attached.run_code("shared * 6")).text == "42"
             assert attached.kernel_id == capsule.kernel_id
         finally:
-            await attached.close()  # the kernel connection (as in the official SDK)
-            await attached.client.aclose()
+            await attached.aclose()  # the kernel connection and the client
 
 
 async def test_a_kernel_that_dies_is_replaced(local_server: LocalServer) -> None:
@@ -112,14 +112,48 @@ async def test_a_kernel_that_dies_is_replaced(local_server: LocalServer) -> None
         assert capsule.kernel_id != first_kernel
 
 
-async def test_close_releases_the_kernel_connection_only(local_server: LocalServer) -> None:
+async def test_close_kernel_connection_releases_the_kernel_connection_only(
+    local_server: LocalServer,
+) -> None:
     async with await AsyncCapsule.create(**keys(local_server)) as capsule:
         await capsule.run_code("y = 5")
-        await capsule.close()
-        await capsule.close()  # idempotent
+        await capsule.close_kernel_connection()
+        await capsule.close_kernel_connection()  # idempotent
+        assert capsule._socket is None and capsule._proxy is None
         # The capsule and its client still work, and so does the next cell.
         assert await capsule.is_running()
         assert (await capsule.run_code("y")).text == "5"
+
+
+async def test_closing_ends_the_kernel_connection_and_the_client(
+    local_server: LocalServer,
+) -> None:
+    capsule = await AsyncCapsule.create(**keys(local_server))
+    try:
+        await capsule.run_code("y = 5")
+        await capsule.aclose()  # one meaning on every capsule class
+        assert capsule._socket is None and capsule._proxy is None
+        assert capsule.client.is_closed
+        # The capsule keeps running: another object attaches to it and its kernel.
+        async with await AsyncCapsule.connect(capsule.capsule_id, **keys(local_server)) as again:
+            assert (await again.run_code("y")).text == "5"
+    finally:
+        await AsyncCapsule.destroy(capsule.capsule_id, **keys(local_server))
+
+
+if IS_ASYNC:
+
+    async def test_close_is_the_official_async_spelling_of_aclose(
+        local_server: LocalServer,
+    ) -> None:
+        capsule = await AsyncCapsule.create(**keys(local_server))
+        try:
+            await capsule.run_code("y = 5")
+            await capsule.close()
+            assert capsule._socket is None and capsule._proxy is None
+            assert capsule.client.is_closed
+        finally:
+            await AsyncCapsule.destroy(capsule.capsule_id, **keys(local_server))
 
 
 async def test_bad_arguments_fail_before_any_request(local_server: LocalServer) -> None:

@@ -167,6 +167,43 @@ async def test_durable_commands_take_argv_literally_and_keep_a_killed_status(
             capsule.commands.attach("../etc")
 
 
+# Says "ready", then waits (bounded) for a gate file and only then writes a marker file:
+# a command still alive after its kill would write the marker once the gate is there.
+MARKER_PROGRAM = """
+import os, sys, time
+print("ready", flush=True)
+for _ in range(1200):
+    if os.path.exists(sys.argv[1]):
+        open(sys.argv[2], "w").close()
+        break
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize(("signal", "status"), [("SIGKILL", 137), ("SIGTERM", 143)])
+async def test_killing_a_durable_commands_tag_ends_the_command_not_only_its_wrapper(
+    local_server: LocalServer, signal: str, status: int
+) -> None:
+    async with await AsyncCapsule.create(**keys(local_server)) as capsule:
+        gate, marker = "/tmp/kill-gate", "/tmp/kill-marker"
+        handle = await capsule.commands.start_durable(
+            ["python3", "-c", MARKER_PROGRAM, gate, marker], tag="victim"
+        )
+        async with handle.attach() as stream:
+            assert await read_stdout(stream, 2000, until=len(b"ready\n")) == b"ready\n"
+        pid = (await capsule.files.read(f"{handle.spool_dir}/pid")).strip()
+
+        await capsule.commands.kill("victim", signal=signal)  # the tag, as for any command
+
+        result = await handle.wait(timeout=30)
+        assert result.exit_code == status and await handle.exit_code() == status
+        await capsule.files.write(gate, b"go")
+        alive = await capsule.commands.run(["/bin/sh", "-c", 'kill -0 "$1"', "sh", pid])
+        assert alive.exit_code != 0  # the command's pid is gone
+        assert not any(p.tag == "victim" for p in await capsule.commands.list())
+        assert not await capsule.files.exists(marker)
+
+
 # --- keepalive -----------------------------------------------------------------------
 
 TTL = 2

@@ -105,12 +105,14 @@ async def test_a_slow_resume_is_waited_out(local_server: LocalServer) -> None:
         assert waited.status is Status.paused
 
 
-async def test_a_cut_event_stream_is_an_interrupted_stream(local_server: LocalServer) -> None:
+async def test_a_cut_event_stream_without_reconnect_is_an_interrupted_stream(
+    local_server: LocalServer,
+) -> None:
     cut = local_server.faults.cut_stream("events", 1)
     seen: list[str] = []
     async with connect(local_server) as client:
         with pytest.raises(WrennStreamInterruptedError):
-            async with client.events.stream() as events:
+            async with client.events.stream(reconnect=False) as events:
                 async for event in events:
                     seen.append(str(event.event.value))
                     assert len(seen) < 10, seen

@@ -103,7 +103,7 @@ async def test_CL05_every_fault_leaves_the_pool_clean(
         view = sharing(client, srv.url_for(scenario))
         try:
             if scenario.startswith("sse"):
-                async with view.events.stream() as events:
+                async with view.events.stream(reconnect=False) as events:
                     async for _ in events:
                         pass
             elif scenario.startswith("ws"):

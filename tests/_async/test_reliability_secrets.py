@@ -136,7 +136,7 @@ async def test_SE03_debug_logs_carry_metadata_but_no_key_or_bodies(
         files = AsyncFiles(client, CID)
         assert FILE_MARKER in await files.read("/etc/secret-file")
         await files.write("/tmp/upload", UPLOAD_MARKER)
-        async with client.events.stream() as events:
+        async with client.events.stream(reconnect=False) as events:
             async for _ in events:
                 pass
     text = "\n".join(f"{r.name} {r.getMessage()} {r.args!r}" for r in caplog.records)
@@ -152,7 +152,7 @@ async def test_SE04_the_key_never_travels_in_a_url(srv: FaultServer) -> None:
     await _failures(srv)
     async with client_for(srv.url_for("ok")) as client:
         await client.capsules.list()
-        async with client.events.stream() as events:
+        async with client.events.stream(reconnect=False) as events:
             async for _ in events:
                 pass
         async with AsyncCommands(client, CID).stream("true") as stream:

@@ -41,11 +41,13 @@ async def test_ST01_breaking_out_of_an_event_stream_releases_the_connection(
     assert srv.wait_until(lambda: srv.open_connections(url2) == 0, timeout=1.0)
 
 
-async def test_ST02_a_reset_event_stream_raises_with_the_last_event_id(srv: FaultServer) -> None:
+async def test_ST02_a_reset_event_stream_without_reconnect_raises_with_the_last_event_id(
+    srv: FaultServer,
+) -> None:
     async with client_for(srv.url_for("sse-drop")) as client:
         received = []
         with pytest.raises(WrennStreamInterruptedError) as info:
-            async with client.events.stream() as events:
+            async with client.events.stream(reconnect=False) as events:
                 async for event in events:
                     received.append(event)
     assert len(received) == 2

@@ -86,7 +86,7 @@ async def test_TO01_every_operation_has_finite_timeouts() -> None:
             await operation()
         except WrennError:
             pass  # only the timeouts of the requests matter here
-    async with client.events.stream() as events:
+    async with client.events.stream(reconnect=False) as events:
         async for _ in events:
             pass
     async with files.download_stream("/a") as download:
@@ -227,14 +227,98 @@ async def test_TO07_sse_idle_timeout_and_keepalives(srv: FaultServer) -> None:
     elapsed = timed()
     async with client_for(url) as client:
         with pytest.raises(WrennStreamTimeoutError):
-            async with client.events.stream(idle_timeout=0.5) as events:
+            async with client.events.stream(idle_timeout=0.5, reconnect=False) as events:
                 async for _ in events:
                     pass
     assert elapsed() <= 0.5 + 1.0
     # Keepalives every 1 s for 2 s keep a stream with a 1.6 s idle timeout alive.
     url = srv.url_for("sse-keepalive-2")
     elapsed = timed()
-    async with client_for(url) as client, client.events.stream(idle_timeout=1.6) as events:
+    async with (
+        client_for(url) as client,
+        client.events.stream(idle_timeout=1.6, reconnect=False) as events,
+    ):
         received = [event async for event in events]
     assert received == []
     assert elapsed() >= 1.8  # outlived the idle timeout thanks to the keepalives
+
+
+# A float ``timeout`` bounds the wall clock of each attempt, not only each socket wait:
+# the servers below never stay silent long enough to trip a 2 s read timeout. Upper
+# bounds carry generous slack (the attempt ends at 2 s); without the bound these calls
+# would run until the 120 s total deadline.
+
+
+async def test_a_float_timeout_ends_an_attempt_whose_body_drips(srv: FaultServer) -> None:
+    url = srv.url_for("drip")
+    elapsed = timed()
+    async with client_for(url, timeout=2.0, max_retries=0) as client:
+        with pytest.raises(WrennTimeoutError, match="within its timeout") as info:
+            await client.capsules.get(CID)
+        assert elapsed() < 6.0
+        assert info.value.retries_taken == 0
+        assert in_flight(client.http) == 0
+        assert srv.wait_until(lambda: srv.open_connections(url) == 0, 5.0)
+
+
+async def test_a_per_call_float_timeout_ends_an_attempt_whose_head_drips(
+    srv: FaultServer,
+) -> None:
+    url = srv.url_for("driphead")
+    async with client_for(url, max_retries=0) as client:
+        elapsed = timed()
+        with pytest.raises(WrennTimeoutError, match="within its timeout"):
+            await client.with_options(timeout=2.0).capsules.get(CID)
+        assert elapsed() < 6.0
+        assert in_flight(client.http) == 0
+
+
+async def test_an_attempt_cut_by_its_timeout_is_retried_like_any_timeout(
+    srv: FaultServer, sleeps: SleepRecorder
+) -> None:
+    url = srv.url_for("drip")
+    elapsed = timed()
+    async with client_for(url, timeout=1.0, max_retries=1) as client:
+        with pytest.raises(WrennTimeoutError) as info:
+            await client.capsules.get(CID)  # a GET: safe to ask again
+    assert info.value.retries_taken == 1 and len(sleeps.delays) == 1
+    assert srv.count(url) == 2
+    assert elapsed() < 6.0
+
+
+async def test_a_slow_answer_within_the_float_timeout_succeeds(srv: FaultServer) -> None:
+    # 1 s to arrive, never silent for long: well within a 2 s attempt.
+    url = srv.url_for("dripfor-1")
+    async with client_for(url, timeout=2.0, max_retries=0) as client:
+        capsule = await client.capsules.get(CID)
+        assert capsule.id == CID
+        # A call with a longer read budget (a VM boot) keeps it on top of the float.
+        slow_create = srv.url_for("dripfor-3")
+        async with client_for(slow_create, timeout=2.0, max_retries=0) as creating:
+            created = await creating.capsules.create(template="minimal", wait=False)
+        assert created.id
+
+
+async def test_an_httpx_timeout_keeps_bounding_each_socket_wait_only(srv: FaultServer) -> None:
+    # The documented escape hatch: phases of an httpx.Timeout are per socket operation,
+    # so only the call's total deadline ends the dripping body.
+    url = srv.url_for("drip")
+    elapsed = timed()
+    async with client_for(url, timeout=httpx.Timeout(2.0), total_timeout=3.0) as client:
+        with pytest.raises(WrennTimeoutError, match="call deadline"):
+            await client.capsules.get(CID)
+    assert 2.5 < elapsed() < 6.0
+
+
+async def test_a_float_timeout_does_not_cap_an_open_stream(srv: FaultServer) -> None:
+    # Keepalives for 2 s: the stream outlives a 1 s timeout, which bounds only reaching
+    # the response head; the idle timeout bounds the silence after it.
+    url = srv.url_for("sse-keepalive-2")
+    elapsed = timed()
+    async with (
+        client_for(url, timeout=1.0) as client,
+        client.events.stream(idle_timeout=1.6, reconnect=False) as events,
+    ):
+        received = [event async for event in events]
+    assert received == []
+    assert elapsed() >= 1.8

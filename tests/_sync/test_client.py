@@ -505,11 +505,12 @@ def test_event_stream_yields_typed_events_and_closes() -> None:
         }
     )
     with make_client(recorder) as client:
-        with client.events.stream() as stream:
+        # reconnect=False: the body ends and so does the stream, as in the official SDK
+        with client.events.stream(reconnect=False) as stream:
             events = [event for event in stream]
             assert stream.last_event_id == "7"
         # iterating directly, without a context manager, works as in the official SDK
-        direct = [event.event for event in client.events.stream()]
+        direct = [event.event for event in client.events.stream(reconnect=False)]
         client.http.close()
     assert [e.event for e in events] == ["connected", "capsule.create", "capsule.migrated"]
     assert events[1].sandbox is not None and events[1].sandbox.id == "cl-1"

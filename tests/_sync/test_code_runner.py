@@ -97,8 +97,7 @@ def test_a_second_capsule_object_finds_the_running_kernel(local_server: LocalSer
             assert (attached.run_code("shared * 6")).text == "42"
             assert attached.kernel_id == capsule.kernel_id
         finally:
-            attached.close()  # the kernel connection (as in the official SDK)
-            attached.client.close()
+            attached.close()  # the kernel connection and the client
 
 
 def test_a_kernel_that_dies_is_replaced(local_server: LocalServer) -> None:
@@ -113,14 +112,33 @@ def test_a_kernel_that_dies_is_replaced(local_server: LocalServer) -> None:
         assert capsule.kernel_id != first_kernel
 
 
-def test_close_releases_the_kernel_connection_only(local_server: LocalServer) -> None:
+def test_close_kernel_connection_releases_the_kernel_connection_only(
+    local_server: LocalServer,
+) -> None:
     with Capsule.create(**keys(local_server)) as capsule:
         capsule.run_code("y = 5")
-        capsule.close()
-        capsule.close()  # idempotent
+        capsule.close_kernel_connection()
+        capsule.close_kernel_connection()  # idempotent
+        assert capsule._socket is None and capsule._proxy is None
         # The capsule and its client still work, and so does the next cell.
         assert capsule.is_running()
         assert (capsule.run_code("y")).text == "5"
+
+
+def test_closing_ends_the_kernel_connection_and_the_client(
+    local_server: LocalServer,
+) -> None:
+    capsule = Capsule.create(**keys(local_server))
+    try:
+        capsule.run_code("y = 5")
+        capsule.close()  # one meaning on every capsule class
+        assert capsule._socket is None and capsule._proxy is None
+        assert capsule.client.is_closed
+        # The capsule keeps running: another object attaches to it and its kernel.
+        with Capsule.connect(capsule.capsule_id, **keys(local_server)) as again:
+            assert (again.run_code("y")).text == "5"
+    finally:
+        Capsule.destroy(capsule.capsule_id, **keys(local_server))
 
 
 def test_bad_arguments_fail_before_any_request(local_server: LocalServer) -> None:

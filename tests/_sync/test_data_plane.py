@@ -15,6 +15,7 @@ from wrenn import (
     StreamStdoutEvent,
     WrennAgentError,
     WrennCommandTimeoutError,
+    WrennConnectionError,
 )
 from wrenn.local import LocalServer
 from wrenn.models import FileType, Status
@@ -83,6 +84,8 @@ def test_timeout_stops_the_command_and_keeps_its_output(local_server: LocalServe
         assert time.monotonic() - started < 10
         assert info.value.stdout == "before\n"
         assert isinstance(info.value, TimeoutError)
+        # The command ran long; the connection was fine.
+        assert not isinstance(info.value, WrennConnectionError)
         # the command was stopped, not left running
         survivors = capsule.commands.run("ps -eo args | grep -c '[s]leep 30' || true")
         assert survivors.stdout.strip() == "0"

@@ -168,6 +168,43 @@ def test_durable_commands_take_argv_literally_and_keep_a_killed_status(
             capsule.commands.attach("../etc")
 
 
+# Says "ready", then waits (bounded) for a gate file and only then writes a marker file:
+# a command still alive after its kill would write the marker once the gate is there.
+MARKER_PROGRAM = """
+import os, sys, time
+print("ready", flush=True)
+for _ in range(1200):
+    if os.path.exists(sys.argv[1]):
+        open(sys.argv[2], "w").close()
+        break
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize(("signal", "status"), [("SIGKILL", 137), ("SIGTERM", 143)])
+def test_killing_a_durable_commands_tag_ends_the_command_not_only_its_wrapper(
+    local_server: LocalServer, signal: str, status: int
+) -> None:
+    with Capsule.create(**keys(local_server)) as capsule:
+        gate, marker = "/tmp/kill-gate", "/tmp/kill-marker"
+        handle = capsule.commands.start_durable(
+            ["python3", "-c", MARKER_PROGRAM, gate, marker], tag="victim"
+        )
+        with handle.attach() as stream:
+            assert read_stdout(stream, 2000, until=len(b"ready\n")) == b"ready\n"
+        pid = (capsule.files.read(f"{handle.spool_dir}/pid")).strip()
+
+        capsule.commands.kill("victim", signal=signal)  # the tag, as for any command
+
+        result = handle.wait(timeout=30)
+        assert result.exit_code == status and handle.exit_code() == status
+        capsule.files.write(gate, b"go")
+        alive = capsule.commands.run(["/bin/sh", "-c", 'kill -0 "$1"', "sh", pid])
+        assert alive.exit_code != 0  # the command's pid is gone
+        assert not any(p.tag == "victim" for p in capsule.commands.list())
+        assert not capsule.files.exists(marker)
+
+
 # --- keepalive -----------------------------------------------------------------------
 
 TTL = 2

@@ -9,6 +9,8 @@ synchronises on the ``connected`` event each new connection starts with.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -24,12 +26,14 @@ from wrenn import (
     WrennStreamInterruptedError,
 )
 from wrenn._reconnect import EventStreamGap
-from wrenn.local import LocalServer
+from wrenn._sync.events import EventStream
+from wrenn.local import CutStream, LocalServer
 from wrenn.models import Status
 
 pytestmark = pytest.mark.anyio
 
-FAST = {"reconnect": True, "reconnect_delay": 0.001}
+# Reconnecting is the default: only the delay is shortened.
+FAST = {"reconnect_delay": 0.001}
 
 
 def client_of(handler: FakeEventFeed | FakePlatform) -> WrennClient:
@@ -160,19 +164,70 @@ def test_a_refusal_on_the_first_connection_is_raised_at_once() -> None:
     assert len(feed.resumed_from) == 1
 
 
-def test_without_reconnect_a_drop_still_raises_and_gaps_need_reconnect() -> None:
+def test_reconnect_false_raises_on_a_drop_and_gaps_need_reconnect() -> None:
     feed = FakeEventFeed([(ids(("connected", None), ("capsule.create", "1")), DROP)])
     with client_of(feed) as client:
         with pytest.raises(WrennStreamInterruptedError):
-            with client.events.stream() as stream:
+            with client.events.stream(reconnect=False) as stream:
                 for _ in range(5):
                     stream.__next__()
         with pytest.raises(ValueError, match="on_gap"):
-            client.events.stream(on_gap=print)
+            client.events.stream(reconnect=False, on_gap=print)
         with pytest.raises(ValueError, match="max_reconnects"):
-            client.events.stream(reconnect=True, max_reconnects=0)
+            client.events.stream(max_reconnects=0)
         client.http.close()
     assert len(feed.resumed_from) == 1
+
+
+def test_the_stream_reconnects_by_default_after_a_drop() -> None:
+    feed = FakeEventFeed(
+        [
+            (ids(("connected", None), ("capsule.create", None)), DROP),
+            (ids(("connected", None), ("capsule.pause", None)), END),
+            404,
+        ]
+    )
+    with client_of(feed) as client:
+        received = []
+        with pytest.raises(WrennNotFoundError):
+            with client.events.stream(reconnect_delay=0.001) as stream:
+                for _ in range(10):
+                    received.append((stream.__next__()).event)
+        client.http.close()
+    assert received == ["connected", "capsule.create", "connected", "capsule.pause"]
+    assert stream.reconnects == 1 and len(stream.gaps) == 1  # then the END met the 404
+
+
+def test_a_resume_the_server_confirms_is_no_gap_and_one_it_does_not_is() -> None:
+    # wrenn.local's way: the new connection's ``connected`` carries the id it resumes
+    # after, then replays what came later; one that cannot says so with another id.
+    feed = FakeEventFeed(
+        [
+            (ids(("connected", "0"), ("capsule.create", "1"), ("capsule.pause", "2")), DROP),
+            (ids(("connected", "2"), ("capsule.resume", "3")), DROP),  # confirmed
+            (ids(("connected", "9"), ("capsule.destroy", "10")), END),  # "3" is too old
+            401,
+        ]
+    )
+    gaps: list[EventStreamGap] = []
+    with client_of(feed) as client:
+        received = []
+        with pytest.raises(WrennAuthenticationError):
+            with client.events.stream(**FAST, on_gap=gaps.append) as stream:  # type: ignore[arg-type]
+                for _ in range(20):
+                    received.append((stream.__next__()).event)
+        client.http.close()
+    assert [kind for kind in received if kind != "connected"] == [
+        "capsule.create",
+        "capsule.pause",
+        "capsule.resume",
+        "capsule.destroy",
+    ]
+    assert feed.resumed_from == [None, "2", "3", "10"]
+    assert stream.reconnects == 2 and stream.duplicates == 0  # then the END met the 401
+    # Only the resume the server did not confirm is a gap.
+    assert list(stream.gaps) == gaps and len(gaps) == 1
+    assert gaps[0].last_event_id == "3" and gaps[0].resumable
 
 
 def test_wait_for_polls_when_the_server_has_no_event_stream() -> None:
@@ -213,13 +268,14 @@ def test_the_stream_survives_a_server_side_drop_of_a_real_server(
     gaps: list[EventStreamGap] = []
     keys = {"api_key": local_server.api_key, "base_url": local_server.base_url}
     with WrennClient(**keys) as client:
-        stream = client.events.stream(reconnect=True, reconnect_delay=0.01, on_gap=gaps.append)
+        stream = client.events.stream(reconnect_delay=0.01, on_gap=gaps.append)
         with stream:
             assert (stream.__next__()).event == "connected"
             drop_event_streams(local_server)
-            # The next event is the new connection's "connected": subscribed again.
+            # The next event is the new connection's "connected": subscribed again, and
+            # resumed where the first one ended (wrenn.local sends ids): no gap.
             assert (stream.__next__()).event == "connected"
-            assert [g.reason for g in gaps] == ["the server ended the stream"]
+            assert gaps == [] and stream.reconnects == 1
             capsule = client.capsules.create(wait=False)
             try:
                 for _ in range(50):  # bounded: create sends a handful of events
@@ -234,3 +290,79 @@ def test_the_stream_survives_a_server_side_drop_of_a_real_server(
             finally:
                 client.capsules.destroy(capsule.id)
         assert stream.reconnects == 1
+
+
+CUTS = 5
+CAPSULES = 3
+EVENTS_PER_ACTION = 3  # two status changes and the action's own event
+WATCHDOG = 60.0
+
+
+@contextlib.contextmanager
+def interrupted_after(seconds: float, *streams: EventStream) -> Iterator[None]:
+    """Bound every read of ``streams`` in time: keepalives keep a stream alive, so an
+    event that never comes would otherwise be awaited forever."""
+    timer = threading.Timer(seconds, lambda: [stream.interrupt() for stream in streams])
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def take(stream: object, count: int) -> list[tuple[str, str, str]]:
+    """The next ``count`` events of a stream but ``connected``, as comparable tuples."""
+    seen: list[tuple[str, str, str]] = []
+    for _ in range(count + 20):  # bounded: a few `connected` may come in between
+        event = stream.__next__()  # type: ignore[attr-defined]
+        if event.event != "connected":
+            resource = event.resource.id if event.resource is not None else ""
+            seen.append((str(event.event), resource, repr(event.metadata)))
+            if len(seen) == count:
+                return seen
+    raise AssertionError(f"only {len(seen)} of {count} events: {seen}")
+
+
+def test_a_stream_the_server_keeps_cutting_delivers_every_event_once_in_order_without_a_gap(
+    local_server: LocalServer,
+) -> None:
+    gaps: list[EventStreamGap] = []
+    keys = {"api_key": local_server.api_key, "base_url": local_server.base_url}
+    # Lifecycle calls over raw HTTP: an SDK wait would open an event stream of its own,
+    # which the cut rule would count.
+    headers = {"X-API-Key": local_server.api_key}
+    with (
+        WrennClient(**keys) as client,
+        httpx.Client(base_url=local_server.base_url, headers=headers) as http,
+        # The reference is opened before the rule: it is never cut, and sees the truth.
+        client.events.stream(reconnect=False) as reference,
+    ):
+        assert (reference.__next__()).event == "connected"
+        # Each connection ends after `connected` and two events, as a proxy would.
+        cut = local_server.faults.add(CutStream("events", after=3, times=CUTS))
+        try:
+            stream = client.events.stream(reconnect_delay=0.01, on_gap=gaps.append)
+            with interrupted_after(WATCHDOG, stream, reference):
+                with stream:
+                    assert (stream.__next__()).event == "connected"
+                    # Each action's events are read before the next action: the cuts and
+                    # the reconnects come while the events are being produced.
+                    got: list[tuple[str, str, str]] = []
+                    created = []
+                    for _ in range(CAPSULES):
+                        response = http.post("/v1/capsules", json={})
+                        assert response.status_code == 202, response.text
+                        created.append(response.json()["id"])
+                        got += take(stream, EVENTS_PER_ACTION)  # it runs once read
+                    for capsule_id in created:
+                        response = http.delete(f"/v1/capsules/{capsule_id}")
+                        assert response.status_code in (202, 204), response.text
+                        got += take(stream, EVENTS_PER_ACTION)
+                want = take(reference, 2 * CAPSULES * EVENTS_PER_ACTION)
+        finally:
+            cut.remove()
+    assert got == want  # every event once, in the server's order
+    assert {resource for _, resource, _ in want} == set(created)
+    assert cut.hits == CUTS and stream.reconnects == CUTS
+    assert gaps == [] and list(stream.gaps) == []
+    assert stream.duplicates == 0  # the server replays after the id, never before

@@ -106,12 +106,14 @@ def test_a_slow_resume_is_waited_out(local_server: LocalServer) -> None:
         assert waited.status is Status.paused
 
 
-def test_a_cut_event_stream_is_an_interrupted_stream(local_server: LocalServer) -> None:
+def test_a_cut_event_stream_without_reconnect_is_an_interrupted_stream(
+    local_server: LocalServer,
+) -> None:
     cut = local_server.faults.cut_stream("events", 1)
     seen: list[str] = []
     with connect(local_server) as client:
         with pytest.raises(WrennStreamInterruptedError):
-            with client.events.stream() as events:
+            with client.events.stream(reconnect=False) as events:
                 for event in events:
                     seen.append(str(event.event.value))
                     assert len(seen) < 10, seen

@@ -102,7 +102,7 @@ def test_CL05_every_fault_leaves_the_pool_clean(srv: FaultServer, sleeps: SleepR
         view = sharing(client, srv.url_for(scenario))
         try:
             if scenario.startswith("sse"):
-                with view.events.stream() as events:
+                with view.events.stream(reconnect=False) as events:
                     for _ in events:
                         pass
             elif scenario.startswith("ws"):

@@ -223,14 +223,23 @@ def test_BR10_a_huge_body_is_capped_in_bounded_memory(srv: FaultServer) -> None:
 
 
 def test_BR11_sse_unknown_kinds_and_malformed_frames(srv: FaultServer) -> None:
-    with client_for(srv.url_for("sse-newevent")) as client, client.events.stream() as events:
+    with (
+        client_for(srv.url_for("sse-newevent")) as client,
+        client.events.stream(reconnect=False) as events,
+    ):
         kinds = [event.event for event in events]
     assert kinds == ["capsule.migrated", "capsule.create"]
-    with client_for(srv.url_for("sse-bad")) as client, client.events.stream() as events:
+    with (
+        client_for(srv.url_for("sse-bad")) as client,
+        client.events.stream(reconnect=False) as events,
+    ):
         with pytest.raises(WrennStreamError):
             for _ in events:
                 pass
-    with client_for(srv.url_for("sse-idretry")) as client, client.events.stream() as events:
+    with (
+        client_for(srv.url_for("sse-idretry")) as client,
+        client.events.stream(reconnect=False) as events,
+    ):
         received = [event for event in events]
         assert events.last_event_id == "evt-2"
     assert len(received) == 2

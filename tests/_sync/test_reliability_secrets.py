@@ -137,7 +137,7 @@ def test_SE03_debug_logs_carry_metadata_but_no_key_or_bodies(
         files = Files(client, CID)
         assert FILE_MARKER in files.read("/etc/secret-file")
         files.write("/tmp/upload", UPLOAD_MARKER)
-        with client.events.stream() as events:
+        with client.events.stream(reconnect=False) as events:
             for _ in events:
                 pass
     text = "\n".join(f"{r.name} {r.getMessage()} {r.args!r}" for r in caplog.records)
@@ -153,7 +153,7 @@ def test_SE04_the_key_never_travels_in_a_url(srv: FaultServer) -> None:
     _failures(srv)
     with client_for(srv.url_for("ok")) as client:
         client.capsules.list()
-        with client.events.stream() as events:
+        with client.events.stream(reconnect=False) as events:
             for _ in events:
                 pass
         with Commands(client, CID).stream("true") as stream:

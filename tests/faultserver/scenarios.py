@@ -61,6 +61,8 @@ _BASES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("hangfirst", r"hangfirst-(\d+)"),
         ("hangbody", r"hangbody"),
         ("drip", r"drip"),
+        ("driphead", r"driphead"),
+        ("dripfor", r"dripfor-" + _SECS),
         ("slow", r"slow-" + _SECS),
         ("slowdelete", r"slowdelete-" + _SECS),
         ("slowpost", r"slowpost-" + _SECS),

@@ -125,6 +125,9 @@ Connection faults
   ``hangfirst-<n>``    First ``n`` attempts ``hang``, then ``ok``.
   ``hangbody``         Full headers, then silence (like ``hang``).
   ``drip``             ``Content-Length: 120``, 1 byte every 0.5 s (60 s max).
+  ``driphead``         The response head itself, 1 byte every 0.5 s (60 s max).
+  ``dripfor-<s>``      The ``ok`` answer, complete and valid, spread evenly over
+                       ``s`` seconds (10 pieces): slow, yet never silent for long.
   ``slow-<s>``         Any request: answer ``ok`` after ``s`` seconds.
   ``slowdelete-<s>``   First DELETE of the key performs the delete (flag
                        ``deleted``) and answers 204 after ``s`` seconds; every
@@ -744,6 +747,47 @@ async def _b_drip(ex: _Exchange) -> bool:
     return finished and not ex.head.wants_close
 
 
+async def _b_driphead(ex: _Exchange) -> bool:
+    ex.mark_responded()
+    head = response_head(200, [*ex.base_headers(False), ("Content-Length", "2")])
+    head = head[:_DRIP_BYTES]  # bounded: 60 s at most
+
+    async def drip() -> None:
+        for i in range(len(head)):
+            await ex.conn.write(head[i : i + 1])
+            await asyncio.sleep(_DRIP_INTERVAL)
+
+    await _until_client_leaves(ex, drip())
+    return False  # the head is cut (or the client left): the connection is spent
+
+
+async def _b_dripfor(ex: _Exchange) -> bool:
+    resp = _default_response(ex)
+    data = (
+        response_head(
+            resp.status,
+            [
+                *ex.base_headers(False),
+                ("Content-Type", resp.ctype or "application/json"),
+                ("Content-Length", str(len(resp.body))),
+            ],
+        )
+        + resp.body
+    )
+    ex.mark_responded()
+    pieces = 10
+    step = -(-len(data) // pieces)
+    pause = ex.scenario.seconds / pieces
+
+    async def drip() -> None:
+        for start in range(0, len(data), step):
+            await asyncio.sleep(pause)
+            await ex.conn.write(data[start : start + step])
+
+    finished = await _until_client_leaves(ex, drip())
+    return finished and not ex.head.wants_close
+
+
 async def _b_huge(ex: _Exchange) -> bool:
     size = int(ex.scenario.arg or 0) * 1024 * 1024
     is_list = isinstance(_default_response(ex).value, list)
@@ -981,6 +1025,7 @@ async def _dispatch(ex: _Exchange) -> bool:
         "hang": _b_hang,
         "hangbody": _b_hangbody,
         "drip": _b_drip,
+        "driphead": _b_driphead,
         "huge": _b_huge,
         "slowdelete": _b_slowdelete,
         "slowpost": _b_slowpost,
@@ -993,6 +1038,8 @@ async def _dispatch(ex: _Exchange) -> bool:
         return await _b_status(ex, int(arg or 500))
     if kind == "slow":
         return await _b_slow(ex, ex.scenario.seconds)
+    if kind == "dripfor":
+        return await _b_dripfor(ex)
     if kind in ("redirect", "redirect301"):
         return await _b_redirect(ex, kind)
     if kind in ("errlist", "errstr", "errempty", "errblank", "errhtml"):

@@ -86,6 +86,8 @@ ALL_NAMES = [
     "hangfirst-1",
     "hangbody",
     "drip",
+    "driphead",
+    "dripfor-1.5",
     "slow-6",
     "slowdelete-2",
     "slowpost-2.5",
@@ -524,6 +526,30 @@ def test_drip_sends_one_byte_per_half_second(srv: FaultServer) -> None:
     assert got.startswith(b'{"p')
     assert 0.8 < elapsed < 1.6  # bytes 2 and 3 came 0.5 s apart
     assert srv.wait_until(lambda: srv.open_connections(url) == 0, 1.0)
+
+
+def test_driphead_drips_the_status_line(srv: FaultServer) -> None:
+    url = httpx.URL(srv.url_for("driphead"))
+    with socket.create_connection((url.host, url.port or 80), timeout=5) as s:
+        s.sendall(f"GET {url.path}/v1/capsules HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = b""
+        start = time.monotonic()
+        for _ in range(10):
+            got += s.recv(64)
+            if len(got) >= 3:
+                break
+        elapsed = time.monotonic() - start
+    assert got.startswith(b"HTT")
+    assert 0.8 < elapsed < 1.6  # bytes 2 and 3 of the head came 0.5 s apart
+
+
+def test_dripfor_spreads_a_valid_answer_over_its_seconds(srv: FaultServer) -> None:
+    url = srv.url_for("dripfor-1")
+    start = time.monotonic()
+    with _fresh_client(timeout=2.0) as c:
+        r = c.get(url + "/v1/capsules")
+    assert r.status_code == 200 and isinstance(r.json(), list)
+    assert 0.8 < time.monotonic() - start < 3.0
 
 
 def test_slowdelete_deletes_then_404(srv: FaultServer) -> None:

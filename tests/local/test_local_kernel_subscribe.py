@@ -30,8 +30,7 @@ def test_every_new_connection_gets_its_first_cells_result(local_server: LocalSer
             try:
                 assert attached.run_code("x * 2").text == "42"
             finally:
-                attached.close()  # the kernel connection
-                attached.client.close()
+                attached.close()  # the kernel connection and the client
 
 
 def test_the_subscription_is_confirmed_by_an_iopub_message(

@@ -299,3 +299,60 @@ def test_sse_snapshot_events(http: httpx.Client, capsule: str) -> None:
     assert created["outcome"] == deleted["outcome"] == "success"
     assert created["resource"] == {"id": name, "type": "template"}
     assert created["metadata"] == {"sandbox_id": capsule}
+
+
+# --- event ids and Last-Event-ID (a wrenn.local addition: the platform sends no ids) ----
+def _frames(lines: Any, count: int) -> list[tuple[int, str, dict[str, Any]]]:
+    """The next ``count`` SSE frames as ``(id, event, data)``, keepalives skipped."""
+    out: list[tuple[int, str, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    for _, line in zip(range(1000), lines, strict=False):
+        if line.startswith(":"):
+            continue
+        if line:
+            name, _, value = line.partition(": ")
+            fields[name] = value
+            continue
+        if fields:
+            out.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+            fields = {}
+            if len(out) == count:
+                return out
+    raise AssertionError(f"only {len(out)} of {count} frames")
+
+
+def test_sse_ids_increase_and_last_event_id_replays_what_was_missed(
+    http: httpx.Client,
+) -> None:
+    with http.stream("GET", "/v1/events/stream", timeout=10) as resp:
+        [(start, kind, _)] = _frames(resp.iter_lines(), 1)
+    assert kind == "connected"
+    cid = create(http)  # published while no stream is open
+    destroy(http, cid)
+    resume = {"Last-Event-ID": str(start)}
+    with http.stream("GET", "/v1/events/stream", headers=resume, timeout=10) as resp:
+        lines = resp.iter_lines()
+        [(resumed_from, kind, _)] = _frames(lines, 1)
+        assert (resumed_from, kind) == (start, "connected")  # everything after it follows
+        replayed = _frames(lines, 6)
+    assert [event_id for event_id, _, _ in replayed] == list(range(start + 1, start + 7))
+    assert [data["resource"]["id"] for _, _, data in replayed] == [cid] * 6
+    assert {kind for _, kind, _ in replayed} >= {"capsule.create", "capsule.destroy"}
+
+
+@pytest.mark.parametrize("last_event_id", ["not-an-id", "-1", "99999999999"])
+def test_sse_an_id_it_cannot_resume_from_starts_live_after_the_newest(
+    http: httpx.Client, last_event_id: str
+) -> None:
+    with http.stream("GET", "/v1/events/stream", timeout=10) as resp:
+        [(newest, _, _)] = _frames(resp.iter_lines(), 1)
+    headers = {"Last-Event-ID": last_event_id}
+    with http.stream("GET", "/v1/events/stream", headers=headers, timeout=10) as resp:
+        lines = resp.iter_lines()
+        [(resumed_from, kind, _)] = _frames(lines, 1)
+        # Another id than the one asked for: the client knows it has a gap.
+        assert (resumed_from, kind) == (newest, "connected")
+        cid = create(http)
+        [(next_id, _, data)] = _frames(lines, 1)
+    destroy(http, cid)
+    assert next_id == newest + 1 and data["resource"]["id"] == cid  # no replay first

@@ -1,1 +1,2 @@
-"""The hand-written asynchronous API. ``build_sync.py`` generates ``wrenn._sync`` from it."""
+"""The client API (clients, capsules and their resources). Only the asyncio/trio package
+is written by hand; ``build_sync.py`` generates the blocking one from it."""

@@ -18,6 +18,7 @@ import httpx
 from httpx._utils import get_environment_proxies
 
 from .._compat import (
+    AsyncAttemptTimer,
     AsyncCleanupScope,
     AsyncLock,
     AsyncLoopGuard,
@@ -175,25 +176,26 @@ class AsyncRequester:
             socket_options=keepalive_socket_options(),
         )
         # Imported here: it needs httpcore, which httpx itself loads only for a transport.
-        from .._netbackend import cache_readable_socket
+        from .._netbackend import bound_attempts, cache_readable_socket
 
         cache_readable_socket(transport)
+        bound_attempts(transport)
         # httpx reads HTTP(S)_PROXY/ALL_PROXY/NO_PROXY only when it builds its own
         # transport; ours carries keepalive options, so the proxies are mounted here.
         mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
         if self._trust_env:
             for pattern, proxy in get_environment_proxies().items():
-                mounts[pattern] = (
-                    None
-                    if proxy is None
-                    else httpx.AsyncHTTPTransport(
+                mounted = None
+                if proxy is not None:
+                    mounted = httpx.AsyncHTTPTransport(
                         proxy=proxy,
                         verify=verify,
                         trust_env=self._trust_env,
                         limits=self._limits,
                         socket_options=keepalive_socket_options(),
                     )
-                )
+                    bound_attempts(mounted)
+                mounts[pattern] = mounted
         auth: httpx.Auth | None = None
         hooks: dict[str, list[Any]] = {}
         if self._api_key is not None and self._base_url is not None:
@@ -419,6 +421,11 @@ class AsyncRequester:
                 write=base_timeout.write,
                 pool=base_timeout.pool,
             )
+        # A float ``timeout`` bounds each attempt's wall clock (an httpx.Timeout only
+        # each socket operation). A call with a longer read budget gets that on top.
+        attempt_timeout = options.attempt_timeout
+        if attempt_timeout is not None and read_timeout is not None:
+            attempt_timeout += read_timeout
         max_retries = options.max_retries if replayable else 0
         scrub = options.api_key.scrub
         attempt = 0
@@ -457,6 +464,7 @@ class AsyncRequester:
                     method,
                     path,
                     ok=ok if stream else None,
+                    attempt_timeout=attempt_timeout,
                 )
             except WrennConnectionError as error:
                 if await self._may_retry_transport(error, method, attempt, max_retries, deadline):
@@ -536,52 +544,76 @@ class AsyncRequester:
         path: str,
         *,
         ok: tuple[int, ...] | None,
+        attempt_timeout: float | None = None,
     ) -> httpx.Response | tuple[int, httpx.Headers, bytes]:
         """Send one attempt. A stream with a status in ``ok`` comes back open; anything
         else is read fully and closed. Transport failures raise ``WrennConnectionError``.
+
+        ``attempt_timeout`` bounds the attempt's wall clock (``WrennTimeoutError`` past
+        it): everything up to the end of the body, or for a stream up to its response
+        head (the stream's own idle bounds take over from there).
 
         A unary attempt holds one of the client's pool slots while it runs, so no more
         requests enter httpcore's pool than it has connections (none queue inside it).
         """
         scrub = options.api_key.scrub
         slots = self._slots if ok is None else None
-        if slots is not None and not await slots.acquire(timeout.pool):
-            raise WrennTimeoutError(
-                f"{method} {path}: no connection became free in the pool in time",
-                request_sent=False,
-            )
+        sent = False
+        attempt_deadline = _attempt_deadline(attempt_timeout)
+        timer = AsyncAttemptTimer(attempt_timeout)
         try:
-            try:
-                response = await client.send(
-                    request,
-                    # The SDK's own URLs are built on base_url: no origin check needed.
-                    auth=_APIKeyAuth(options.api_key, None),
-                    stream=True,
-                    follow_redirects=False,
-                )
-            except BaseException as exc:
-                _heal_pool(client)
-                if isinstance(request.stream, AsyncBodyStream):
-                    with AsyncCleanupScope(1.0):
-                        await request.stream.aclose()
-                if isinstance(exc, httpx.TransportError):
-                    raise _transport_error(exc, method, path, scrub) from exc
-                raise
-            if ok is not None and response.status_code in ok:
-                return response
-            try:
-                body = await _read_body(
-                    response, deadline, options.max_response_bytes, method, path
-                )
-            except httpx.TransportError as exc:
-                raise _transport_error(exc, method, path, scrub) from exc
-            finally:
-                await response.aclose()
-                _unlink_stream(response)
-            return response.status_code, response.headers, body
-        finally:
-            if slots is not None:
-                slots.release()
+            with timer:
+                if slots is not None and not await slots.acquire(timeout.pool):
+                    raise WrennTimeoutError(
+                        f"{method} {path}: no connection became free in the pool in time",
+                        request_sent=False,
+                    )
+                try:
+                    sent = True  # from here on the server may see the request
+                    try:
+                        response = await client.send(
+                            request,
+                            # The SDK's own URLs are built on base_url: no origin check.
+                            auth=_APIKeyAuth(options.api_key, None),
+                            stream=True,
+                            follow_redirects=False,
+                        )
+                    except BaseException as exc:
+                        _heal_pool(client)
+                        if isinstance(request.stream, AsyncBodyStream):
+                            with AsyncCleanupScope(1.0):
+                                await request.stream.aclose()
+                        if isinstance(exc, httpx.TransportError):
+                            raise _transport_error(exc, method, path, scrub) from exc
+                        raise
+                    if ok is not None and response.status_code in ok:
+                        return response
+                    try:
+                        body = await _read_body(
+                            response,
+                            deadline,
+                            options.max_response_bytes,
+                            method,
+                            path,
+                            attempt_deadline=attempt_deadline,
+                        )
+                    except httpx.TransportError as exc:
+                        raise _transport_error(exc, method, path, scrub) from exc
+                    finally:
+                        await response.aclose()
+                        _unlink_stream(response)
+                    return response.status_code, response.headers, body
+                finally:
+                    if slots is not None:
+                        slots.release()
+        except WrennTimeoutError as exc:
+            # The blocking client's bound surfaces as a socket timeout: say which one.
+            if attempt_timeout is not None and timer.expired:
+                raise _attempt_expired(method, path, attempt_timeout, exc.request_sent) from exc
+            raise
+        # Only the async timer gets here: its scope ended the attempt and swallowed the
+        # cancellation it used to do so.
+        raise _attempt_expired(method, path, attempt_timeout, sent)
 
     async def _may_retry_transport(
         self,
@@ -607,12 +639,20 @@ class AsyncRequester:
 
 
 async def _read_body(
-    response: httpx.Response, deadline: float | None, limit: int, method: str, path: str
+    response: httpx.Response,
+    deadline: float | None,
+    limit: int,
+    method: str,
+    path: str,
+    *,
+    attempt_deadline: float | None = None,
 ) -> bytes:
-    """Read the whole body, enforcing the size cap and the call deadline between chunks.
+    """Read the whole body, enforcing the size cap and the deadlines between chunks.
 
     httpx's read timeout is per chunk, so a server that drips one byte at a time would
-    never trip it; checking the deadline as chunks arrive bounds the whole call.
+    never trip it; checking the deadline as chunks arrive bounds the whole call. The
+    attempt's own deadline is checked too, for a blocking client sending through a
+    caller's ``http_client`` (whose sockets ``bound_attempts`` could not wrap).
     """
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -629,6 +669,10 @@ async def _read_body(
             if deadline is not None and time.monotonic() > deadline:
                 raise WrennTimeoutError(
                     f"{method} {path}: the call deadline passed while reading the response"
+                )
+            if attempt_deadline is not None and time.monotonic() > attempt_deadline:
+                raise WrennTimeoutError(
+                    f"{method} {path}: the attempt's timeout passed while reading the response"
                 )
     except BaseException:
         # Stopping early: close the response and unwind httpx's nested body generators
@@ -738,6 +782,20 @@ def _clamp(timeout: httpx.Timeout, deadline: float | None) -> httpx.Timeout:
         read=phase(timeout.read),
         write=phase(timeout.write),
         pool=phase(timeout.pool),
+    )
+
+
+def _attempt_deadline(attempt_timeout: float | None) -> float | None:
+    return None if attempt_timeout is None else time.monotonic() + attempt_timeout
+
+
+def _attempt_expired(
+    method: str, path: str, attempt_timeout: float | None, request_sent: bool
+) -> WrennTimeoutError:
+    return WrennTimeoutError(
+        f"{method} {path}: the attempt did not finish within its timeout "
+        f"({attempt_timeout or 0:g} s)",
+        request_sent=request_sent,
     )
 
 

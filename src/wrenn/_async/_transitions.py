@@ -70,7 +70,7 @@ class AsyncTransitionWaiter:
 
     def __init__(self, client: AsyncWrennClient) -> None:
         self._client = client
-        self._lock = threading.Lock()  # never held across an await
+        self._lock = threading.Lock()  # held for bookkeeping only, never while waiting
         self._notices: dict[str, list[AsyncNotice]] = {}
         self._carrier: AsyncNotice | None = None
         self._stream: AsyncEventStream | None = None

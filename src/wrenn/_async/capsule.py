@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import builtins
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
-from .._compat import AsyncFlavor
+from .._compat import IS_ASYNC
 from .._constants import DEFAULT_TRANSITION_TIMEOUT, SNAPSHOT_TRANSITION_TIMEOUT
 from .._dual import dual_method
 from .._exceptions import WrennCapsuleStateError
@@ -28,9 +28,12 @@ class AsyncCapsule:
     """A capsule and its data plane: ``commands``, ``files``, ``git`` and terminals (``pty``).
 
     Create one with ``await AsyncCapsule.create(...)`` (the blocking ``Capsule(...)``
-    creates directly), attach to an existing one with ``connect(capsule_id)``. As a
-    context manager it destroys the capsule on exit and closes its client; a failed
-    destroy is logged to the ``wrenn`` logger, never raised over your exception.
+    also creates directly), attach to an existing one with
+    ``await AsyncCapsule.connect(capsule_id)``. As a context manager it destroys the
+    capsule on exit and closes its client; a failed destroy is logged to the ``wrenn``
+    logger, never raised over your exception. ``aclose()`` closes this object's
+    connections (its client, and a code runner's kernel connection) and leaves the
+    capsule running.
     """
 
     def __init__(
@@ -48,15 +51,15 @@ class AsyncCapsule:
         _info: CapsuleInfo | None = None,
     ) -> None:
         if _capsule_id is None or _client is None:
-            if AsyncFlavor.is_async:
+            if IS_ASYNC:
                 raise TypeError(
                     "cannot create a capsule without awaiting: use `await AsyncCapsule.create(...)`"
                 )
-            # The blocking flavour creates right here, as the official Capsule(...) does.
-            # The cast keeps this line neutral for the type checker in both flavours.
-            client = AsyncWrennClient(api_key=api_key, base_url=base_url)
-            _info = cast(Any, self)._boot(client, template, vcpus, memory_mb, timeout, wait)
-            _capsule_id, _client = _info.id, client
+            else:
+                # The blocking twin creates right here, as the official Capsule(...) does.
+                client = AsyncWrennClient(api_key=api_key, base_url=base_url)
+                _info = self._boot(client, template, vcpus, memory_mb, timeout, wait)
+                _capsule_id, _client = _info.id, client
         self._setup(_capsule_id, _client, _info)
 
     def _setup(self, capsule_id: str, client: AsyncWrennClient, info: CapsuleInfo | None) -> None:
@@ -341,7 +344,8 @@ class AsyncCapsule:
     # --- context manager ----------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close this object's client (the capsule keeps running)."""
+        """Close this object's connections: its client and, on a code runner, the kernel
+        connection. The capsule keeps running; ``connect`` attaches to it again."""
         try:
             await self._release()
         finally:

@@ -25,7 +25,14 @@ class AsyncWrennClient:
         api_key: team API key; defaults to the ``WRENN_API_KEY`` environment variable.
         base_url: API root; defaults to ``WRENN_BASE_URL``, else ``https://app.wrenn.dev/api``.
         proxy_domain: host suffix of capsule port URLs; defaults to ``WRENN_PROXY_DOMAIN``.
-        timeout: per-attempt timeout in seconds, or an ``httpx.Timeout`` for each phase.
+        timeout: per-attempt timeout. A number of seconds sets every phase (connect,
+            read, write, pool) *and* bounds each attempt's whole wall clock: connecting,
+            sending, the response head and, for a call that returns a model, the body
+            (``WrennTimeoutError`` past it, then retried as any timeout). Calls with a
+            longer read budget (a VM boot, a file transfer) get that budget on top. For a
+            stream it bounds reaching the response head; the stream's idle bounds apply
+            after that. An ``httpx.Timeout`` keeps httpx's meaning: each phase bounds one
+            socket operation, so only ``total_timeout`` ends a slow but steady answer.
         max_retries: retries of a failed call that is safe to retry (default 2).
         http_client: an httpx client to send with (its pool and proxies are used as they are).
         default_headers: extra headers sent with every request.
@@ -37,7 +44,8 @@ class AsyncWrennClient:
         allow_insecure_http: do not warn when ``base_url`` is plain http to another host.
 
     Use it as a context manager, or close it when done. One client serves many
-    concurrent calls; an async client belongs to the event loop it was first used on.
+    concurrent calls: threads of the blocking client, tasks of one event loop (the first
+    it was used on) for the asyncio/trio client.
     """
 
     def __init__(
@@ -104,6 +112,9 @@ class AsyncWrennClient:
         max_response_bytes: int = NOT_GIVEN,
     ) -> AsyncWrennClient:
         """Return a copy with some options changed that shares this client's connections.
+
+        ``timeout`` has the constructor's meaning: a float bounds each attempt's wall
+        clock, an ``httpx.Timeout`` each socket operation.
 
         Closing the copy does not close the shared connections; close the original.
         """

@@ -26,7 +26,7 @@ from .._code_runner import (
     proxy_endpoint,
     proxy_token,
 )
-from .._compat import AsyncCleanupScope, AsyncLock, asleep
+from .._compat import IS_ASYNC, AsyncCleanupScope, AsyncLock, asleep
 from .._config import default_ssl_context
 from .._exceptions import (
     WrennError,
@@ -65,6 +65,9 @@ class AsyncCapsule(_capsule.AsyncCapsule):
     credentials: the team API key never leaves for anything inside a capsule. A cell
     that outlives its ``timeout`` is interrupted, and ``run_code`` returns an
     ``Execution`` with ``timed_out=True``.
+
+    ``aclose()`` closes the kernel connection and the client, as on every capsule (the
+    capsule keeps running); ``close_kernel_connection()`` closes only the former.
     """
 
     def __init__(
@@ -228,9 +231,16 @@ class AsyncCapsule(_capsule.AsyncCapsule):
                 await self._drop_socket()
         return cell.execution
 
-    async def close(self) -> None:
-        """Close the kernel connection and its HTTP client; the capsule keeps running."""
+    async def close_kernel_connection(self) -> None:
+        """Close the kernel connection and its HTTP client only: this object stays usable
+        (the next ``run_code`` connects again, to the same kernel)."""
         await self._release()
+
+    if IS_ASYNC:
+
+        async def close(self) -> None:
+            """The official SDK's async spelling: the same as ``aclose()``."""
+            await self.aclose()
 
     # --- kernel discovery and connection ----------------------------------------------
 

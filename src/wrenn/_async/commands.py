@@ -15,6 +15,7 @@ from .._compat import asleep
 from .._durable import (
     DEFAULT_SPOOL_BUDGET,
     MIN_SPOOL_BUDGET,
+    SUPERVISOR,
     WRAPPER,
     check_tag,
     read_size,
@@ -338,6 +339,7 @@ class AsyncCommands:
         wrapper = [
             WRAPPER,
             "wrenn-durable",
+            SUPERVISOR,
             spool_dir(name),
             str(size),
             str(segment_size(size)),
@@ -491,7 +493,11 @@ class AsyncCommands:
         ]
 
     async def kill(self, pid: int | str, *, signal: str = "SIGKILL") -> None:
-        """Send SIGKILL (default) or SIGTERM to a process, chosen by pid or by tag."""
+        """Send SIGKILL (default) or SIGTERM to a process, chosen by pid or by tag.
+
+        The tag of a durable command ends the command itself, not only its wrapper,
+        and its exit status (137, or 143 for SIGTERM) is recorded in the spool.
+        """
         if signal not in _SIGNALS:
             raise ValueError(f"signal must be one of {', '.join(_SIGNALS)}, not {signal!r}")
         path = self._path("/v1/capsules/{id}/processes/{selector}", selector=_selector(pid))

@@ -54,7 +54,7 @@ class AsyncEvents(AsyncAPIResource):
         self,
         *,
         idle_timeout: float = DEFAULT_SSE_IDLE_TIMEOUT,
-        reconnect: bool = False,
+        reconnect: bool = True,
         max_reconnects: int = DEFAULT_MAX_RECONNECTS,
         reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
         reconnect_delay: float = DEFAULT_RECONNECT_DELAY,
@@ -70,21 +70,27 @@ class AsyncEvents(AsyncAPIResource):
                     ...
 
         ``idle_timeout`` bounds the silence between two bytes from the server (the
-        server sends a keepalive comment every few seconds); past it the stream raises
-        ``WrennStreamTimeoutError``.
+        server sends a keepalive comment every few seconds).
 
-        With ``reconnect=True`` a dropped connection, a silent one (past
-        ``idle_timeout``) and one the server ends are reopened instead, after jittered,
-        doubling delays starting at ``reconnect_delay`` seconds (or the server's
-        ``retry:`` hint). At most ``max_reconnects`` attempts in a row, within
-        ``reconnect_timeout`` seconds of the drop, are made before
-        ``WrennStreamInterruptedError`` is raised; an answer that will not change
-        (401, 403, 404, any other 4xx) is raised at once. Each reconnect is recorded
-        as an ``EventStreamGap`` in ``stream.gaps`` and passed to ``on_gap``: events
-        published while it lasted may be missing, so look again at what you track.
-        When the server sends event ids, the new connection carries ``Last-Event-ID``
-        and events it sends again are dropped. Iteration yields the same events as
-        without reconnecting (unknown kinds included); gaps never appear in it.
+        By default a dropped connection, a silent one (past ``idle_timeout``) and one
+        the server ends are reopened, after jittered, doubling delays starting at
+        ``reconnect_delay`` seconds (or the server's ``retry:`` hint). At most
+        ``max_reconnects`` attempts in a row, within ``reconnect_timeout`` seconds of
+        the drop, are made before ``WrennStreamInterruptedError`` is raised; an answer
+        that will not change (401, 403, 404, any other 4xx) is raised at once. A
+        reconnect after which events may be missing is recorded as an
+        ``EventStreamGap`` in ``stream.gaps`` and passed to ``on_gap``: look again at
+        what you track. When the server sends event ids, the new connection carries
+        ``Last-Event-ID`` and events it sends again are dropped; a server that also
+        confirms the resume (its ``connected`` event carries that same id, as
+        ``wrenn.local`` does) has sent everything in between, so that reconnect is no
+        gap. The platform (API 0.2.2) sends no ids: there every reconnect is a gap.
+        Iteration yields the same events as without reconnecting (unknown kinds
+        included); gaps never appear in it.
+
+        ``reconnect=False`` keeps the official SDK's behaviour: the stream ends when
+        the server ends it, raises ``WrennStreamInterruptedError`` when the connection
+        breaks and ``WrennStreamTimeoutError`` past ``idle_timeout``.
         """
         policy = None
         if reconnect:
@@ -98,7 +104,7 @@ class AsyncEvents(AsyncAPIResource):
             )
         elif on_gap is not None:
             raise ValueError(
-                "on_gap needs reconnect=True: a stream that does not reconnect has no gaps"
+                "on_gap needs reconnect (the default): a stream that does not reconnect has no gaps"
             )
         return AsyncEventStream(self, positive_seconds(idle_timeout, "idle_timeout"), policy)
 
@@ -161,6 +167,7 @@ class AsyncEventStream(AsyncResponseStream):
         self._seen = SeenIds()
         self._replaying = False
         self._resume_id: str | None = None
+        self._held_gap: EventStreamGap | None = None  # reported unless the resume is confirmed
         self._retry_ms: int | None = None
         self.gaps: deque[EventStreamGap] = deque(maxlen=KEPT_GAPS)
         self.duplicates = 0
@@ -173,7 +180,7 @@ class AsyncEventStream(AsyncResponseStream):
 
     @property
     def reconnects(self) -> int:
-        """How many times this stream reconnected (``reconnect=True``)."""
+        """How many times this stream reconnected, gaps or not."""
         return self._reconnects
 
     def interrupt(self) -> None:
@@ -280,20 +287,26 @@ class AsyncEventStream(AsyncResponseStream):
 
         Only the first events after a reconnect can be re-sent ones: the replay of a
         server that honours ``Last-Event-ID`` ends at the first id not seen before.
+        The first event after a resumed reconnect also settles whether it was a gap.
         """
-        if raw.event != _CONNECTED:
-            self._unproductive = None  # a real event: the connection is good again
-            self._backoff.reset()
+        if self._held_gap is not None:
+            gap, self._held_gap = self._held_gap, None
+            if raw.event != _CONNECTED or raw.id != gap.last_event_id:
+                self._report(gap)  # the server did not confirm it resumed there
+        if raw.event == _CONNECTED:
+            # Never a re-sent event: its id, if any, says where this connection
+            # continues from, and is no event's id.
+            return False
+        self._unproductive = None  # a real event: the connection is good again
+        self._backoff.reset()
         if raw.id is None:
-            if raw.event != _CONNECTED:
-                self._replaying = False
+            self._replaying = False
             return False
         fresh = self._seen.add(raw.id)
         if self._replaying and not fresh:
             self.duplicates += 1
             return True
-        if raw.event != _CONNECTED:
-            self._replaying = False
+        self._replaying = False
         return False
 
     async def _dropped(self, reason: str, cause: BaseException | None) -> None:
@@ -307,6 +320,7 @@ class AsyncEventStream(AsyncResponseStream):
             await response.aclose()
         if chunks is not None:
             await finish_iterator(chunks)
+        self._held_gap = None  # the outage goes on; the next connection settles it
         self._outage = self._unproductive or _Outage(reason, cause)
         self._outage.reason = reason
         self._outage.cause = cause
@@ -352,8 +366,17 @@ class AsyncEventStream(AsyncResponseStream):
             last_event_id=self._resume_id,
             resumable=self._resume_id is not None,
         )
+        if gap.resumable:
+            # A server that resumes where asked says so in its ``connected`` event;
+            # until that (or another) event arrives the gap is only possible.
+            self._held_gap = gap
+        else:
+            self._report(gap)
+
+    def _report(self, gap: EventStreamGap) -> None:
         self.gaps.append(gap)
-        if policy.on_gap is not None:
+        policy = self._policy
+        if policy is not None and policy.on_gap is not None:
             policy.on_gap(gap)
 
     async def _give_up(self, outage: _Outage, bound: str) -> None:

@@ -15,9 +15,9 @@ S = TypeVar("S", bound="LazyStream")
 
 
 class LazyStream:
-    """Opens on ``async with`` entry or at the first read; leaving the block closes it.
+    """Opens on ``with`` entry or at the first read; leaving the block closes it.
 
-    Subclasses set ``_finished`` and provide ``_is_open``, ``_open`` and ``aclose``.
+    Subclasses set ``_finished`` and provide ``_is_open``, ``_open`` and ``close``.
     """
 
     _finished: bool

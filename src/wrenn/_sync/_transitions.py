@@ -71,7 +71,7 @@ class TransitionWaiter:
 
     def __init__(self, client: WrennClient) -> None:
         self._client = client
-        self._lock = threading.Lock()  # never held across an await
+        self._lock = threading.Lock()  # held for bookkeeping only, never while waiting
         self._notices: dict[str, list[Notice]] = {}
         self._carrier: Notice | None = None
         self._stream: EventStream | None = None

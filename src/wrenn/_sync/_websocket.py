@@ -80,7 +80,7 @@ class WebSocket:
 
     @property
     def ended(self) -> bool:
-        """True once the server closed (or dropped) the connection, or ``aclose`` ran."""
+        """True once the server closed (or dropped) the connection, or ``close`` ran."""
         return self._ended
 
     def send_text(self, text: str) -> None:

@@ -402,9 +402,9 @@ class Capsules(APIResource):
                 logger.warning("could not look for the capsule of a failed create: %s", exc)
 
     def lease(self, id: str, *, every: float | None = None) -> Lease:
-        """Keep the capsule from auto-pausing while a block runs (see ``AsyncLease``)::
+        """Keep the capsule from auto-pausing while a block runs (see ``Lease``)::
 
-        async with client.capsules.lease(capsule.id):
+        with client.capsules.lease(capsule.id):
             ...  # a long job that only moves files
         """
         return Lease(self, path_param(id, "id"), every)

@@ -16,6 +16,7 @@ from .._compat import sleep
 from .._durable import (
     DEFAULT_SPOOL_BUDGET,
     MIN_SPOOL_BUDGET,
+    SUPERVISOR,
     WRAPPER,
     check_tag,
     read_size,
@@ -290,7 +291,7 @@ class Commands:
 
         ``durable=True`` runs it as ``start_durable`` does: its output is spooled inside
         the capsule, so it survives this client (``attach(tag)`` from any client gets it
-        back); in the background that returns an ``AsyncDurableCommand``. With
+        back); in the background that returns a ``DurableCommand``. With
         ``keepalive=True`` a lease keeps the capsule from auto-pausing while the call
         runs (a foreground command, or starting a background one).
         """
@@ -337,6 +338,7 @@ class Commands:
         wrapper = [
             WRAPPER,
             "wrenn-durable",
+            SUPERVISOR,
             spool_dir(name),
             str(size),
             str(segment_size(size)),
@@ -486,7 +488,11 @@ class Commands:
         ]
 
     def kill(self, pid: int | str, *, signal: str = "SIGKILL") -> None:
-        """Send SIGKILL (default) or SIGTERM to a process, chosen by pid or by tag."""
+        """Send SIGKILL (default) or SIGTERM to a process, chosen by pid or by tag.
+
+        The tag of a durable command ends the command itself, not only its wrapper,
+        and its exit status (137, or 143 for SIGTERM) is recorded in the spool.
+        """
         if signal not in _SIGNALS:
             raise ValueError(f"signal must be one of {', '.join(_SIGNALS)}, not {signal!r}")
         path = self._path("/v1/capsules/{id}/processes/{selector}", selector=_selector(pid))

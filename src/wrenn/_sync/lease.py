@@ -32,7 +32,7 @@ MIN_INTERVAL = 1.0
 
 
 class Lease:
-    """``async with capsules.lease(id):`` pings the capsule while the block runs.
+    """``with capsules.lease(id):`` pings the capsule while the block runs.
 
     ``every`` sets the interval; by default it is a third of the capsule's
     ``timeout_sec`` (a capsule without auto-pause needs no pings, and gets none).
@@ -100,7 +100,7 @@ class Lease:
 
 
 class LeaseHold:
-    """An optional lease (``keepalive=True``) held for one ``async with`` block of a
+    """An optional lease (``keepalive=True``) held for one ``with`` block of a
     stream, a terminal or a transfer.
 
     The lease starts and ends in that block and nowhere else: its task group must

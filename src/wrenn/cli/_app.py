@@ -14,6 +14,7 @@ from .._exceptions import (
     WrennAgentError,
     WrennAuthenticationError,
     WrennCapsuleStateError,
+    WrennCommandTimeoutError,
     WrennConflictError,
     WrennConnectionError,
     WrennError,
@@ -126,7 +127,9 @@ def exit_code_of(exc: BaseException) -> tuple[int, str]:
         return EXIT_CONFLICT, "conflict"
     if isinstance(exc, (WrennAuthenticationError, WrennForbiddenError)):
         return EXIT_AUTH, "authentication"
-    if isinstance(exc, WrennTimeoutError):
+    # A command timeout is not a WrennTimeoutError (it is no transport failure), but
+    # to a script it is a timeout all the same.
+    if isinstance(exc, (WrennTimeoutError, WrennCommandTimeoutError)):
         return EXIT_TIMEOUT, "timeout"
     if isinstance(exc, WrennConnectionError):
         return EXIT_CONNECTION, "connection"

@@ -114,35 +114,42 @@ class Api:
 
     async def events(self, request: Request) -> Response:
         bus = self.m.events
-        queue = bus.subscribe()
+        last_event_id = request.headers.get("last-event-id")
         keepalive = self.sse_keepalive
 
-        def frame(payload: dict[str, Any]) -> bytes:
+        def frame(event_id: int, payload: dict[str, Any]) -> bytes:
+            # The platform's two lines, then the id: the platform sends none.
             data = go_json(payload).rstrip(b"\n")
             kind = str(payload["event"]).encode()
-            return b"event: " + kind + b"\ndata: " + data + b"\n\n"
+            tail = b"\nid: " + str(event_id).encode() + b"\n\n"
+            return b"event: " + kind + b"\ndata: " + data + tail
 
         async def stream() -> AsyncIterator[bytes]:
+            # Subscribed here, where the finally below is sure to unsubscribe; what is
+            # published from now on is queued, and the replay is what came before.
+            sub, resumed_from, replay = bus.subscribe(last_event_id)
             try:
-                yield frame(
-                    {
-                        "event": "connected",
-                        "resource": {"id": "events", "type": "stream"},
-                        "actor": API_KEY_ACTOR,
-                        "timestamp": rfc3339(time.time()),
-                    }
-                )
-                while True:
+                connected = {
+                    "event": "connected",
+                    "resource": {"id": "events", "type": "stream"},
+                    "actor": API_KEY_ACTOR,
+                    "timestamp": rfc3339(time.time()),
+                }
+                # Its id says where this stream continues from (see _events.py).
+                yield frame(resumed_from, connected)
+                for event_id, payload in replay:
+                    yield frame(event_id, payload)
+                while not sub.finished():
                     try:
-                        item = await asyncio.wait_for(queue.get(), keepalive)
+                        item = await asyncio.wait_for(sub.queue.get(), keepalive)
                     except asyncio.TimeoutError:
                         yield b":keepalive\n\n"
                         continue
                     if item is None:
                         return
-                    yield frame(item)
+                    yield frame(*item)
             finally:
-                bus.unsubscribe(queue)
+                bus.unsubscribe(sub)
 
         return StreamingResponse(
             stream(),

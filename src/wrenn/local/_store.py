@@ -264,10 +264,20 @@ class Store:
             self._exec("DELETE FROM processes WHERE capsule_id=?", (capsule_id,))
 
     # events -------------------------------------------------------------------
-    def add_event(self, ts: float, kind: str, payload: dict[str, Any]) -> None:
-        self._exec(
-            "INSERT INTO events (ts, kind, payload) VALUES (?,?,?)", (ts, kind, json.dumps(payload))
-        )
+    def add_event(self, ts: float, kind: str, payload: dict[str, Any]) -> int:
+        """Store an event and return its ``seq``: AUTOINCREMENT never hands one out twice,
+        even after old events were pruned or the server restarted on this state."""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO events (ts, kind, payload) VALUES (?,?,?)",
+                (ts, kind, json.dumps(payload)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def last_event_seq(self) -> int:
+        """The ``seq`` of the last event ever stored here (0 for none)."""
+        rows = self._exec("SELECT seq FROM sqlite_sequence WHERE name='events'")
+        return int(rows[0][0]) if rows else 0
 
     def count_events(self) -> int:
         return int(self._exec("SELECT COUNT(*) FROM events")[0][0])
