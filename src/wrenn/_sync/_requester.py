@@ -612,8 +612,8 @@ class Requester:
             if attempt_timeout is not None and timer.expired:
                 raise _attempt_expired(method, path, attempt_timeout, exc.request_sent) from exc
             raise
-        # Only the async timer gets here: its scope ended the attempt and swallowed the
-        # cancellation it used to do so.
+        # Reached only when the event loop's timer ended the attempt: its scope swallows
+        # the cancellation it used (the blocking client's bound raises inside instead).
         raise _attempt_expired(method, path, attempt_timeout, sent)
 
     def _may_retry_transport(
