@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
-from wrenn import AsyncCapsule, Capsule, WrennNotFoundError
+from wrenn import AsyncCapsule, AsyncWrennClient, Capsule, WrennClient, WrennNotFoundError
 from wrenn.local import LocalServer
 from wrenn.models import Status
 
@@ -25,6 +26,36 @@ def test_failed_creation_closes_the_client(local_server: LocalServer) -> None:
             api_key=local_server.api_key,
             base_url=local_server.base_url,
         )
+
+
+def test_blocking_constructor_on_a_given_client_leaves_it_open(local_server: LocalServer) -> None:
+    from wrenn import code_runner
+
+    with WrennClient(api_key=local_server.api_key, base_url=local_server.base_url) as client:
+        with Capsule(template="minimal", client=client) as first, Capsule(client=client) as second:
+            assert first.client is client and second.client is client
+            assert first.client._transitions is second.client._transitions
+        assert not client.is_closed
+        assert client.capsules.get(first.capsule_id).status is Status.stopped
+        with code_runner.Capsule(client=client) as runner:
+            assert runner.run_code("6 * 7").text == "42"
+        assert not client.is_closed
+        # A create that fails leaves the given client open too; key and client clash.
+        with pytest.raises(WrennNotFoundError):
+            Capsule(template="no-such-template", client=client)
+        with pytest.raises(ValueError, match="client= or api_key=/base_url="):
+            Capsule(client=client, api_key=local_server.api_key)
+        with pytest.raises(ValueError, match="client= or api_key=/base_url="):
+            code_runner.Capsule(client=client, base_url=local_server.base_url)
+        async_client = AsyncWrennClient(
+            api_key=local_server.api_key, base_url=local_server.base_url
+        )
+        with pytest.raises(
+            TypeError, match=r"a wrenn client \(WrennClient\), not AsyncWrennClient"
+        ):
+            Capsule(client=async_client)  # type: ignore[arg-type]
+        anyio.run(async_client.aclose)
+        assert not client.is_closed and isinstance(client.capsules.list(), list)
 
 
 def test_async_constructor_refuses_to_create_without_await() -> None:

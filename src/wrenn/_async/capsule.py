@@ -30,10 +30,17 @@ class AsyncCapsule:
     Create one with ``await AsyncCapsule.create(...)`` (the blocking ``Capsule(...)``
     also creates directly), attach to an existing one with
     ``await AsyncCapsule.connect(capsule_id)``. As a context manager it destroys the
-    capsule on exit and closes its client; a failed destroy is logged to the ``wrenn``
-    logger, never raised over your exception. ``aclose()`` closes this object's
-    connections (its client, and a code runner's kernel connection) and leaves the
-    capsule running.
+    capsule on exit and closes this object's connections; a failed destroy is logged
+    to the ``wrenn`` logger, never raised over your exception. ``aclose()`` closes this
+    object's connections and leaves the capsule running.
+
+    This object's connections are a code runner's kernel connection and the client
+    the capsule built for itself (from ``api_key`` and ``base_url``). Pass ``client=``
+    to ``create`` or ``connect`` (or the blocking constructor) instead, and capsules
+    share that client's connection pool and its one event-stream subscription for
+    lifecycle waits. The caller owns a client given so: no capsule closes it (not
+    leaving the block, not ``aclose()``, not a failed create or connect), and it must
+    stay open while its capsules are used.
     """
 
     def __init__(
@@ -46,6 +53,7 @@ class AsyncCapsule:
         wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
+        client: AsyncWrennClient | None = None,
         _capsule_id: str | None = None,
         _client: AsyncWrennClient | None = None,
         _info: CapsuleInfo | None = None,
@@ -57,14 +65,23 @@ class AsyncCapsule:
                 )
             else:
                 # The blocking twin creates right here, as the official Capsule(...) does.
-                client = AsyncWrennClient(api_key=api_key, base_url=base_url)
-                _info = self._boot(client, template, vcpus, memory_mb, timeout, wait)
-                _capsule_id, _client = _info.id, client
+                given, owned = _client_for(client, api_key, base_url)
+                _info = self._boot(given, owned, template, vcpus, memory_mb, timeout, wait)
+                self._setup(_info.id, given, _info, owns_client=owned)
+                return
+        # The private form (as in the official SDK) hands over a client the capsule owns.
         self._setup(_capsule_id, _client, _info)
 
-    def _setup(self, capsule_id: str, client: AsyncWrennClient, info: CapsuleInfo | None) -> None:
+    def _setup(
+        self,
+        capsule_id: str,
+        client: AsyncWrennClient,
+        info: CapsuleInfo | None,
+        owns_client: bool = True,
+    ) -> None:
         self._capsule_id = capsule_id
         self._client = client
+        self._owns_client = owns_client
         self._info = info
         self.commands = AsyncCommands(client, capsule_id)
         self.files = AsyncFiles(client, capsule_id)
@@ -73,14 +90,15 @@ class AsyncCapsule:
     async def _boot(
         self,
         client: AsyncWrennClient,
+        owns_client: bool,
         template: str | None,
         vcpus: int | None,
         memory_mb: int | None,
         timeout: int | None,
         wait: bool,
     ) -> CapsuleInfo:
-        """Create the capsule; on any failure close the client (``create`` itself destroys
-        a capsule whose wait failed)."""
+        """Create the capsule; on any failure close the client if the capsule built it
+        (``create`` itself destroys a capsule whose wait failed)."""
         try:
             return await client.capsules.create(
                 template=template,
@@ -91,7 +109,8 @@ class AsyncCapsule:
                 wait_timeout=DEFAULT_TRANSITION_TIMEOUT,
             )
         except BaseException:
-            await client.aclose()
+            if owns_client:
+                await client.aclose()
             raise
 
     @classmethod
@@ -105,38 +124,49 @@ class AsyncCapsule:
         wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
+        client: AsyncWrennClient | None = None,
     ) -> AsyncCapsule:
         """Create a capsule (``timeout`` is its inactivity auto-pause in seconds) and return it.
 
         Waits until it is running (``wait=False`` returns while it is still starting:
         commands answer 409 until it runs; ``wait_ready()`` waits for that later). A
-        capsule is never orphaned: if waiting fails, the capsule is destroyed and the
-        client closed.
+        capsule is never orphaned: if waiting fails, the capsule is destroyed (and a
+        client the capsule built is closed).
+
+        ``client=`` talks through that client (its pool, its event subscription) instead
+        of building one; the caller keeps owning it, and ``api_key``/``base_url`` must
+        then be left out (they are the client's).
         """
-        client = AsyncWrennClient(api_key=api_key, base_url=base_url)
+        given, owned = _client_for(client, api_key, base_url)
         capsule = cls.__new__(cls)
-        info = await capsule._boot(client, template, vcpus, memory_mb, timeout, wait)
-        capsule._setup(info.id, client, info)
+        info = await capsule._boot(given, owned, template, vcpus, memory_mb, timeout, wait)
+        capsule._setup(info.id, given, info, owns_client=owned)
         return capsule
 
     @classmethod
     async def connect(
-        cls, capsule_id: str, *, api_key: str | None = None, base_url: str | None = None
+        cls,
+        capsule_id: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client: AsyncWrennClient | None = None,
     ) -> AsyncCapsule:
         """Attach to an existing capsule, resuming it if it is paused, and wait until it runs.
 
         A capsule in the middle of a transition is waited for first (a pause finishes,
         then the capsule is resumed; a snapshot finishes). One that is stopped, stopping
-        or failed raises ``WrennCapsuleStateError``.
+        or failed raises ``WrennCapsuleStateError``. ``client=`` is as for ``create``.
         """
-        client = AsyncWrennClient(api_key=api_key, base_url=base_url)
+        given, owned = _client_for(client, api_key, base_url)
         try:
-            info = await _attach(client, capsule_id)
+            info = await _attach(given, capsule_id)
         except BaseException:
-            await client.aclose()
+            if owned:
+                await given.aclose()
             raise
         capsule = cls.__new__(cls)
-        capsule._setup(info.id, client, info)
+        capsule._setup(info.id, given, info, owns_client=owned)
         return capsule
 
     @classmethod
@@ -160,7 +190,8 @@ class AsyncCapsule:
 
     @property
     def client(self) -> AsyncWrennClient:
-        """The low-level client this capsule talks through."""
+        """The low-level client this capsule talks through: the one given as ``client=``,
+        or the capsule's own."""
         return self._client
 
     def __repr__(self) -> str:
@@ -344,15 +375,20 @@ class AsyncCapsule:
     # --- context manager ----------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close this object's connections: its client and, on a code runner, the kernel
+        """Close this object's connections: the client it built (never one given as
+        ``client=``, which its owner closes) and, on a code runner, the kernel
         connection. The capsule keeps running; ``connect`` attaches to it again."""
         try:
             await self._release()
         finally:
-            await self._client.aclose()
+            await self._close_own_client()
 
     async def _release(self) -> None:
         """Let go of connections held besides the client (none here; subclasses add theirs)."""
+
+    async def _close_own_client(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
 
     async def __aenter__(self) -> AsyncCapsule:
         return self
@@ -369,7 +405,25 @@ class AsyncCapsule:
             finally:
                 await _destroy_quietly(self._client, self._capsule_id)
         finally:
-            await self._client.aclose()
+            await self._close_own_client()
+
+
+def _client_for(
+    client: AsyncWrennClient | None, api_key: str | None, base_url: str | None
+) -> tuple[AsyncWrennClient, bool]:
+    """The client a capsule talks through, and whether the capsule owns it (built it)."""
+    if client is None:
+        return AsyncWrennClient(api_key=api_key, base_url=base_url), True
+    if api_key is not None or base_url is not None:
+        raise ValueError(
+            "pass either client= or api_key=/base_url=, not both: "
+            "a capsule given a client uses that client's key and URL"
+        )
+    if not isinstance(client, AsyncWrennClient):
+        raise TypeError(
+            f"client must be a wrenn client (AsyncWrennClient), not {type(client).__name__}"
+        )
+    return client, False
 
 
 async def _attach(client: AsyncWrennClient, capsule_id: str) -> CapsuleInfo:

@@ -67,7 +67,10 @@ class AsyncCapsule(_capsule.AsyncCapsule):
     ``Execution`` with ``timed_out=True``.
 
     ``aclose()`` closes the kernel connection and the client, as on every capsule (the
-    capsule keeps running); ``close_kernel_connection()`` closes only the former.
+    capsule keeps running); ``close_kernel_connection()`` closes only the former. A
+    client given as ``client=`` is the caller's and stays open: ``aclose()`` then closes
+    only the kernel connection, and leaving the block destroys the capsule and closes
+    the kernel connection.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
+        client: AsyncWrennClient | None = None,
         _capsule_id: str | None = None,
         _client: AsyncWrennClient | None = None,
         _info: CapsuleInfo | None = None,
@@ -94,14 +98,21 @@ class AsyncCapsule(_capsule.AsyncCapsule):
             wait=wait,
             api_key=api_key,
             base_url=base_url,
+            client=client,
             _capsule_id=_capsule_id,
             _client=_client,
             _info=_info,
         )
         self._kernel_name = kernel_name
 
-    def _setup(self, capsule_id: str, client: AsyncWrennClient, info: CapsuleInfo | None) -> None:
-        super()._setup(capsule_id, client, info)
+    def _setup(
+        self,
+        capsule_id: str,
+        client: AsyncWrennClient,
+        info: CapsuleInfo | None,
+        owns_client: bool = True,
+    ) -> None:
+        super()._setup(capsule_id, client, info, owns_client)
         self._kernel_name = DEFAULT_KERNEL
         self._kernel_id: str | None = None
         self._proxy: httpx.AsyncClient | None = None
@@ -122,11 +133,13 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
+        client: AsyncWrennClient | None = None,
     ) -> AsyncCapsule:
         """Create a code-runner capsule (template ``code-runner-beta``, kernel ``wrenn``).
 
         Waits until it is running (``wait=False`` returns while it starts). A capsule is
-        never orphaned: if waiting fails, the capsule is destroyed and the client closed.
+        never orphaned: if waiting fails, the capsule is destroyed (and a client the
+        capsule built is closed). ``client=`` shares that client, as on every capsule.
         """
         kernel_name = _kernel_name(kernel)
         capsule = cast(
@@ -139,6 +152,7 @@ class AsyncCapsule(_capsule.AsyncCapsule):
                 wait=wait,
                 api_key=api_key,
                 base_url=base_url,
+                client=client,
             ),
         )
         capsule._kernel_name = kernel_name

@@ -30,10 +30,17 @@ class Capsule:
     Create one with ``Capsule.create(...)`` (the blocking ``Capsule(...)``
     also creates directly), attach to an existing one with
     ``Capsule.connect(capsule_id)``. As a context manager it destroys the
-    capsule on exit and closes its client; a failed destroy is logged to the ``wrenn``
-    logger, never raised over your exception. ``close()`` closes this object's
-    connections (its client, and a code runner's kernel connection) and leaves the
-    capsule running.
+    capsule on exit and closes this object's connections; a failed destroy is logged
+    to the ``wrenn`` logger, never raised over your exception. ``close()`` closes this
+    object's connections and leaves the capsule running.
+
+    This object's connections are a code runner's kernel connection and the client
+    the capsule built for itself (from ``api_key`` and ``base_url``). Pass ``client=``
+    to ``create`` or ``connect`` (or the blocking constructor) instead, and capsules
+    share that client's connection pool and its one event-stream subscription for
+    lifecycle waits. The caller owns a client given so: no capsule closes it (not
+    leaving the block, not ``close()``, not a failed create or connect), and it must
+    stay open while its capsules are used.
     """
 
     def __init__(
@@ -46,20 +53,30 @@ class Capsule:
         wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
+        client: WrennClient | None = None,
         _capsule_id: str | None = None,
         _client: WrennClient | None = None,
         _info: CapsuleInfo | None = None,
     ) -> None:
         if _capsule_id is None or _client is None:
             # The blocking twin creates right here, as the official Capsule(...) does.
-            client = WrennClient(api_key=api_key, base_url=base_url)
-            _info = self._boot(client, template, vcpus, memory_mb, timeout, wait)
-            _capsule_id, _client = _info.id, client
+            given, owned = _client_for(client, api_key, base_url)
+            _info = self._boot(given, owned, template, vcpus, memory_mb, timeout, wait)
+            self._setup(_info.id, given, _info, owns_client=owned)
+            return
+        # The private form (as in the official SDK) hands over a client the capsule owns.
         self._setup(_capsule_id, _client, _info)
 
-    def _setup(self, capsule_id: str, client: WrennClient, info: CapsuleInfo | None) -> None:
+    def _setup(
+        self,
+        capsule_id: str,
+        client: WrennClient,
+        info: CapsuleInfo | None,
+        owns_client: bool = True,
+    ) -> None:
         self._capsule_id = capsule_id
         self._client = client
+        self._owns_client = owns_client
         self._info = info
         self.commands = Commands(client, capsule_id)
         self.files = Files(client, capsule_id)
@@ -68,14 +85,15 @@ class Capsule:
     def _boot(
         self,
         client: WrennClient,
+        owns_client: bool,
         template: str | None,
         vcpus: int | None,
         memory_mb: int | None,
         timeout: int | None,
         wait: bool,
     ) -> CapsuleInfo:
-        """Create the capsule; on any failure close the client (``create`` itself destroys
-        a capsule whose wait failed)."""
+        """Create the capsule; on any failure close the client if the capsule built it
+        (``create`` itself destroys a capsule whose wait failed)."""
         try:
             return client.capsules.create(
                 template=template,
@@ -86,7 +104,8 @@ class Capsule:
                 wait_timeout=DEFAULT_TRANSITION_TIMEOUT,
             )
         except BaseException:
-            client.close()
+            if owns_client:
+                client.close()
             raise
 
     @classmethod
@@ -100,38 +119,49 @@ class Capsule:
         wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
+        client: WrennClient | None = None,
     ) -> Capsule:
         """Create a capsule (``timeout`` is its inactivity auto-pause in seconds) and return it.
 
         Waits until it is running (``wait=False`` returns while it is still starting:
         commands answer 409 until it runs; ``wait_ready()`` waits for that later). A
-        capsule is never orphaned: if waiting fails, the capsule is destroyed and the
-        client closed.
+        capsule is never orphaned: if waiting fails, the capsule is destroyed (and a
+        client the capsule built is closed).
+
+        ``client=`` talks through that client (its pool, its event subscription) instead
+        of building one; the caller keeps owning it, and ``api_key``/``base_url`` must
+        then be left out (they are the client's).
         """
-        client = WrennClient(api_key=api_key, base_url=base_url)
+        given, owned = _client_for(client, api_key, base_url)
         capsule = cls.__new__(cls)
-        info = capsule._boot(client, template, vcpus, memory_mb, timeout, wait)
-        capsule._setup(info.id, client, info)
+        info = capsule._boot(given, owned, template, vcpus, memory_mb, timeout, wait)
+        capsule._setup(info.id, given, info, owns_client=owned)
         return capsule
 
     @classmethod
     def connect(
-        cls, capsule_id: str, *, api_key: str | None = None, base_url: str | None = None
+        cls,
+        capsule_id: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client: WrennClient | None = None,
     ) -> Capsule:
         """Attach to an existing capsule, resuming it if it is paused, and wait until it runs.
 
         A capsule in the middle of a transition is waited for first (a pause finishes,
         then the capsule is resumed; a snapshot finishes). One that is stopped, stopping
-        or failed raises ``WrennCapsuleStateError``.
+        or failed raises ``WrennCapsuleStateError``. ``client=`` is as for ``create``.
         """
-        client = WrennClient(api_key=api_key, base_url=base_url)
+        given, owned = _client_for(client, api_key, base_url)
         try:
-            info = _attach(client, capsule_id)
+            info = _attach(given, capsule_id)
         except BaseException:
-            client.close()
+            if owned:
+                given.close()
             raise
         capsule = cls.__new__(cls)
-        capsule._setup(info.id, client, info)
+        capsule._setup(info.id, given, info, owns_client=owned)
         return capsule
 
     @classmethod
@@ -155,7 +185,8 @@ class Capsule:
 
     @property
     def client(self) -> WrennClient:
-        """The low-level client this capsule talks through."""
+        """The low-level client this capsule talks through: the one given as ``client=``,
+        or the capsule's own."""
         return self._client
 
     def __repr__(self) -> str:
@@ -335,15 +366,20 @@ class Capsule:
     # --- context manager ----------------------------------------------------------------
 
     def close(self) -> None:
-        """Close this object's connections: its client and, on a code runner, the kernel
+        """Close this object's connections: the client it built (never one given as
+        ``client=``, which its owner closes) and, on a code runner, the kernel
         connection. The capsule keeps running; ``connect`` attaches to it again."""
         try:
             self._release()
         finally:
-            self._client.close()
+            self._close_own_client()
 
     def _release(self) -> None:
         """Let go of connections held besides the client (none here; subclasses add theirs)."""
+
+    def _close_own_client(self) -> None:
+        if self._owns_client:
+            self._client.close()
 
     def __enter__(self) -> Capsule:
         return self
@@ -360,7 +396,23 @@ class Capsule:
             finally:
                 _destroy_quietly(self._client, self._capsule_id)
         finally:
-            self._client.close()
+            self._close_own_client()
+
+
+def _client_for(
+    client: WrennClient | None, api_key: str | None, base_url: str | None
+) -> tuple[WrennClient, bool]:
+    """The client a capsule talks through, and whether the capsule owns it (built it)."""
+    if client is None:
+        return WrennClient(api_key=api_key, base_url=base_url), True
+    if api_key is not None or base_url is not None:
+        raise ValueError(
+            "pass either client= or api_key=/base_url=, not both: "
+            "a capsule given a client uses that client's key and URL"
+        )
+    if not isinstance(client, WrennClient):
+        raise TypeError(f"client must be a wrenn client (WrennClient), not {type(client).__name__}")
+    return client, False
 
 
 def _attach(client: WrennClient, capsule_id: str) -> CapsuleInfo:

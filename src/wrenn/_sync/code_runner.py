@@ -68,7 +68,10 @@ class Capsule(_capsule.Capsule):
     ``Execution`` with ``timed_out=True``.
 
     ``close()`` closes the kernel connection and the client, as on every capsule (the
-    capsule keeps running); ``close_kernel_connection()`` closes only the former.
+    capsule keeps running); ``close_kernel_connection()`` closes only the former. A
+    client given as ``client=`` is the caller's and stays open: ``close()`` then closes
+    only the kernel connection, and leaving the block destroys the capsule and closes
+    the kernel connection.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class Capsule(_capsule.Capsule):
         wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
+        client: WrennClient | None = None,
         _capsule_id: str | None = None,
         _client: WrennClient | None = None,
         _info: CapsuleInfo | None = None,
@@ -95,14 +99,21 @@ class Capsule(_capsule.Capsule):
             wait=wait,
             api_key=api_key,
             base_url=base_url,
+            client=client,
             _capsule_id=_capsule_id,
             _client=_client,
             _info=_info,
         )
         self._kernel_name = kernel_name
 
-    def _setup(self, capsule_id: str, client: WrennClient, info: CapsuleInfo | None) -> None:
-        super()._setup(capsule_id, client, info)
+    def _setup(
+        self,
+        capsule_id: str,
+        client: WrennClient,
+        info: CapsuleInfo | None,
+        owns_client: bool = True,
+    ) -> None:
+        super()._setup(capsule_id, client, info, owns_client)
         self._kernel_name = DEFAULT_KERNEL
         self._kernel_id: str | None = None
         self._proxy: httpx.Client | None = None
@@ -123,11 +134,13 @@ class Capsule(_capsule.Capsule):
         wait: bool = True,
         api_key: str | None = None,
         base_url: str | None = None,
+        client: WrennClient | None = None,
     ) -> Capsule:
         """Create a code-runner capsule (template ``code-runner-beta``, kernel ``wrenn``).
 
         Waits until it is running (``wait=False`` returns while it starts). A capsule is
-        never orphaned: if waiting fails, the capsule is destroyed and the client closed.
+        never orphaned: if waiting fails, the capsule is destroyed (and a client the
+        capsule built is closed). ``client=`` shares that client, as on every capsule.
         """
         kernel_name = _kernel_name(kernel)
         capsule = cast(
@@ -140,6 +153,7 @@ class Capsule(_capsule.Capsule):
                 wait=wait,
                 api_key=api_key,
                 base_url=base_url,
+                client=client,
             ),
         )
         capsule._kernel_name = kernel_name
