@@ -28,6 +28,7 @@ from .._code_runner import (
 )
 from .._compat import IS_ASYNC, AsyncCleanupScope, AsyncLock, asleep
 from .._config import default_ssl_context
+from .._error_mapping import transport_error
 from .._exceptions import (
     WrennError,
     WrennNotFoundError,
@@ -42,7 +43,7 @@ from .._models import json_encoder
 from .._urls import path_param
 from .._validate import positive_seconds
 from . import capsule as _capsule
-from ._requester import _read_body, _transport_error
+from ._body import read_body
 from ._websocket import AsyncWebSocket, DeadlineReached, aconnect_websocket_url
 from .client import AsyncWrennClient
 
@@ -278,13 +279,13 @@ class AsyncCapsule(_capsule.AsyncCapsule):
                 if response.status_code in _NOT_READY_STATUSES:
                     raise _NotReady(f"HTTP {response.status_code}")  # its body says nothing
                 # Bounded, and bounded in time: the answer comes from inside the capsule.
-                content = await _read_body(response, deadline, _MAX_JUPYTER_BODY, method, path)
+                content = await read_body(response, deadline, _MAX_JUPYTER_BODY, method, path)
             finally:
                 await response.aclose()
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise _NotReady(f"{type(exc).__name__}: {exc}") from None
         except httpx.TransportError as exc:
-            raise _transport_error(exc, method, path, str) from None
+            raise transport_error(exc, method, path, str) from None
         if response.status_code >= 300:
             raise error_from_response(response.status_code, response.headers, content, scrub=str)
         if not content:

@@ -36,7 +36,7 @@ from .._reconnect import (
 )
 from .._sse import ServerSentEvent, SSEDecoder
 from .._validate import optional_int, positive_seconds
-from ._requester import finish_iterator
+from ._body import finish_iterator
 from ._resource import AsyncAPIResource
 from ._stream import AsyncResponseStream
 

@@ -37,7 +37,7 @@ from .._reconnect import (
 )
 from .._sse import ServerSentEvent, SSEDecoder
 from .._validate import optional_int, positive_seconds
-from ._requester import finish_iterator
+from ._body import finish_iterator
 from ._resource import APIResource
 from ._stream import ResponseStream
 
