@@ -243,11 +243,11 @@ class Capsule(_capsule.Capsule):
     def _proxy_client(self) -> httpx.Client:
         if self._proxy is None:
             base, headers = proxy_endpoint(
-                self._client._options.base_url,
+                self._client.options.base_url,
                 self._client.proxy_domain,
                 self._capsule_id,
                 JUPYTER_PORT,
-                token=proxy_token(self._client._options.api_key.reveal(), self._capsule_id),
+                token=proxy_token(self._client.options.api_key.reveal(), self._capsule_id),
             )
             # A client of its own, without the team's API key: what runs in the capsule
             # must never see it. It carries only the capsule's proxy token, which
