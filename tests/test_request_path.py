@@ -227,3 +227,15 @@ def test_our_own_bounds_have_errors_of_their_own() -> None:
     error = too_large(200, 10)
     assert isinstance(error, WrennResponseTooLargeError)
     assert error.code == "response_too_large"
+
+
+def test_pool_wait_window_is_the_pool_timeout_cut_to_the_deadlines() -> None:
+    now = time.monotonic()
+    assert _deadline.pool_wait_window(10.0, None, None) == 10.0
+    assert _deadline.pool_wait_window(None, None, None) is None
+    window = _deadline.pool_wait_window(10.0, now + 2.0, None)
+    assert window is not None and 0 < window <= 2.0
+    window = _deadline.pool_wait_window(None, now + 5.0, now + 1.0)
+    assert window is not None and 0 < window <= 1.0
+    window = _deadline.pool_wait_window(10.0, now - 1.0, None)
+    assert window is not None and window <= 0

@@ -95,6 +95,24 @@ def with_idle_read(timeout: httpx.Timeout, idle_timeout: float | None) -> httpx.
     )
 
 
+def pool_wait_window(
+    pool_timeout: float | None, deadline: float | None, attempt_deadline: float | None
+) -> float | None:
+    """How long the next wait for a free connection may last (<= 0: no time is left).
+
+    The pool timeout, cut to what is left of the call's deadline and of the attempt's.
+    A waiter that saw connections come free during a window waits another one, so a
+    busy pool that keeps moving is waited for until the deadline, and only a pool where
+    nothing came free for a whole pool timeout fails (``AsyncRequester._take_slot``).
+    """
+    window = pool_timeout
+    now = time.monotonic()
+    for end in (deadline, attempt_deadline):
+        if end is not None and (window is None or end - now < window):
+            window = end - now
+    return window
+
+
 def attempt_deadline(attempt_timeout: float | None) -> float | None:
     """The monotonic time an attempt starting now must end by."""
     return None if attempt_timeout is None else time.monotonic() + attempt_timeout

@@ -21,7 +21,13 @@ from typing import Any
 import httpx
 
 from .. import _deadline
-from .._compat import AsyncAttemptTimer, AsyncCleanupScope, allow_in_event_loop, asleep
+from .._compat import (
+    AsyncAttemptTimer,
+    AsyncCleanupScope,
+    AsyncSemaphore,
+    allow_in_event_loop,
+    asleep,
+)
 from .._config import ClientOptions
 from .._error_mapping import (
     attempt_expired,
@@ -38,6 +44,10 @@ from .._tracing import call_span
 from ._body import AsyncBodyStream, read_body, unlink_stream
 from ._transport import APIKeyAuth, AsyncTransport
 
+# Waits for a free connection one call may chain while the pool keeps moving: a bound on
+# the loop for a call without any deadline (each wait lasts a pool timeout).
+_MAX_POOL_WAITS = 100_000
+
 
 class AsyncRequester(AsyncTransport):
     """Sends every request of one client and its copies through its connection pool."""
@@ -45,6 +55,31 @@ class AsyncRequester(AsyncTransport):
     def __init__(self, **transport: Any) -> None:
         super().__init__(**transport)
         self.budget = RetryBudget()
+
+    @staticmethod
+    async def _take_slot(
+        slots: AsyncSemaphore,
+        pool_timeout: float | None,
+        deadline: float | None,
+        attempt_deadline: float | None,
+    ) -> bool:
+        """Wait for one of the pool's connections, for as long as the pool makes progress.
+
+        A queue of thousands of calls on a small pool moves slowly but surely: each wait
+        that saw a connection come free is followed by another, within the call's
+        deadline. Only a whole pool timeout without any connection coming free (a stuck
+        pool) or the deadline ends the wait.
+        """
+        for _ in range(_MAX_POOL_WAITS):
+            seen = slots.releases
+            window = _deadline.pool_wait_window(pool_timeout, deadline, attempt_deadline)
+            if window is not None and window <= 0:
+                return False
+            if await slots.acquire(window):
+                return True
+            if slots.releases == seen:
+                return False
+        return False
 
     def _build(
         self,
@@ -335,7 +370,9 @@ class AsyncRequester(AsyncTransport):
         timer = AsyncAttemptTimer(attempt_timeout)
         try:
             with timer:
-                if slots is not None and not await slots.acquire(timeout.pool):
+                if slots is not None and not await self._take_slot(
+                    slots, timeout.pool, deadline, attempt_deadline
+                ):
                     raise pool_wait_expired(method, path)
                 try:
                     sent = True  # from here on the server may see the request

@@ -22,7 +22,13 @@ from typing import Any
 import httpx
 
 from .. import _deadline
-from .._compat import CleanupScope, SyncAttemptTimer, sleep, warn_if_event_loop_running
+from .._compat import (
+    CleanupScope,
+    Semaphore,
+    SyncAttemptTimer,
+    sleep,
+    warn_if_event_loop_running,
+)
 from .._config import ClientOptions
 from .._error_mapping import (
     attempt_expired,
@@ -39,6 +45,10 @@ from .._tracing import call_span
 from ._body import BodyStream, read_body, unlink_stream
 from ._transport import APIKeyAuth, Transport
 
+# Waits for a free connection one call may chain while the pool keeps moving: a bound on
+# the loop for a call without any deadline (each wait lasts a pool timeout).
+_MAX_POOL_WAITS = 100_000
+
 
 class Requester(Transport):
     """Sends every request of one client and its copies through its connection pool."""
@@ -46,6 +56,31 @@ class Requester(Transport):
     def __init__(self, **transport: Any) -> None:
         super().__init__(**transport)
         self.budget = RetryBudget()
+
+    @staticmethod
+    def _take_slot(
+        slots: Semaphore,
+        pool_timeout: float | None,
+        deadline: float | None,
+        attempt_deadline: float | None,
+    ) -> bool:
+        """Wait for one of the pool's connections, for as long as the pool makes progress.
+
+        A queue of thousands of calls on a small pool moves slowly but surely: each wait
+        that saw a connection come free is followed by another, within the call's
+        deadline. Only a whole pool timeout without any connection coming free (a stuck
+        pool) or the deadline ends the wait.
+        """
+        for _ in range(_MAX_POOL_WAITS):
+            seen = slots.releases
+            window = _deadline.pool_wait_window(pool_timeout, deadline, attempt_deadline)
+            if window is not None and window <= 0:
+                return False
+            if slots.acquire(window):
+                return True
+            if slots.releases == seen:
+                return False
+        return False
 
     def _build(
         self,
@@ -336,7 +371,9 @@ class Requester(Transport):
         timer = SyncAttemptTimer(attempt_timeout)
         try:
             with timer:
-                if slots is not None and not slots.acquire(timeout.pool):
+                if slots is not None and not self._take_slot(
+                    slots, timeout.pool, deadline, attempt_deadline
+                ):
                     raise pool_wait_expired(method, path)
                 try:
                     sent = True  # from here on the server may see the request
