@@ -58,6 +58,7 @@ REPLACEMENTS = {
     # our classes
     "AsyncWrennClient": "WrennClient",
     "AsyncRequester": "Requester",
+    "AsyncTransport": "Transport",
     "AsyncBodyStream": "BodyStream",
     "AsyncAPIResource": "APIResource",
     "AsyncCapsules": "Capsules",

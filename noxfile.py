@@ -22,6 +22,8 @@ DEV = [
     "ruff==0.17.6",
     "pyyaml>=6",
     "jsonschema>=4.18",
+    # The tests' own WebSocket client (the SDK speaks wsproto directly).
+    "httpx-ws>=0.9.0,<0.10",
     # tests/integrations/test_tracing.py: the in-memory span exporter.
     "opentelemetry-sdk>=1.27",
 ]

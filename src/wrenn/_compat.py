@@ -74,6 +74,8 @@ class AsyncSemaphore:
     def __init__(self, value: int) -> None:
         self._value = value
         self._semaphore: anyio.Semaphore | None = None
+        # Slots given back so far: a waiter that saw this move knows the pool moves.
+        self.releases = 0
 
     async def acquire(self, timeout: float | None) -> bool:
         """Take a slot; False if none became free within ``timeout`` seconds."""
@@ -91,6 +93,7 @@ class AsyncSemaphore:
 
     def release(self) -> None:
         assert self._semaphore is not None
+        self.releases += 1
         self._semaphore.release()
 
 
@@ -99,12 +102,15 @@ class Semaphore:
 
     def __init__(self, value: int) -> None:
         self._semaphore = threading.Semaphore(value)
+        # Slots given back so far (an unlocked count: it only has to move, not be exact).
+        self.releases = 0
 
     def acquire(self, timeout: float | None) -> bool:
         # The non-blocking attempt skips the condition variable when a slot is free.
         return self._semaphore.acquire(blocking=False) or self._semaphore.acquire(timeout=timeout)
 
     def release(self) -> None:
+        self.releases += 1
         self._semaphore.release()
 
 

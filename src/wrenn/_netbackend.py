@@ -1,4 +1,16 @@
-"""Wrappers of the network backends of the httpx transports the SDK builds itself.
+"""The one module that touches httpx and httpcore internals.
+
+Every private attribute or function of httpx/httpcore the SDK relies on is used here and
+listed in ``PRIVATE_API`` (tests/test_netbackend_internals.py checks that each exists in
+the installed versions, so an upgrade that moves one fails loudly; pyproject pins
+httpcore to the tested minor release). Nothing else in ``src/wrenn`` reaches past their
+public API. What it does with them:
+
+* reads the proxy environment variables the way httpx does (``environment_proxies``);
+* wraps the network backends of the pools the SDK builds (below);
+* reads a pool's size and drops its ownerless connections (``pool_size``, ``heal_pool``).
+
+Wrappers of the network backends of the httpx transports the SDK builds itself.
 
 A cheaper idle-connection check for the async client's own connection pool.
 
@@ -26,11 +38,76 @@ from typing import TYPE_CHECKING, Any, cast
 import httpcore
 import httpx
 from httpcore._utils import is_socket_readable
+from httpx._utils import get_environment_proxies
 
 from ._compat import ATTEMPT_DEADLINE
+from ._logs import logger
 
 if TYPE_CHECKING:
     from asyncio.trsock import TransportSocket
+
+# (module, dotted attribute) of every private name used here; instance attributes are
+# checked on a freshly built transport by the test.
+PRIVATE_API = (
+    ("httpx._utils", "get_environment_proxies"),
+    ("httpcore._utils", "is_socket_readable"),
+)
+# Attributes of an httpx transport and its httpcore pool (and pool requests/connections).
+TRANSPORT_ATTRIBUTES = ("_pool",)
+POOL_ATTRIBUTES = (
+    "_network_backend",
+    "_connections",
+    "_requests",
+    "_optional_thread_lock",
+    "_max_connections",
+)
+POOL_REQUEST_ATTRIBUTES = ("connection",)
+POOL_CONNECTION_ATTRIBUTES = ("_connection", "_connect_failed")
+
+
+def environment_proxies() -> dict[str, str | None]:
+    """``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY`` as httpx reads them: mount pattern to
+    proxy URL (``None``: no proxy for that pattern)."""
+    return get_environment_proxies()
+
+
+def pool_size(client: httpx.AsyncClient | httpx.Client) -> int | None:
+    """``max_connections`` of the pool behind a client, if it has a recognisable one."""
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    size = getattr(pool, "_max_connections", None)
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def heal_pool(client: httpx.AsyncClient | httpx.Client) -> int:
+    """Drop pool connections stuck CONNECTING with no request that owns them.
+
+    httpcore 1.0.9 can leave such a connection behind when a queued request is
+    cancelled right after another task's call assigned it a new connection: it never
+    connects, never closes and counts against ``max_connections`` forever, until
+    every call fails with a pool timeout (RELIABILITY.md CL-04). Such a connection has
+    no socket, so dropping it from the pool's list is all the cleanup it needs. Reads
+    httpcore internals defensively: a transport without them is left alone.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    connections = getattr(pool, "_connections", None)
+    requests = getattr(pool, "_requests", None)
+    lock = getattr(pool, "_optional_thread_lock", None)
+    if not isinstance(connections, list) or not isinstance(requests, list) or lock is None:
+        return 0
+    with lock:
+        owned = {id(getattr(r, "connection", None)) for r in requests}
+        zombies = [
+            c
+            for c in connections
+            if id(c) not in owned
+            and getattr(c, "_connection", False) is None
+            and getattr(c, "_connect_failed", True) is False
+        ]
+        for connection in zombies:
+            connections.remove(connection)
+    if zombies:
+        logger.debug("dropped %d ownerless connecting pool connection(s)", len(zombies))
+    return len(zombies)
 
 
 def cache_readable_socket(transport: httpx.AsyncBaseTransport | httpx.BaseTransport) -> None:

@@ -1,6 +1,9 @@
 """Retry policy: which failures are retried, how long to wait, and the retry budget.
 
-Pure logic with no I/O, shared by the async and the sync client and tested once.
+Pure logic with no I/O, shared by the async and the sync client and tested once. This is
+the one place a retry is decided: the requester asks ``transport_retry_delay`` after a
+failed attempt and ``status_retry_delay`` after an error status, and sleeps for what
+they return (``None``: raise).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from ._constants import (
     RETRY_REFUND_ON_SUCCESS,
     TIMEOUT_RETRY_COST,
 )
+from ._deadline import fits
+from ._exceptions import WrennConnectionError, WrennTimeoutError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -141,3 +146,60 @@ class RetryBudget:
             return
         with self._lock:
             self._tokens = min(self.capacity, self._tokens + amount)
+
+
+def retryable_transport(error: WrennConnectionError, method: str) -> bool:
+    """A failed attempt may be made again if the request is idempotent or never left."""
+    if error.code in ("tls_error", "invalid_request_setup"):
+        return False  # neither a bad certificate nor a malformed request improves by asking again
+    return is_idempotent(method) or not error.request_sent
+
+
+def transport_retry_delay(
+    error: WrennConnectionError,
+    method: str,
+    attempt: int,
+    max_retries: int,
+    deadline: float | None,
+    budget: RetryBudget,
+) -> float | None:
+    """The wait before retrying an attempt that failed in transport, or ``None`` to raise.
+
+    Takes tokens from ``budget`` when it says yes (a timeout costs more).
+    """
+    if attempt >= max_retries or not retryable_transport(error, method):
+        return None
+    delay = retry_delay(attempt, None)
+    if not fits(delay, deadline):
+        return None
+    if not budget.acquire(timeout=isinstance(error, WrennTimeoutError)):
+        return None
+    return delay
+
+
+def status_retry_delay(
+    method: str,
+    status: int,
+    headers: Mapping[str, str],
+    retry_after: float | None,
+    attempt: int,
+    max_retries: int,
+    deadline: float | None,
+    budget: RetryBudget,
+) -> float | None:
+    """The wait before retrying a call answered with an error status, or ``None`` to raise.
+
+    ``retry_after`` is ``parse_retry_after(headers)``, already read by the caller; a
+    server asking for more than ``MAX_RETRY_AFTER`` is not waited for. Takes tokens from
+    ``budget`` when it says yes.
+    """
+    if (
+        not should_retry_status(method, status, headers)
+        or retry_after_too_long(retry_after)
+        or attempt >= max_retries
+    ):
+        return None
+    delay = retry_delay(attempt, headers)
+    if fits(delay, deadline) and budget.acquire():
+        return delay
+    return None

@@ -5,7 +5,7 @@ call; if the request is cancelled before its task resumes, the connection stays 
 the pool as CONNECTING with no owner, forever counting against ``max_connections``.
 Enough of them and every later call fails with a pool timeout.
 
-The SDK guards against it twice (``wrenn._async._requester``): unary calls take a
+The SDK guards against it twice (``wrenn._async._requester`` and ``wrenn._netbackend``): unary calls take a
 slot of a per-client semaphore sized to the pool, so requests never queue inside
 httpcore; and after any failed or cancelled send, ownerless CONNECTING connections
 are dropped from the pool. These tests run async only (asyncio and trio): cancelling
@@ -101,9 +101,9 @@ async def test_CL04_without_the_guards_httpcore_is_still_poisoned(
 ) -> None:
     """Measures the bug the guards exist for: if this starts failing, httpcore fixed it
     and the guards can be reconsidered (keep the tests above either way)."""
-    from wrenn._async import _requester
+    from wrenn import _netbackend
 
-    monkeypatch.setattr(_requester, "_heal_pool", lambda client: 0)
+    monkeypatch.setattr(_netbackend, "heal_pool", lambda client: 0)
     limits = httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL)
     timeout = httpx.Timeout(5.0, pool=0.5)
     async with AsyncWrennClient(

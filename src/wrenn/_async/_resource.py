@@ -1,15 +1,30 @@
-"""Base of the resource objects hanging off a client (``client.capsules``, ...)."""
+"""Base of the resource objects hanging off a client (``client.capsules``, ...).
+
+``AsyncAPIResource`` is the only way a resource sends: ``_get``/``_post``/``_put``/
+``_delete`` for a call whose body is read in full, ``_stream`` for a response read as it
+arrives, ``_ws`` for a WebSocket. Each takes keyword-only ``timeout`` (the meaning of the
+client's own ``timeout``, for this call only) and ``extra_headers``, as openai-python's
+resources do. No resource module reads the client's options or requester itself
+(tests/test_resource_boundary.py greps for it).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from .._config import NOT_GIVEN, ClientOptions, updated_options
+from .._responses import RawResponse
+from ._websocket import AsyncWebSocket, aconnect_websocket
 
 if TYPE_CHECKING:
     from .client import AsyncWrennClient
 
 
 class AsyncAPIResource:
-    """Gives a resource its client's requester and options.
+    """Sends a resource's calls through its client's requester, with the client's options.
 
     The options are read at call time, so a resource of a ``with_options()`` copy sends
     with the copy's settings through the shared connection pool.
@@ -17,7 +32,119 @@ class AsyncAPIResource:
 
     def __init__(self, client: AsyncWrennClient) -> None:
         self._client = client
-        self._requester = client._requester
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._client!r}>"
+
+    @property
+    def _closed(self) -> bool:
+        """Whether the client's connection pool has been closed."""
+        return self._client._requester.closed
+
+    def _call_options(
+        self, timeout: float | httpx.Timeout | None, max_response_bytes: int | None
+    ) -> ClientOptions:
+        options = self._client._options
+        if timeout is NOT_GIVEN and max_response_bytes is None:
+            return options  # the common case costs nothing
+        changes: dict[str, Any] = {}
+        if timeout is not NOT_GIVEN:
+            changes["timeout"] = timeout
+        if max_response_bytes is not None:
+            changes["max_response_bytes"] = max_response_bytes
+        return updated_options(options, **changes)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        params: Mapping[str, str] | None = None,
+        content: Any = None,
+        files: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+        missing_ok_on_retry: bool = False,
+        replayable: bool = True,
+        max_response_bytes: int | None = None,
+        timeout: float | httpx.Timeout | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> RawResponse:
+        """One call whose body is read in full (``max_response_bytes`` raises the cap)."""
+        return await self._client._requester.request(
+            self._call_options(timeout, max_response_bytes),
+            method,
+            path,
+            ok=ok,
+            params=params,
+            content=content,
+            files=files,
+            data=data,
+            headers=_merged(headers, extra_headers),
+            read_timeout=read_timeout,
+            missing_ok_on_retry=missing_ok_on_retry,
+            replayable=replayable,
+        )
+
+    async def _get(self, path: str, **kwargs: Any) -> RawResponse:
+        return await self._request("GET", path, **kwargs)
+
+    async def _post(self, path: str, **kwargs: Any) -> RawResponse:
+        return await self._request("POST", path, **kwargs)
+
+    async def _put(self, path: str, **kwargs: Any) -> RawResponse:
+        return await self._request("PUT", path, **kwargs)
+
+    async def _delete(self, path: str, **kwargs: Any) -> RawResponse:
+        return await self._request("DELETE", path, **kwargs)
+
+    async def _stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        params: Mapping[str, str] | None = None,
+        content: Any = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        replayable: bool = True,
+        timeout: float | httpx.Timeout | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Open a streamed response with a status in ``ok``; the caller must close it."""
+        return await self._client._requester.open_stream(
+            self._call_options(timeout, None),
+            method,
+            path,
+            ok=ok,
+            params=params,
+            content=content,
+            headers=_merged(headers, extra_headers),
+            read_timeout=read_timeout,
+            idle_timeout=idle_timeout,
+            replayable=replayable,
+        )
+
+    async def _ws(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = NOT_GIVEN,
+    ) -> AsyncWebSocket:
+        """Upgrade ``GET path`` to a WebSocket, with the same retries and errors as any GET."""
+        return await aconnect_websocket(
+            self._client._requester, self._call_options(timeout, None), path, params=params
+        )
+
+
+def _merged(
+    headers: Mapping[str, str] | None, extra_headers: Mapping[str, str] | None
+) -> Mapping[str, str] | None:
+    if not extra_headers:
+        return headers
+    return {**(headers or {}), **extra_headers}

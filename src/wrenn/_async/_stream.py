@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import httpx
 
-from ._requester import finish_iterator
+from ._body import finish_iterator
 
 S = TypeVar("S", bound="AsyncLazyStream")
 

@@ -28,13 +28,14 @@ import wsproto.utilities
 
 from .._compat import AsyncCleanupScope, AsyncLock
 from .._config import ClientOptions
+from .._error_mapping import transport_error
 from .._exceptions import (
     WrennStreamError,
     WrennStreamInterruptedError,
     WrennStreamTimeoutError,
     error_from_response,
 )
-from ._requester import AsyncRequester, _transport_error
+from ._requester import AsyncRequester
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 WS_PING_INTERVAL = 20.0
@@ -291,7 +292,7 @@ async def aconnect_websocket_url(
     try:
         response = await http.send(request, stream=True)
     except httpx.TransportError as exc:
-        raise _transport_error(exc, "GET", request.url.path, str) from None
+        raise transport_error(exc, "GET", request.url.path, str) from None
     if response.status_code != 101:
         try:
             content = b""

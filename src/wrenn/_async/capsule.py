@@ -310,7 +310,7 @@ class AsyncCapsule:
     def get_url(self, port: int) -> str:
         """The URL of a port inside the capsule, through the platform's proxy."""
         return proxy_url(
-            self._client._options.base_url, self._client.proxy_domain, self._capsule_id, port
+            self._client.options.base_url, self._client.proxy_domain, self._capsule_id, port
         )
 
     async def create_snapshot(

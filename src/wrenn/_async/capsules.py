@@ -128,8 +128,7 @@ class AsyncCapsules(AsyncAPIResource):
         )
         wait_timeout = positive_seconds(wait_timeout, "wait_timeout")
         try:
-            response = await self._requester.request(
-                self._client._options,
+            response = await self._request(
                 "POST",
                 "/v1/capsules",
                 ok=(202, 201, 200),
@@ -283,13 +282,13 @@ class AsyncCapsules(AsyncAPIResource):
 
     async def list(self) -> builtins.list[Capsule]:
         """List the team's capsules, newest first (stopped and failed ones are not listed)."""
-        response = await self._requester.request(self._client._options, "GET", "/v1/capsules")
+        response = await self._request("GET", "/v1/capsules")
         return decode(capsule_list_decoder, response)
 
     async def get(self, id: str) -> Capsule:
         """Return one capsule, in any status."""
         path = build_path("/v1/capsules/{id}", id=id)
-        response = await self._requester.request(self._client._options, "GET", path)
+        response = await self._request("GET", path)
         return decode(capsule_decoder, response)
 
     async def destroy(
@@ -301,9 +300,7 @@ class AsyncCapsules(AsyncAPIResource):
         """
         path = build_path("/v1/capsules/{id}", id=id)
         wait_timeout = positive_seconds(wait_timeout, "wait_timeout")
-        response = await self._requester.request(
-            self._client._options, "DELETE", path, ok=(202, 204, 200), missing_ok_on_retry=True
-        )
+        response = await self._request("DELETE", path, ok=(202, 204, 200), missing_ok_on_retry=True)
         # 202 is API 0.2.2's "stopping has begun"; 204 is an older server's "destroyed".
         if wait and response.status_code == 202:
             await self._settle(id, DESTROY, None, wait_timeout)
@@ -331,8 +328,7 @@ class AsyncCapsules(AsyncAPIResource):
     ) -> Capsule:
         path = build_path("/v1/capsules/{id}/" + verb, id=id)
         wait_timeout = positive_seconds(wait_timeout, "wait_timeout")
-        response = await self._requester.request(
-            self._client._options,
+        response = await self._request(
             "POST",
             path,
             ok=(202, 200),
@@ -411,14 +407,12 @@ class AsyncCapsules(AsyncAPIResource):
     async def ping(self, id: str) -> None:
         """Reset a running capsule's inactivity timer."""
         path = build_path("/v1/capsules/{id}/ping", id=id)
-        await self._requester.request(self._client._options, "POST", path, ok=(204, 200))
+        await self._request("POST", path, ok=(204, 200))
 
     async def stats(self, range: str | None = None) -> CapsuleStats:
         """Team-wide running counts and reservations over ``range`` (5m, 1h, 6h, 24h, 30d)."""
         params = {"range": str(optional_str(range, "range"))} if range is not None else None
-        response = await self._requester.request(
-            self._client._options, "GET", "/v1/capsules/stats", params=params
-        )
+        response = await self._request("GET", "/v1/capsules/stats", params=params)
         return decode(stats_decoder, response)
 
     async def usage(
@@ -431,16 +425,14 @@ class AsyncCapsules(AsyncAPIResource):
             params["from"] = start
         if end is not None:
             params["to"] = end
-        response = await self._requester.request(
-            self._client._options, "GET", "/v1/capsules/usage", params=params or None
-        )
+        response = await self._request("GET", "/v1/capsules/usage", params=params or None)
         return decode(usage_decoder, response)
 
     async def metrics(self, id: str, range: str | None = None) -> CapsuleMetrics:
         """CPU, memory and disk samples of one capsule over ``range`` (5m ... 24h)."""
         path = build_path("/v1/capsules/{id}/metrics", id=id)
         params = {"range": str(optional_str(range, "range"))} if range is not None else None
-        response = await self._requester.request(self._client._options, "GET", path, params=params)
+        response = await self._request("GET", path, params=params)
         return decode(metrics_decoder, response)
 
     async def wait(

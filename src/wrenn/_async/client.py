@@ -12,6 +12,7 @@ from .._compat import AsyncLock
 from .._config import NOT_GIVEN, ClientOptions, resolve_options, updated_options
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
 from ._requester import AsyncRequester
+from ._resource import AsyncAPIResource
 from ._transitions import AsyncTransitionWaiter
 from .capsules import AsyncCapsules
 from .events import AsyncEvents
@@ -88,6 +89,8 @@ class AsyncWrennClient:
         self._init_resources()
 
     def _init_resources(self) -> None:
+        # How the objects that hold only a client (a command stream, a terminal) send.
+        self._api = AsyncAPIResource(self)
         self.capsules = AsyncCapsules(self)
         self.snapshots = AsyncSnapshots(self)
         self.events = AsyncEvents(self)

@@ -28,6 +28,7 @@ from .._code_runner import (
 )
 from .._compat import IS_ASYNC, AsyncCleanupScope, AsyncLock, asleep
 from .._config import default_ssl_context
+from .._error_mapping import transport_error
 from .._exceptions import (
     WrennError,
     WrennNotFoundError,
@@ -42,7 +43,7 @@ from .._models import json_encoder
 from .._urls import path_param
 from .._validate import positive_seconds
 from . import capsule as _capsule
-from ._requester import _read_body, _transport_error
+from ._body import read_body
 from ._websocket import AsyncWebSocket, DeadlineReached, aconnect_websocket_url
 from .client import AsyncWrennClient
 
@@ -261,11 +262,11 @@ class AsyncCapsule(_capsule.AsyncCapsule):
     def _proxy_client(self) -> httpx.AsyncClient:
         if self._proxy is None:
             base, headers = proxy_endpoint(
-                self._client._options.base_url,
+                self._client.options.base_url,
                 self._client.proxy_domain,
                 self._capsule_id,
                 JUPYTER_PORT,
-                token=proxy_token(self._client._options.api_key.reveal(), self._capsule_id),
+                token=proxy_token(self._client.options.api_key.reveal(), self._capsule_id),
             )
             # A client of its own, without the team's API key: what runs in the capsule
             # must never see it. It carries only the capsule's proxy token, which
@@ -292,13 +293,13 @@ class AsyncCapsule(_capsule.AsyncCapsule):
                 if response.status_code in _NOT_READY_STATUSES:
                     raise _NotReady(f"HTTP {response.status_code}")  # its body says nothing
                 # Bounded, and bounded in time: the answer comes from inside the capsule.
-                content = await _read_body(response, deadline, _MAX_JUPYTER_BODY, method, path)
+                content = await read_body(response, deadline, _MAX_JUPYTER_BODY, method, path)
             finally:
                 await response.aclose()
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise _NotReady(f"{type(exc).__name__}: {exc}") from None
         except httpx.TransportError as exc:
-            raise _transport_error(exc, method, path, str) from None
+            raise transport_error(exc, method, path, str) from None
         if response.status_code >= 300:
             raise error_from_response(response.status_code, response.headers, content, scrub=str)
         if not content:

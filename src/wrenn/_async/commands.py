@@ -45,8 +45,9 @@ from .._process import (
 from .._responses import decode
 from .._urls import build_path
 from .._validate import optional_int, optional_str, positive_seconds, string_map
+from ._resource import AsyncAPIResource
 from ._stream import AsyncLazyStream
-from ._websocket import AsyncWebSocket, DeadlineReached, aconnect_websocket
+from ._websocket import AsyncWebSocket, DeadlineReached
 from .durable import DEFAULT_POLL_INTERVAL, AsyncDurableCommand, AsyncDurableStream, check_offset
 from .files import AsyncFiles
 
@@ -88,9 +89,7 @@ class AsyncCommandStream(AsyncLazyStream):
         self.exit_code: int | None = None
 
     async def _open(self) -> AsyncWebSocket:
-        socket = await aconnect_websocket(
-            self._client._requester, self._client._options, self._path
-        )
+        socket = await self._client._api._ws(self._path)
         self._socket = socket
         if self._start is not None:
             await socket.send_text(json_encoder.encode(self._start).decode())
@@ -209,11 +208,11 @@ class AsyncCommandHandle:
         return self._commands.connect(self.pid)
 
 
-class AsyncCommands:
+class AsyncCommands(AsyncAPIResource):
     """Processes inside one capsule."""
 
     def __init__(self, client: AsyncWrennClient, capsule_id: str) -> None:
-        self._client = client
+        super().__init__(client)
         self._capsule_id = capsule_id
         self._files = AsyncFiles(client, capsule_id)
 
@@ -406,8 +405,7 @@ class AsyncCommands:
     ) -> AsyncCommandHandle:
         program, args = shell_argv(cmd, envs=None, cwd=None)
         body = ExecRequest(cmd=program, args=args, background=True, tag=tag, envs=envs, cwd=cwd)
-        response = await self._client._requester.request(
-            self._client._options,
+        response = await self._request(
             "POST",
             self._path("/v1/capsules/{id}/exec"),
             ok=(202, 200),
@@ -484,9 +482,7 @@ class AsyncCommands:
 
     async def list(self) -> builtins.list[ProcessInfo]:
         """Every process the capsule's agent tracks: background commands and terminals."""
-        response = await self._client._requester.request(
-            self._client._options, "GET", self._path("/v1/capsules/{id}/processes")
-        )
+        response = await self._request("GET", self._path("/v1/capsules/{id}/processes"))
         listing = decode(process_list_decoder, response)
         return [
             ProcessInfo(pid=p.pid, tag=p.tag, cmd=p.cmd, args=p.args) for p in listing.processes
@@ -501,8 +497,7 @@ class AsyncCommands:
         if signal not in _SIGNALS:
             raise ValueError(f"signal must be one of {', '.join(_SIGNALS)}, not {signal!r}")
         path = self._path("/v1/capsules/{id}/processes/{selector}", selector=_selector(pid))
-        await self._client._requester.request(
-            self._client._options,
+        await self._request(
             "DELETE",
             path,
             ok=(204, 200),

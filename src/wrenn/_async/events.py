@@ -36,7 +36,7 @@ from .._reconnect import (
 )
 from .._sse import ServerSentEvent, SSEDecoder
 from .._validate import optional_int, positive_seconds
-from ._requester import finish_iterator
+from ._body import finish_iterator
 from ._resource import AsyncAPIResource
 from ._stream import AsyncResponseStream
 
@@ -206,13 +206,11 @@ class AsyncEventStream(AsyncResponseStream):
         return current if current is not None else self._resume_id
 
     async def _open(self) -> None:
-        requester = self._resource._requester
         headers = dict(_SSE_HEADERS)
         resume = self.last_event_id
         if self._outage is not None and resume is not None:
             headers["Last-Event-ID"] = resume
-        self._response = await requester.open_stream(
-            self._resource._client._options,
+        self._response = await self._resource._stream(
             "GET",
             "/v1/events/stream",
             headers=headers,
@@ -239,7 +237,7 @@ class AsyncEventStream(AsyncResponseStream):
                 # could shut no socket down, so it is honoured here instead.
                 await self.aclose()
                 raise StopAsyncIteration
-            if self._resource._requester.closed or self._chunks is None:
+            if self._resource._closed or self._chunks is None:
                 await self.aclose()
                 raise WrennClientClosedError(
                     "client_closed", "the client was closed while the stream was open"
@@ -276,11 +274,7 @@ class AsyncEventStream(AsyncResponseStream):
     # --- reconnecting ------------------------------------------------------------------
 
     def _may_reconnect(self) -> bool:
-        return (
-            self._policy is not None
-            and not self._interrupted
-            and not self._resource._requester.closed
-        )
+        return self._policy is not None and not self._interrupted and not self._resource._closed
 
     def _is_duplicate(self, raw: ServerSentEvent) -> bool:
         """Whether a resumed connection re-sends this event; remembers the ids it sees.
@@ -336,7 +330,7 @@ class AsyncEventStream(AsyncResponseStream):
             if time.monotonic() + delay - outage.started > policy.timeout:
                 await self._give_up(outage, f"{policy.timeout:g} s")
             await self._wake.wait(delay)
-            if self._interrupted or self._resource._requester.closed:
+            if self._interrupted or self._resource._closed:
                 return  # the read loop ends the stream
             outage.attempts += 1
             try:

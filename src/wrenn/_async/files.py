@@ -31,6 +31,7 @@ from .._models import (
 from .._responses import decode
 from .._urls import build_path
 from .._validate import optional_int
+from ._resource import AsyncAPIResource
 from ._stream import AsyncResponseStream
 from .lease import AsyncLeaseHold
 
@@ -92,9 +93,7 @@ class AsyncDownloadStream(AsyncResponseStream):
 
     async def _open(self) -> AsyncIterator[bytes]:
         self._hold.require_block("download")
-        client = self._files._client
-        self._response = await client._requester.open_stream(
-            client._options,
+        self._response = await self._files._stream(
             "POST",
             self._files._path("/v1/capsules/{id}/files/stream/read"),
             content=json_encoder.encode(ReadFileRequest(path=self._path)),
@@ -138,11 +137,11 @@ class AsyncDownloadStream(AsyncResponseStream):
         return chunk
 
 
-class AsyncFiles:
+class AsyncFiles(AsyncAPIResource):
     """The file system of one capsule."""
 
     def __init__(self, client: AsyncWrennClient, capsule_id: str) -> None:
-        self._client = client
+        super().__init__(client)
         self._capsule_id = capsule_id
 
     def _path(self, template: str) -> str:
@@ -166,18 +165,15 @@ class AsyncFiles:
 
     async def read_bytes(self, path: str, *, keepalive: bool = False) -> bytes:
         """Read a file's bytes; ``keepalive=True`` holds a lease on the capsule meanwhile."""
-        options = self._client._options
         checked = _check_path(path)
         async with self._keepalive(keepalive):
-            response = await self._client._requester.request(
-                options.replace(
-                    max_response_bytes=max(options.max_response_bytes, FILE_READ_LIMIT)
-                ),
+            response = await self._request(
                 "POST",
                 self._path("/v1/capsules/{id}/files/read"),
                 content=json_encoder.encode(ReadFileRequest(path=checked)),
                 headers=_JSON,
                 read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+                max_response_bytes=max(self._client.options.max_response_bytes, FILE_READ_LIMIT),
             )
         return response.content
 
@@ -192,8 +188,7 @@ class AsyncFiles:
             raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
         checked = _check_path(path)
         async with self._keepalive(keepalive):
-            await self._client._requester.request(
-                self._client._options,
+            await self._request(
                 "POST",
                 self._path("/v1/capsules/{id}/files/write"),
                 ok=(204, 200),
@@ -205,8 +200,7 @@ class AsyncFiles:
     async def list(self, path: str, depth: int = 1) -> builtins.list[FileEntry]:
         """List a directory; ``depth`` > 1 recurses that many levels."""
         body = ListDirRequest(path=_check_path(path), depth=optional_int(depth, "depth", minimum=1))
-        response = await self._client._requester.request(
-            self._client._options,
+        response = await self._request(
             "POST",
             self._path("/v1/capsules/{id}/files/list"),
             content=json_encoder.encode(body),
@@ -231,8 +225,7 @@ class AsyncFiles:
         """Create a directory and return its entry; an existing directory is returned as is."""
         checked = _check_path(path)
         try:
-            response = await self._client._requester.request(
-                self._client._options,
+            response = await self._request(
                 "POST",
                 self._path("/v1/capsules/{id}/files/mkdir"),
                 content=json_encoder.encode(ReadFileRequest(path=checked)),
@@ -249,8 +242,7 @@ class AsyncFiles:
 
     async def remove(self, path: str) -> None:
         """Remove a file or a directory tree."""
-        await self._client._requester.request(
-            self._client._options,
+        await self._request(
             "POST",
             self._path("/v1/capsules/{id}/files/remove"),
             ok=(204, 200),
@@ -270,8 +262,7 @@ class AsyncFiles:
         boundary = os.urandom(16).hex()
         checked = _check_path(path)
         async with self._keepalive(keepalive):
-            await self._client._requester.request(
-                self._client._options,
+            await self._request(
                 "POST",
                 self._path("/v1/capsules/{id}/files/stream/write"),
                 ok=(204, 200),

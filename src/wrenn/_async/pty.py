@@ -9,7 +9,7 @@ from .._exceptions import WrennStreamError, WrennStreamInterruptedError
 from .._models import json_encoder
 from .._pty import PtyEvent, PtyEventType, parse_pty_message
 from .._urls import build_path
-from ._websocket import AsyncWebSocket, aconnect_websocket
+from ._websocket import AsyncWebSocket
 from .lease import AsyncLeaseHold
 
 if TYPE_CHECKING:
@@ -50,10 +50,8 @@ class AsyncPtySession:
 
     async def _open(self) -> AsyncWebSocket:
         self._hold.require_block("terminal")
-        socket = await aconnect_websocket(
-            self._client._requester,
-            self._client._options,
-            build_path("/v1/capsules/{id}/pty", id=self._capsule_id),
+        socket = await self._client._api._ws(
+            build_path("/v1/capsules/{id}/pty", id=self._capsule_id)
         )
         self._socket = socket
         await socket.send_text(json_encoder.encode(self._first).decode())

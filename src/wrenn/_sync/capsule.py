@@ -301,7 +301,7 @@ class Capsule:
     def get_url(self, port: int) -> str:
         """The URL of a port inside the capsule, through the platform's proxy."""
         return proxy_url(
-            self._client._options.base_url, self._client.proxy_domain, self._capsule_id, port
+            self._client.options.base_url, self._client.proxy_domain, self._capsule_id, port
         )
 
     def create_snapshot(

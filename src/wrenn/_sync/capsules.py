@@ -129,8 +129,7 @@ class Capsules(APIResource):
         )
         wait_timeout = positive_seconds(wait_timeout, "wait_timeout")
         try:
-            response = self._requester.request(
-                self._client._options,
+            response = self._request(
                 "POST",
                 "/v1/capsules",
                 ok=(202, 201, 200),
@@ -284,13 +283,13 @@ class Capsules(APIResource):
 
     def list(self) -> builtins.list[Capsule]:
         """List the team's capsules, newest first (stopped and failed ones are not listed)."""
-        response = self._requester.request(self._client._options, "GET", "/v1/capsules")
+        response = self._request("GET", "/v1/capsules")
         return decode(capsule_list_decoder, response)
 
     def get(self, id: str) -> Capsule:
         """Return one capsule, in any status."""
         path = build_path("/v1/capsules/{id}", id=id)
-        response = self._requester.request(self._client._options, "GET", path)
+        response = self._request("GET", path)
         return decode(capsule_decoder, response)
 
     def destroy(
@@ -302,9 +301,7 @@ class Capsules(APIResource):
         """
         path = build_path("/v1/capsules/{id}", id=id)
         wait_timeout = positive_seconds(wait_timeout, "wait_timeout")
-        response = self._requester.request(
-            self._client._options, "DELETE", path, ok=(202, 204, 200), missing_ok_on_retry=True
-        )
+        response = self._request("DELETE", path, ok=(202, 204, 200), missing_ok_on_retry=True)
         # 202 is API 0.2.2's "stopping has begun"; 204 is an older server's "destroyed".
         if wait and response.status_code == 202:
             self._settle(id, DESTROY, None, wait_timeout)
@@ -332,8 +329,7 @@ class Capsules(APIResource):
     ) -> Capsule:
         path = build_path("/v1/capsules/{id}/" + verb, id=id)
         wait_timeout = positive_seconds(wait_timeout, "wait_timeout")
-        response = self._requester.request(
-            self._client._options,
+        response = self._request(
             "POST",
             path,
             ok=(202, 200),
@@ -412,14 +408,12 @@ class Capsules(APIResource):
     def ping(self, id: str) -> None:
         """Reset a running capsule's inactivity timer."""
         path = build_path("/v1/capsules/{id}/ping", id=id)
-        self._requester.request(self._client._options, "POST", path, ok=(204, 200))
+        self._request("POST", path, ok=(204, 200))
 
     def stats(self, range: str | None = None) -> CapsuleStats:
         """Team-wide running counts and reservations over ``range`` (5m, 1h, 6h, 24h, 30d)."""
         params = {"range": str(optional_str(range, "range"))} if range is not None else None
-        response = self._requester.request(
-            self._client._options, "GET", "/v1/capsules/stats", params=params
-        )
+        response = self._request("GET", "/v1/capsules/stats", params=params)
         return decode(stats_decoder, response)
 
     def usage(
@@ -432,16 +426,14 @@ class Capsules(APIResource):
             params["from"] = start
         if end is not None:
             params["to"] = end
-        response = self._requester.request(
-            self._client._options, "GET", "/v1/capsules/usage", params=params or None
-        )
+        response = self._request("GET", "/v1/capsules/usage", params=params or None)
         return decode(usage_decoder, response)
 
     def metrics(self, id: str, range: str | None = None) -> CapsuleMetrics:
         """CPU, memory and disk samples of one capsule over ``range`` (5m ... 24h)."""
         path = build_path("/v1/capsules/{id}/metrics", id=id)
         params = {"range": str(optional_str(range, "range"))} if range is not None else None
-        response = self._requester.request(self._client._options, "GET", path, params=params)
+        response = self._request("GET", path, params=params)
         return decode(metrics_decoder, response)
 
     def wait(

@@ -13,6 +13,7 @@ from .._compat import Lock
 from .._config import NOT_GIVEN, ClientOptions, resolve_options, updated_options
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
 from ._requester import Requester
+from ._resource import APIResource
 from ._transitions import TransitionWaiter
 from .capsules import Capsules
 from .events import Events
@@ -89,6 +90,8 @@ class WrennClient:
         self._init_resources()
 
     def _init_resources(self) -> None:
+        # How the objects that hold only a client (a command stream, a terminal) send.
+        self._api = APIResource(self)
         self.capsules = Capsules(self)
         self.snapshots = Snapshots(self)
         self.events = Events(self)

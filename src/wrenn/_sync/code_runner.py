@@ -29,6 +29,7 @@ from .._code_runner import (
 )
 from .._compat import CleanupScope, Lock, sleep
 from .._config import default_ssl_context
+from .._error_mapping import transport_error
 from .._exceptions import (
     WrennError,
     WrennNotFoundError,
@@ -43,7 +44,7 @@ from .._models import json_encoder
 from .._urls import path_param
 from .._validate import positive_seconds
 from . import capsule as _capsule
-from ._requester import _read_body, _transport_error
+from ._body import read_body
 from ._websocket import DeadlineReached, WebSocket, connect_websocket_url
 from .client import WrennClient
 
@@ -256,11 +257,11 @@ class Capsule(_capsule.Capsule):
     def _proxy_client(self) -> httpx.Client:
         if self._proxy is None:
             base, headers = proxy_endpoint(
-                self._client._options.base_url,
+                self._client.options.base_url,
                 self._client.proxy_domain,
                 self._capsule_id,
                 JUPYTER_PORT,
-                token=proxy_token(self._client._options.api_key.reveal(), self._capsule_id),
+                token=proxy_token(self._client.options.api_key.reveal(), self._capsule_id),
             )
             # A client of its own, without the team's API key: what runs in the capsule
             # must never see it. It carries only the capsule's proxy token, which
@@ -287,13 +288,13 @@ class Capsule(_capsule.Capsule):
                 if response.status_code in _NOT_READY_STATUSES:
                     raise _NotReady(f"HTTP {response.status_code}")  # its body says nothing
                 # Bounded, and bounded in time: the answer comes from inside the capsule.
-                content = _read_body(response, deadline, _MAX_JUPYTER_BODY, method, path)
+                content = read_body(response, deadline, _MAX_JUPYTER_BODY, method, path)
             finally:
                 response.close()
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise _NotReady(f"{type(exc).__name__}: {exc}") from None
         except httpx.TransportError as exc:
-            raise _transport_error(exc, method, path, str) from None
+            raise transport_error(exc, method, path, str) from None
         if response.status_code >= 300:
             raise error_from_response(response.status_code, response.headers, content, scrub=str)
         if not content:

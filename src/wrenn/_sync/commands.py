@@ -46,8 +46,9 @@ from .._process import (
 from .._responses import decode
 from .._urls import build_path
 from .._validate import optional_int, optional_str, positive_seconds, string_map
+from ._resource import APIResource
 from ._stream import LazyStream
-from ._websocket import DeadlineReached, WebSocket, connect_websocket
+from ._websocket import DeadlineReached, WebSocket
 from .durable import DEFAULT_POLL_INTERVAL, DurableCommand, DurableStream, check_offset
 from .files import Files
 
@@ -89,7 +90,7 @@ class CommandStream(LazyStream):
         self.exit_code: int | None = None
 
     def _open(self) -> WebSocket:
-        socket = connect_websocket(self._client._requester, self._client._options, self._path)
+        socket = self._client._api._ws(self._path)
         self._socket = socket
         if self._start is not None:
             socket.send_text(json_encoder.encode(self._start).decode())
@@ -208,11 +209,11 @@ class CommandHandle:
         return self._commands.connect(self.pid)
 
 
-class Commands:
+class Commands(APIResource):
     """Processes inside one capsule."""
 
     def __init__(self, client: WrennClient, capsule_id: str) -> None:
-        self._client = client
+        super().__init__(client)
         self._capsule_id = capsule_id
         self._files = Files(client, capsule_id)
 
@@ -405,8 +406,7 @@ class Commands:
     ) -> CommandHandle:
         program, args = shell_argv(cmd, envs=None, cwd=None)
         body = ExecRequest(cmd=program, args=args, background=True, tag=tag, envs=envs, cwd=cwd)
-        response = self._client._requester.request(
-            self._client._options,
+        response = self._request(
             "POST",
             self._path("/v1/capsules/{id}/exec"),
             ok=(202, 200),
@@ -479,9 +479,7 @@ class Commands:
 
     def list(self) -> builtins.list[ProcessInfo]:
         """Every process the capsule's agent tracks: background commands and terminals."""
-        response = self._client._requester.request(
-            self._client._options, "GET", self._path("/v1/capsules/{id}/processes")
-        )
+        response = self._request("GET", self._path("/v1/capsules/{id}/processes"))
         listing = decode(process_list_decoder, response)
         return [
             ProcessInfo(pid=p.pid, tag=p.tag, cmd=p.cmd, args=p.args) for p in listing.processes
@@ -496,8 +494,7 @@ class Commands:
         if signal not in _SIGNALS:
             raise ValueError(f"signal must be one of {', '.join(_SIGNALS)}, not {signal!r}")
         path = self._path("/v1/capsules/{id}/processes/{selector}", selector=_selector(pid))
-        self._client._requester.request(
-            self._client._options,
+        self._request(
             "DELETE",
             path,
             ok=(204, 200),

@@ -37,7 +37,7 @@ from .._reconnect import (
 )
 from .._sse import ServerSentEvent, SSEDecoder
 from .._validate import optional_int, positive_seconds
-from ._requester import finish_iterator
+from ._body import finish_iterator
 from ._resource import APIResource
 from ._stream import ResponseStream
 
@@ -207,13 +207,11 @@ class EventStream(ResponseStream):
         return current if current is not None else self._resume_id
 
     def _open(self) -> None:
-        requester = self._resource._requester
         headers = dict(_SSE_HEADERS)
         resume = self.last_event_id
         if self._outage is not None and resume is not None:
             headers["Last-Event-ID"] = resume
-        self._response = requester.open_stream(
-            self._resource._client._options,
+        self._response = self._resource._stream(
             "GET",
             "/v1/events/stream",
             headers=headers,
@@ -240,7 +238,7 @@ class EventStream(ResponseStream):
                 # could shut no socket down, so it is honoured here instead.
                 self.close()
                 raise StopIteration
-            if self._resource._requester.closed or self._chunks is None:
+            if self._resource._closed or self._chunks is None:
                 self.close()
                 raise WrennClientClosedError(
                     "client_closed", "the client was closed while the stream was open"
@@ -277,11 +275,7 @@ class EventStream(ResponseStream):
     # --- reconnecting ------------------------------------------------------------------
 
     def _may_reconnect(self) -> bool:
-        return (
-            self._policy is not None
-            and not self._interrupted
-            and not self._resource._requester.closed
-        )
+        return self._policy is not None and not self._interrupted and not self._resource._closed
 
     def _is_duplicate(self, raw: ServerSentEvent) -> bool:
         """Whether a resumed connection re-sends this event; remembers the ids it sees.
@@ -337,7 +331,7 @@ class EventStream(ResponseStream):
             if time.monotonic() + delay - outage.started > policy.timeout:
                 self._give_up(outage, f"{policy.timeout:g} s")
             self._wake.wait(delay)
-            if self._interrupted or self._resource._requester.closed:
+            if self._interrupted or self._resource._closed:
                 return  # the read loop ends the stream
             outage.attempts += 1
             try:

@@ -32,6 +32,7 @@ from .._models import (
 from .._responses import decode
 from .._urls import build_path
 from .._validate import optional_int
+from ._resource import APIResource
 from ._stream import ResponseStream
 from .lease import LeaseHold
 
@@ -93,9 +94,7 @@ class DownloadStream(ResponseStream):
 
     def _open(self) -> Iterator[bytes]:
         self._hold.require_block("download")
-        client = self._files._client
-        self._response = client._requester.open_stream(
-            client._options,
+        self._response = self._files._stream(
             "POST",
             self._files._path("/v1/capsules/{id}/files/stream/read"),
             content=json_encoder.encode(ReadFileRequest(path=self._path)),
@@ -139,11 +138,11 @@ class DownloadStream(ResponseStream):
         return chunk
 
 
-class Files:
+class Files(APIResource):
     """The file system of one capsule."""
 
     def __init__(self, client: WrennClient, capsule_id: str) -> None:
-        self._client = client
+        super().__init__(client)
         self._capsule_id = capsule_id
 
     def _path(self, template: str) -> str:
@@ -167,18 +166,15 @@ class Files:
 
     def read_bytes(self, path: str, *, keepalive: bool = False) -> bytes:
         """Read a file's bytes; ``keepalive=True`` holds a lease on the capsule meanwhile."""
-        options = self._client._options
         checked = _check_path(path)
         with self._keepalive(keepalive):
-            response = self._client._requester.request(
-                options.replace(
-                    max_response_bytes=max(options.max_response_bytes, FILE_READ_LIMIT)
-                ),
+            response = self._request(
                 "POST",
                 self._path("/v1/capsules/{id}/files/read"),
                 content=json_encoder.encode(ReadFileRequest(path=checked)),
                 headers=_JSON,
                 read_timeout=FILE_TRANSFER_READ_TIMEOUT,
+                max_response_bytes=max(self._client.options.max_response_bytes, FILE_READ_LIMIT),
             )
         return response.content
 
@@ -193,8 +189,7 @@ class Files:
             raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
         checked = _check_path(path)
         with self._keepalive(keepalive):
-            self._client._requester.request(
-                self._client._options,
+            self._request(
                 "POST",
                 self._path("/v1/capsules/{id}/files/write"),
                 ok=(204, 200),
@@ -206,8 +201,7 @@ class Files:
     def list(self, path: str, depth: int = 1) -> builtins.list[FileEntry]:
         """List a directory; ``depth`` > 1 recurses that many levels."""
         body = ListDirRequest(path=_check_path(path), depth=optional_int(depth, "depth", minimum=1))
-        response = self._client._requester.request(
-            self._client._options,
+        response = self._request(
             "POST",
             self._path("/v1/capsules/{id}/files/list"),
             content=json_encoder.encode(body),
@@ -232,8 +226,7 @@ class Files:
         """Create a directory and return its entry; an existing directory is returned as is."""
         checked = _check_path(path)
         try:
-            response = self._client._requester.request(
-                self._client._options,
+            response = self._request(
                 "POST",
                 self._path("/v1/capsules/{id}/files/mkdir"),
                 content=json_encoder.encode(ReadFileRequest(path=checked)),
@@ -250,8 +243,7 @@ class Files:
 
     def remove(self, path: str) -> None:
         """Remove a file or a directory tree."""
-        self._client._requester.request(
-            self._client._options,
+        self._request(
             "POST",
             self._path("/v1/capsules/{id}/files/remove"),
             ok=(204, 200),
@@ -269,8 +261,7 @@ class Files:
         boundary = os.urandom(16).hex()
         checked = _check_path(path)
         with self._keepalive(keepalive):
-            self._client._requester.request(
-                self._client._options,
+            self._request(
                 "POST",
                 self._path("/v1/capsules/{id}/files/stream/write"),
                 ok=(204, 200),

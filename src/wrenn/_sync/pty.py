@@ -10,7 +10,7 @@ from .._exceptions import WrennStreamError, WrennStreamInterruptedError
 from .._models import json_encoder
 from .._pty import PtyEvent, PtyEventType, parse_pty_message
 from .._urls import build_path
-from ._websocket import WebSocket, connect_websocket
+from ._websocket import WebSocket
 from .lease import LeaseHold
 
 if TYPE_CHECKING:
@@ -51,11 +51,7 @@ class PtySession:
 
     def _open(self) -> WebSocket:
         self._hold.require_block("terminal")
-        socket = connect_websocket(
-            self._client._requester,
-            self._client._options,
-            build_path("/v1/capsules/{id}/pty", id=self._capsule_id),
-        )
+        socket = self._client._api._ws(build_path("/v1/capsules/{id}/pty", id=self._capsule_id))
         self._socket = socket
         socket.send_text(json_encoder.encode(self._first).decode())
         if self._first.get("type") == "start":

@@ -92,8 +92,7 @@ class Snapshots(APIResource):
             name = new_snapshot_name()
         replaced = self._created_at(name) if overwrite and wait and name else None
         body = CreateSnapshotRequest(sandbox_id=capsule_id, name=name)
-        response = self._requester.request(
-            self._client._options,
+        response = self._request(
             "POST",
             "/v1/snapshots",
             ok=(202, 201, 200),
@@ -147,14 +146,10 @@ class Snapshots(APIResource):
     def list(self, type: str | None = None) -> builtins.list[Template]:
         """List the team's templates and the platform's, newest first; ``type`` is base or snapshot."""
         params = {"type": str(optional_str(type, "type"))} if type is not None else None
-        response = self._requester.request(
-            self._client._options, "GET", "/v1/snapshots", params=params
-        )
+        response = self._request("GET", "/v1/snapshots", params=params)
         return decode(template_list_decoder, response)
 
     def delete(self, name: str) -> None:
         """Delete a team template. Platform templates cannot be deleted (403)."""
         path = build_path("/v1/snapshots/{name}", name=name)
-        self._requester.request(
-            self._client._options, "DELETE", path, ok=(204, 200), missing_ok_on_retry=True
-        )
+        self._request("DELETE", path, ok=(204, 200), missing_ok_on_retry=True)
