@@ -31,7 +31,7 @@ MIN_INTERVAL = 1.0
 
 
 class AsyncLease:
-    """``async with capsules.lease(id):`` pings the capsule while the block runs.
+    """``async with capsules.lease(id):`` pings the capsule as the block starts and then while it runs.
 
     ``every`` sets the interval; by default it is a third of the capsule's
     ``timeout_sec`` (a capsule without auto-pause needs no pings, and gets none).
@@ -83,19 +83,22 @@ class AsyncLease:
             logger.warning("the lease on capsule %s ended: %s", self._capsule_id, self.error)
 
     async def _run(self) -> None:
-        while not await self._stop.wait(self._interval):
+        # The first ping goes out at once: the capsule's idle clock has been running
+        # since its last exec or ping, not since the block was entered.
+        stopped = False
+        while not stopped:
             try:
                 await self._capsules.ping(self._capsule_id)
                 self.pings += 1
             except (WrennConnectionError, WrennAPIStatusError) as exc:
-                if _passing(exc):
-                    logger.info("lease ping of %s failed, retrying: %s", self._capsule_id, exc)
-                    continue
-                self.error = exc
-                return
+                if not _passing(exc):
+                    self.error = exc
+                    return
+                logger.info("lease ping of %s failed, retrying: %s", self._capsule_id, exc)
             except WrennError as exc:
                 self.error = exc
                 return
+            stopped = await self._stop.wait(self._interval)
 
 
 class AsyncLeaseHold:
