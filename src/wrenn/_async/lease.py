@@ -31,7 +31,8 @@ MIN_INTERVAL = 1.0
 
 
 class AsyncLease:
-    """``async with capsules.lease(id):`` pings the capsule as the block starts and then while it runs.
+    """``async with capsules.lease(id):`` pings the capsule as the block starts, then
+    while it runs.
 
     ``every`` sets the interval; by default it is a third of the capsule's
     ``timeout_sec`` (a capsule without auto-pause needs no pings, and gets none).

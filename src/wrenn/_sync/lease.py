@@ -32,7 +32,8 @@ MIN_INTERVAL = 1.0
 
 
 class Lease:
-    """``with capsules.lease(id):`` pings the capsule as the block starts and then while it runs.
+    """``with capsules.lease(id):`` pings the capsule as the block starts, then
+    while it runs.
 
     ``every`` sets the interval; by default it is a third of the capsule's
     ``timeout_sec`` (a capsule without auto-pause needs no pings, and gets none).
