@@ -152,7 +152,7 @@ class Scenario:
         if self.retry_after_date is not None:
             offset = self.retry_after_date
             # An HTTP-date has one-second resolution. For future dates the
-            # server sends the response in the second half of a wall-clock
+            # server sends the response 0.5-0.8 s into a wall-clock
             # second (see ``date_alignment_delay``) and names the next whole
             # second + offset, so the wait a client derives is in
             # (offset, offset + 0.5]: never shorter than asked, never much longer.
@@ -164,8 +164,13 @@ class Scenario:
         """Seconds to wait before answering so ``failure_headers`` is precise."""
         if self.retry_after_date is None or self.retry_after_date <= 0:
             return 0.0
+        # Answer at 0.5-0.8 into a second: late enough that the next whole second is at
+        # most 0.5 s away, early enough that a response read a little later still sees
+        # more than ``offset`` seconds left.
         frac = now % 1.0
-        return 0.75 - frac if frac < 0.6 else 0.0
+        if 0.5 <= frac < 0.8:
+            return 0.0
+        return (0.65 if frac < 0.5 else 1.65) - frac
 
 
 def _decode_hex(text: str) -> str:

@@ -413,9 +413,13 @@ def test_retry_after_variants(srv: FaultServer, client: httpx.Client) -> None:
     assert header(f"status-503-{hdr('X-Custom', 'v 1')}", "x-custom") == "v 1"
 
     for _ in range(2):
+        # Aligned by the server: from the moment it answers, the date is (3, 3.5] s away.
+        # That moment lies between these two readings, whatever the machine's load.
+        sent_after = time.time()
         date = parsedate_to_datetime(header("status-503-radate3") or "").timestamp()
-        # Aligned by the server: the wait a client derives is in (3, 3.5].
-        assert 3.0 < date - time.time() <= 3.5
+        read_at = time.time()
+        assert date == int(date)
+        assert date - sent_after > 3.0 and date - read_at <= 3.5
     before = time.time()
     past = parsedate_to_datetime(header("status-503-radate-30") or "").timestamp()
     assert past < before - 28
