@@ -6,6 +6,7 @@ test_local_streams.py and, through the SDK, in tests/_async/test_events_reconnec
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,24 @@ from wrenn.local._store import Store
 pytestmark = pytest.mark.local
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    # Closed by the test: Python 3.13 warns about a connection left to the collector,
+    # in whichever later test the collector happens to run.
+    opened = Store(tmp_path / "db")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 def publish(bus: EventBus, count: int) -> None:
     for _ in range(count):
         bus.publish("capsule.state.changed", "cl-1", "capsule", metadata={"to": "running"})
 
 
-def test_a_resume_inside_the_ring_replays_exactly_what_came_after(tmp_path: Path) -> None:
-    bus = EventBus(Store(tmp_path / "db"))
+def test_a_resume_inside_the_ring_replays_exactly_what_came_after(store: Store) -> None:
+    bus = EventBus(store)
     publish(bus, 10)
     sub, resumed_from, replay = bus.subscribe("7")
     assert resumed_from == 7 and [event_id for event_id, _ in replay] == [8, 9, 10]
@@ -33,8 +45,8 @@ def test_a_resume_inside_the_ring_replays_exactly_what_came_after(tmp_path: Path
     assert resumed_from == 10 and [event_id for event_id, _ in replay] == [11]
 
 
-def test_an_id_older_than_the_ring_or_unknown_starts_after_the_newest(tmp_path: Path) -> None:
-    bus = EventBus(Store(tmp_path / "db"))
+def test_an_id_older_than_the_ring_or_unknown_starts_after_the_newest(store: Store) -> None:
+    bus = EventBus(store)
     publish(bus, REPLAY_SIZE + 5)
     newest = REPLAY_SIZE + 5
     oldest_kept = newest - REPLAY_SIZE + 1
@@ -49,16 +61,18 @@ def test_ids_keep_increasing_across_a_restart_on_the_same_state(tmp_path: Path) 
     publish(EventBus(store), 3)
     store.close()
     store = Store(tmp_path / "db")
-    bus = EventBus(store)  # an empty ring, after a restart
-    assert bus.subscribe("3")[1:] == (3, [])  # nothing was published since: complete
-    assert bus.subscribe("2")[1] == 3  # event 3 is gone from memory: a gap
-    publish(bus, 1)
-    assert bus.subscribe(None)[1] == 4
-    store.close()
+    try:
+        bus = EventBus(store)  # an empty ring, after a restart
+        assert bus.subscribe("3")[1:] == (3, [])  # nothing was published since: complete
+        assert bus.subscribe("2")[1] == 3  # event 3 is gone from memory: a gap
+        publish(bus, 1)
+        assert bus.subscribe(None)[1] == 4
+    finally:
+        store.close()
 
 
-def test_a_subscriber_that_stops_reading_ends_after_what_it_has_queued(tmp_path: Path) -> None:
-    bus = EventBus(Store(tmp_path / "db"))
+def test_a_subscriber_that_stops_reading_ends_after_what_it_has_queued(store: Store) -> None:
+    bus = EventBus(store)
     sub, _, _ = bus.subscribe(None)
     publish(bus, _QUEUE_SIZE + 3)
     assert sub.ending and not sub.finished()

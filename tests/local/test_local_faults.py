@@ -120,16 +120,20 @@ def test_an_unauthenticated_request_never_fires_a_fault(
 
 
 def test_a_websocket_upgrade_can_be_refused_with_a_status(
-    api: httpx.Client, faults: Faults, capsule: str
+    srv: LocalServer, faults: Faults, capsule: str
 ) -> None:
     faults.respond("GET /v1/capsules/{id}/exec/stream", 429, retry_after=1)
     upgrade = {
+        "X-API-Key": srv.api_key,
         "Connection": "Upgrade",
         "Upgrade": "websocket",
         "Sec-WebSocket-Version": "13",
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
     }
-    refused = api.get(f"/v1/capsules/{capsule}/exec/stream", headers=upgrade)
+    # A client of its own: the server closes a connection whose upgrade it refused,
+    # and a pooled connection closing under the next test's request fails that request.
+    with httpx.Client(base_url=srv.base_url, timeout=30) as fresh:
+        refused = fresh.get(f"/v1/capsules/{capsule}/exec/stream", headers=upgrade)
     assert error_of(refused)[:2] == (429, "rate_limited")
     assert refused.headers["retry-after"] == "1"
 
