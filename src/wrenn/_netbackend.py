@@ -116,14 +116,27 @@ def cache_readable_socket(transport: httpx.AsyncBaseTransport | httpx.BaseTransp
     A sync transport (its check is already a direct poll) or one whose httpcore internals
     look different is left alone.
     """
+    _wrap_backend(
+        transport, httpcore.AsyncConnectionPool, httpcore.AsyncNetworkBackend, _ReadableCacheBackend
+    )
+
+
+def _wrap_backend(
+    transport: httpx.AsyncBaseTransport | httpx.BaseTransport,
+    pool_type: type[Any],
+    backend_type: type[Any],
+    wrapper: type[Any],
+) -> None:
+    """Put ``wrapper`` around the network backend of ``transport``'s pool, once, if the
+    pool and its backend are of the expected httpcore types (else leave it alone)."""
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if (
-        isinstance(pool, httpcore.AsyncConnectionPool)
-        and isinstance(backend, httpcore.AsyncNetworkBackend)
-        and not isinstance(backend, _ReadableCacheBackend)
+        isinstance(pool, pool_type)
+        and isinstance(backend, backend_type)
+        and not isinstance(backend, wrapper)
     ):
-        pool._network_backend = _ReadableCacheBackend(backend)
+        pool._network_backend = wrapper(backend)
 
 
 def _wrap(stream: httpcore.AsyncNetworkStream) -> httpcore.AsyncNetworkStream:
@@ -218,14 +231,9 @@ def bound_attempts(transport: httpx.AsyncBaseTransport | httpx.BaseTransport) ->
     timeout of that operation once it has passed. An async transport, or one whose
     httpcore internals look different, is left alone.
     """
-    pool = getattr(transport, "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    if (
-        isinstance(pool, httpcore.ConnectionPool)
-        and isinstance(backend, httpcore.NetworkBackend)
-        and not isinstance(backend, _AttemptDeadlineBackend)
-    ):
-        pool._network_backend = _AttemptDeadlineBackend(backend)
+    _wrap_backend(
+        transport, httpcore.ConnectionPool, httpcore.NetworkBackend, _AttemptDeadlineBackend
+    )
 
 
 def _within_attempt(timeout: float | None, expired: type[Exception]) -> float | None:
