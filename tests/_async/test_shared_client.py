@@ -112,6 +112,26 @@ async def test_lifecycle_waits_of_capsules_sharing_a_client_use_one_subscription
             assert (await client.capsules.get(capsule.capsule_id)).status is Status.stopped
 
 
+async def test_waits_through_with_options_copies_share_the_original_subscription(
+    slow_local_server: LocalServer,
+) -> None:
+    wire = Wire()
+    async with wire.http(10) as http, client_of(slow_local_server, http) as client:
+        created = await agather([lambda: client.capsules.create() for _ in range(3)])
+        ids = [c.id for c in created if not isinstance(c, BaseException)]
+        assert len(ids) == 3, created
+        # Three views of one client pause at once: the original and two copies.
+        views = [client, client.with_options(max_retries=1), client.with_options(timeout=30.0)]
+        paused = await agather(
+            [lambda v=v, i=i: v.capsules.pause(i) for v, i in zip(views, ids, strict=True)]  # type: ignore[misc]
+        )
+        assert all(getattr(p, "status", None) is Status.paused for p in paused), paused
+        # A copy waits through its original's waiter: one event stream for all three.
+        assert wire.paths.count(EVENTS) >= 1
+        assert wire.streams_peak == 1, wire.streams_peak
+        await agather([lambda i=i: client.capsules.destroy(i) for i in ids])  # type: ignore[misc]
+
+
 async def test_closing_a_capsule_leaves_a_given_client_open(local_server: LocalServer) -> None:
     async with client_of(local_server) as client:
         capsule = await AsyncCapsule.create(client=client)

@@ -88,14 +88,22 @@ class AsyncWrennClient:
         self._owns_requester = True
         self._init_resources()
 
-    def _init_resources(self) -> None:
+    def _init_resources(self, original: AsyncWrennClient | None = None) -> None:
         # How the objects that hold only a client (a command stream, a terminal) send.
         self._api = AsyncAPIResource(self)
         self.capsules = AsyncCapsules(self)
         self.snapshots = AsyncSnapshots(self)
         self.events = AsyncEvents(self)
-        self._transitions = AsyncTransitionWaiter(self)
-        self._name_locks: dict[tuple[str | None, str], AsyncLock] = {}
+        if original is None:
+            self._transitions = AsyncTransitionWaiter(self)
+            self._name_locks: dict[tuple[str | None, str], AsyncLock] = {}
+        else:
+            # A with_options() copy waits through the original's waiter, so copies
+            # and their original hold one event subscription, not one each; and
+            # they share its name locks, so get_or_create on a copy and on the
+            # original still cannot create one name twice.
+            self._transitions = original._transitions
+            self._name_locks = original._name_locks
 
     def _name_lock(self, namespace: str | None, name: str) -> AsyncLock:
         """One lock per capsule name: concurrent ``get_or_create`` calls of this client
@@ -115,6 +123,9 @@ class AsyncWrennClient:
         max_response_bytes: int = NOT_GIVEN,
     ) -> AsyncWrennClient:
         """Return a copy with some options changed that shares this client's connections.
+
+        The copy also shares the client's event subscription for lifecycle waits and
+        its per-name locks for ``get_or_create``.
 
         ``timeout`` has the constructor's meaning: a float bounds each attempt's wall
         clock, an ``httpx.Timeout`` each socket operation.
@@ -136,7 +147,7 @@ class AsyncWrennClient:
         copy._options = updated_options(self._options, **changes)
         copy._requester = self._requester
         copy._owns_requester = False
-        copy._init_resources()
+        copy._init_resources(original=self)
         return copy
 
     @property

@@ -89,14 +89,22 @@ class WrennClient:
         self._owns_requester = True
         self._init_resources()
 
-    def _init_resources(self) -> None:
+    def _init_resources(self, original: WrennClient | None = None) -> None:
         # How the objects that hold only a client (a command stream, a terminal) send.
         self._api = APIResource(self)
         self.capsules = Capsules(self)
         self.snapshots = Snapshots(self)
         self.events = Events(self)
-        self._transitions = TransitionWaiter(self)
-        self._name_locks: dict[tuple[str | None, str], Lock] = {}
+        if original is None:
+            self._transitions = TransitionWaiter(self)
+            self._name_locks: dict[tuple[str | None, str], Lock] = {}
+        else:
+            # A with_options() copy waits through the original's waiter, so copies
+            # and their original hold one event subscription, not one each; and
+            # they share its name locks, so get_or_create on a copy and on the
+            # original still cannot create one name twice.
+            self._transitions = original._transitions
+            self._name_locks = original._name_locks
 
     def _name_lock(self, namespace: str | None, name: str) -> Lock:
         """One lock per capsule name: concurrent ``get_or_create`` calls of this client
@@ -116,6 +124,9 @@ class WrennClient:
         max_response_bytes: int = NOT_GIVEN,
     ) -> WrennClient:
         """Return a copy with some options changed that shares this client's connections.
+
+        The copy also shares the client's event subscription for lifecycle waits and
+        its per-name locks for ``get_or_create``.
 
         ``timeout`` has the constructor's meaning: a float bounds each attempt's wall
         clock, an ``httpx.Timeout`` each socket operation.
@@ -137,7 +148,7 @@ class WrennClient:
         copy._options = updated_options(self._options, **changes)
         copy._requester = self._requester
         copy._owns_requester = False
-        copy._init_resources()
+        copy._init_resources(original=self)
         return copy
 
     @property
