@@ -47,18 +47,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff lint and format check (generated code included: it is formatted on generation)."""
     session.install("ruff==0.17.6")
-    session.run("ruff", "check", "src", "tests", "build_sync.py", "noxfile.py", "bench", "examples")
-    session.run(
-        "ruff",
-        "format",
-        "--check",
-        "src",
-        "tests",
-        "build_sync.py",
-        "noxfile.py",
-        "bench",
-        "examples",
-    )
+    paths = ["src", "tests", "build_sync.py", "sync_generator", "noxfile.py", "bench", "examples"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session(python=GENERATOR_PYTHON)

@@ -88,12 +88,12 @@ _ASYNC_ONLY = {"code_runner.AsyncCapsule": {"close"}}
 
 def _sync_doc(obj: object) -> str | None:
     doc = inspect.getdoc(obj)
-    return None if doc is None else build_sync.sync_prose(doc)
+    return None if doc is None else build_sync.PROSE.sync_prose(doc)
 
 
 def _check_sync_doc(obj: object, where: str) -> None:
     doc = inspect.getdoc(obj) or ""
-    assert build_sync.async_spelling(doc) == [], f"{where}: {doc!r}"
+    assert build_sync.PROSE.async_spelling(doc) == [], f"{where}: {doc!r}"
 
 
 def test_every_async_class_has_a_sync_twin() -> None:
