@@ -91,7 +91,6 @@ REPLACEMENTS = {
     "AsyncBackground": "Background",
     "AsyncWebSocket": "WebSocket",
     "aconnect_websocket": "connect_websocket",
-    "aconnect_websocket_url": "connect_websocket_url",
     # httpx and httpx-ws
     "AsyncClient": "Client",
     "AsyncHTTPTransport": "HTTPTransport",

@@ -26,7 +26,7 @@ from wrenn._exceptions import (
     WrennResponseTooLargeError,
     WrennTimeoutError,
 )
-from wrenn._request import build_request, parsed_url
+from wrenn._request import build_bare_request, build_request, parsed_url
 from wrenn._retry import (
     RetryBudget,
     retryable_transport,
@@ -76,6 +76,30 @@ def test_build_request_sets_our_headers_timeout_and_url() -> None:
     assert request.headers[RETRY_COUNT_HEADER] == "2"
     assert request.extensions["timeout"] == timeout.as_dict()
     assert "X-API-Key" not in request.headers  # added by the auth flow as it is sent
+
+
+def test_a_bare_request_carries_only_the_calls_headers() -> None:
+    # For a capsule's port: built without the httpx client, so none of its default
+    # headers or cookies (a caller's client may have both) and no default_headers.
+    timeout = httpx.Timeout(2.0)
+    request = build_bare_request(
+        "POST",
+        "http://127.0.0.1:9/api/kernels",
+        0,
+        timeout,
+        params=None,
+        content=b"{}",
+        headers={"X-Wrenn-Proxy-Token": "t"},
+    )
+    assert dict(request.headers) == {
+        "user-agent": USER_AGENT,
+        "x-wrenn-proxy-token": "t",
+        RETRY_COUNT_HEADER.lower(): "0",
+        "host": "127.0.0.1:9",
+        "content-length": "2",
+    }
+    assert request.extensions["timeout"] == timeout.as_dict()
+    assert request.content == b"{}"
 
 
 def test_build_request_merges_default_and_call_headers_in_order() -> None:

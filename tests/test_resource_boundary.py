@@ -59,3 +59,28 @@ def test_the_import_pattern_sees_both_forms() -> None:
     text = "from ._requester import a, _b\nfrom .._body import (\n    c,\n    _d,\n)\n"
     found = [m.group(1) for m in IMPORT.finditer(text)]
     assert len(found) == 2 and "_b" in found[0] and "_d" in found[1]
+
+
+# ``httpx.AsyncClient(``, ``httpx.Client(`` and the names imported bare. A module with a
+# client of its own would send past the pool's limits, deadlines, guards and tracing.
+HTTPX_CLIENT = re.compile(r"(?<![\w.])(?:httpx\.)?(?:Async)?Client\(")
+CLIENT_BUILDERS = {"_async/_transport.py", "_sync/_transport.py"}
+
+
+def test_only_the_transport_builds_an_httpx_client() -> None:
+    offenders = [
+        f"{path.relative_to(SRC)}:{number}: {line.strip()}"
+        for path in sorted(SRC.rglob("*.py"))
+        if str(path.relative_to(SRC)) not in CLIENT_BUILDERS
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if HTTPX_CLIENT.search(line)
+    ]
+    assert offenders == []
+
+
+def test_the_client_pattern_sees_both_spellings_and_nothing_else() -> None:
+    assert HTTPX_CLIENT.search("self._proxy = httpx.AsyncClient(base_url=base)")
+    assert HTTPX_CLIENT.search("return Client(transport=transport)")
+    assert not HTTPX_CLIENT.search("client = AsyncWrennClient(api_key=key)")
+    assert not HTTPX_CLIENT.search("http = self.http_client(")
+    assert all(HTTPX_CLIENT.search((SRC / name).read_text()) for name in CLIENT_BUILDERS)

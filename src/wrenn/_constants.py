@@ -68,3 +68,8 @@ SNAPSHOT_TRANSITION_TIMEOUT = 600.0
 SNAPSHOT_TEMPLATE_GRACE = 10.0
 # Cleaning up after a failed or cancelled wait (destroying what was created) is bounded.
 ABANDON_TIMEOUT = 10.0
+
+# --- code runner
+# The least time a Jupyter call through a capsule's port proxy is given, even when the
+# caller's deadline is (nearly) reached: a poll that wakes at its deadline still asks once.
+JUPYTER_MIN_CALL_TIME = 0.1

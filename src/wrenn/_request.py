@@ -75,3 +75,35 @@ def build_request(
         request.headers["User-Agent"] = USER_AGENT
         request.headers[RETRY_COUNT_HEADER] = str(attempt)
     return request
+
+
+def build_bare_request(
+    method: str,
+    url: str,
+    attempt: int,
+    timeout: httpx.Timeout,
+    *,
+    params: Mapping[str, str] | None,
+    content: Any,
+    files: Any = None,
+    data: Any = None,
+    headers: Mapping[str, str] | None,
+) -> httpx.Request:
+    """A request that carries nothing of the client's: for another origin, such as a
+    capsule's port proxy, where what runs inside the capsule reads every header.
+
+    Built without the httpx client, so neither its default headers nor its cookies go
+    along, and without the client's ``default_headers`` (the caller's, meant for the
+    API): only our ``User-Agent``, the retry count and the call's own ``headers``.
+    """
+    merged = {"User-Agent": USER_AGENT, **(headers or {}), RETRY_COUNT_HEADER: str(attempt)}
+    return httpx.Request(
+        method,
+        parsed_url(url),
+        params=params,
+        content=content,
+        files=files,
+        data=data,
+        headers=merged,
+        extensions={"timeout": timeout.as_dict()},
+    )

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
+import time
+
 import pytest
 
-from wrenn import (
-    WrennInternalError,
-    WrennNotFoundError,
-    WrennResponseTooLargeError,
-    WrennResponseValidationError,
-    WrennTimeoutError,
-)
+from wrenn import WrennNotFoundError
 from wrenn._compat import IS_ASYNC
 from wrenn.code_runner import (
     DEFAULT_KERNEL,
@@ -119,7 +114,7 @@ async def test_close_kernel_connection_releases_the_kernel_connection_only(
         await capsule.run_code("y = 5")
         await capsule.close_kernel_connection()
         await capsule.close_kernel_connection()  # idempotent
-        assert capsule._socket is None and capsule._proxy is None
+        assert capsule._socket is None
         # The capsule and its client still work, and so does the next cell.
         assert await capsule.is_running()
         assert (await capsule.run_code("y")).text == "5"
@@ -132,7 +127,7 @@ async def test_closing_ends_the_kernel_connection_and_the_client(
     try:
         await capsule.run_code("y = 5")
         await capsule.aclose()  # one meaning on every capsule class
-        assert capsule._socket is None and capsule._proxy is None
+        assert capsule._socket is None
         assert capsule.client.is_closed
         # The capsule keeps running: another object attaches to it and its kernel.
         async with await AsyncCapsule.connect(capsule.capsule_id, **keys(local_server)) as again:
@@ -150,7 +145,7 @@ if IS_ASYNC:
         try:
             await capsule.run_code("y = 5")
             await capsule.close()
-            assert capsule._socket is None and capsule._proxy is None
+            assert capsule._socket is None
             assert capsule.client.is_closed
         finally:
             await AsyncCapsule.destroy(capsule.capsule_id, **keys(local_server))
@@ -188,15 +183,20 @@ async def test_the_team_key_never_goes_to_the_capsule(local_server: LocalServer)
         # wrenn.local refuses (403) any capsule-port request carrying the key, so this
         # working at all shows none was sent; the client's headers say the same.
         assert (await capsule.run_code("1 + 1")).text == "2"
-        headers = {k.lower() for k in capsule._proxy_client().headers}
+        headers = {k.lower() for k in capsule._jupyter_endpoint()[1]}
         assert "x-api-key" not in headers and "authorization" not in headers
+
+
+async def shut_down(capsule: AsyncCapsule, kernel_id: str | None) -> None:
+    """Shut a kernel down through the Jupyter server, as another client of it would."""
+    assert kernel_id is not None
+    await capsule._jupyter("DELETE", f"/api/kernels/{kernel_id}", time.monotonic() + 10)
 
 
 async def test_a_kernel_shut_down_between_cells_is_replaced(local_server: LocalServer) -> None:
     async with await AsyncCapsule.create(**keys(local_server)) as capsule:
         await capsule.run_code("z = 1")
-        proxy = capsule._proxy_client()
-        assert (await proxy.delete(f"/api/kernels/{capsule.kernel_id}")).status_code == 204
+        await shut_down(capsule, capsule.kernel_id)
         # The kept connection was closed by the server: the cell goes to a new kernel
         # instead of reporting a disconnection for a cell that never ran.
         execution = await capsule.run_code("'z' in globals()")
@@ -216,64 +216,8 @@ async def test_a_cell_sent_into_a_shut_down_kernels_closing_connection_runs_on_a
     async with await AsyncCapsule.create(**keys(local_server)) as capsule:
         await capsule.run_code("z = 1")
         old_kernel = capsule.kernel_id
-        proxy = capsule._proxy_client()
-        assert (await proxy.delete(f"/api/kernels/{old_kernel}")).status_code == 204
+        await shut_down(capsule, old_kernel)
         monkeypatch.setattr(code_runner, "_still_open", looks_open)
         execution = await capsule.run_code("'z' in globals()")
         assert execution.error is None and execution.text == "False"
         assert capsule.kernel_id not in (None, old_kernel)
-
-
-def jupyter_answering(handler: object) -> httpx.AsyncClient:
-    """A port-proxy client whose answers the test chooses."""
-    return httpx.AsyncClient(
-        base_url="http://proxy.test",
-        transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
-    )
-
-
-async def test_jupyter_starting_up_is_waited_for_within_jupyter_timeout(
-    local_server: LocalServer,
-) -> None:
-    calls: list[str] = []
-
-    def starting(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        if len(calls) == 1:
-            raise httpx.ConnectError("connection refused", request=request)
-        return httpx.Response(503, text="starting")
-
-    async with await AsyncCapsule.create(template="minimal", **keys(local_server)) as capsule:
-        capsule._proxy = jupyter_answering(starting)
-        with pytest.raises(WrennTimeoutError, match="not available in time") as caught:
-            await capsule.run_code("1", jupyter_timeout=1.2)
-        assert isinstance(caught.value, TimeoutError)
-        assert 2 <= len(calls) <= 5  # asked again every 0.5 s, not in a tight loop
-
-
-@pytest.mark.parametrize(
-    ("answer", "error", "match"),
-    [
-        (httpx.Response(500, json={"message": "kernel spec broken"}), WrennInternalError, "broken"),
-        (httpx.Response(200, text="<html>"), WrennResponseValidationError, "non-JSON"),
-        (
-            httpx.Response(201, json={"name": "wrenn"}),
-            WrennResponseValidationError,
-            "without an id",
-        ),
-        # Whatever runs in the capsule cannot make the client buffer without bound.
-        (httpx.Response(201, content=b" " * (2 << 20)), WrennResponseTooLargeError, "exceeds"),
-    ],
-)
-async def test_jupyter_errors_are_the_sdks_own(
-    local_server: LocalServer, answer: httpx.Response, error: type[Exception], match: str
-) -> None:
-    def jupyter(request: httpx.Request) -> httpx.Response:
-        if request.method == "GET" and answer.status_code != 200:
-            return httpx.Response(200, json=[])  # no kernel yet: the next step starts one
-        return answer
-
-    async with await AsyncCapsule.create(template="minimal", **keys(local_server)) as capsule:
-        capsule._proxy = jupyter_answering(jupyter)
-        with pytest.raises(error, match=match):
-            await capsule.run_code("1")

@@ -3,16 +3,11 @@
 
 from __future__ import annotations
 
-import httpx
+import time
+
 import pytest
 
-from wrenn import (
-    WrennInternalError,
-    WrennNotFoundError,
-    WrennResponseTooLargeError,
-    WrennResponseValidationError,
-    WrennTimeoutError,
-)
+from wrenn import WrennNotFoundError
 from wrenn.code_runner import (
     DEFAULT_KERNEL,
     DEFAULT_TEMPLATE,
@@ -119,7 +114,7 @@ def test_close_kernel_connection_releases_the_kernel_connection_only(
         capsule.run_code("y = 5")
         capsule.close_kernel_connection()
         capsule.close_kernel_connection()  # idempotent
-        assert capsule._socket is None and capsule._proxy is None
+        assert capsule._socket is None
         # The capsule and its client still work, and so does the next cell.
         assert capsule.is_running()
         assert (capsule.run_code("y")).text == "5"
@@ -132,7 +127,7 @@ def test_closing_ends_the_kernel_connection_and_the_client(
     try:
         capsule.run_code("y = 5")
         capsule.close()  # one meaning on every capsule class
-        assert capsule._socket is None and capsule._proxy is None
+        assert capsule._socket is None
         assert capsule.client.is_closed
         # The capsule keeps running: another object attaches to it and its kernel.
         with Capsule.connect(capsule.capsule_id, **keys(local_server)) as again:
@@ -173,15 +168,20 @@ def test_the_team_key_never_goes_to_the_capsule(local_server: LocalServer) -> No
         # wrenn.local refuses (403) any capsule-port request carrying the key, so this
         # working at all shows none was sent; the client's headers say the same.
         assert (capsule.run_code("1 + 1")).text == "2"
-        headers = {k.lower() for k in capsule._proxy_client().headers}
+        headers = {k.lower() for k in capsule._jupyter_endpoint()[1]}
         assert "x-api-key" not in headers and "authorization" not in headers
+
+
+def shut_down(capsule: Capsule, kernel_id: str | None) -> None:
+    """Shut a kernel down through the Jupyter server, as another client of it would."""
+    assert kernel_id is not None
+    capsule._jupyter("DELETE", f"/api/kernels/{kernel_id}", time.monotonic() + 10)
 
 
 def test_a_kernel_shut_down_between_cells_is_replaced(local_server: LocalServer) -> None:
     with Capsule.create(**keys(local_server)) as capsule:
         capsule.run_code("z = 1")
-        proxy = capsule._proxy_client()
-        assert (proxy.delete(f"/api/kernels/{capsule.kernel_id}")).status_code == 204
+        shut_down(capsule, capsule.kernel_id)
         # The kept connection was closed by the server: the cell goes to a new kernel
         # instead of reporting a disconnection for a cell that never ran.
         execution = capsule.run_code("'z' in globals()")
@@ -201,64 +201,8 @@ def test_a_cell_sent_into_a_shut_down_kernels_closing_connection_runs_on_a_new_o
     with Capsule.create(**keys(local_server)) as capsule:
         capsule.run_code("z = 1")
         old_kernel = capsule.kernel_id
-        proxy = capsule._proxy_client()
-        assert (proxy.delete(f"/api/kernels/{old_kernel}")).status_code == 204
+        shut_down(capsule, old_kernel)
         monkeypatch.setattr(code_runner, "_still_open", looks_open)
         execution = capsule.run_code("'z' in globals()")
         assert execution.error is None and execution.text == "False"
         assert capsule.kernel_id not in (None, old_kernel)
-
-
-def jupyter_answering(handler: object) -> httpx.Client:
-    """A port-proxy client whose answers the test chooses."""
-    return httpx.Client(
-        base_url="http://proxy.test",
-        transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
-    )
-
-
-def test_jupyter_starting_up_is_waited_for_within_jupyter_timeout(
-    local_server: LocalServer,
-) -> None:
-    calls: list[str] = []
-
-    def starting(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        if len(calls) == 1:
-            raise httpx.ConnectError("connection refused", request=request)
-        return httpx.Response(503, text="starting")
-
-    with Capsule.create(template="minimal", **keys(local_server)) as capsule:
-        capsule._proxy = jupyter_answering(starting)
-        with pytest.raises(WrennTimeoutError, match="not available in time") as caught:
-            capsule.run_code("1", jupyter_timeout=1.2)
-        assert isinstance(caught.value, TimeoutError)
-        assert 2 <= len(calls) <= 5  # asked again every 0.5 s, not in a tight loop
-
-
-@pytest.mark.parametrize(
-    ("answer", "error", "match"),
-    [
-        (httpx.Response(500, json={"message": "kernel spec broken"}), WrennInternalError, "broken"),
-        (httpx.Response(200, text="<html>"), WrennResponseValidationError, "non-JSON"),
-        (
-            httpx.Response(201, json={"name": "wrenn"}),
-            WrennResponseValidationError,
-            "without an id",
-        ),
-        # Whatever runs in the capsule cannot make the client buffer without bound.
-        (httpx.Response(201, content=b" " * (2 << 20)), WrennResponseTooLargeError, "exceeds"),
-    ],
-)
-def test_jupyter_errors_are_the_sdks_own(
-    local_server: LocalServer, answer: httpx.Response, error: type[Exception], match: str
-) -> None:
-    def jupyter(request: httpx.Request) -> httpx.Response:
-        if request.method == "GET" and answer.status_code != 200:
-            return httpx.Response(200, json=[])  # no kernel yet: the next step starts one
-        return answer
-
-    with Capsule.create(template="minimal", **keys(local_server)) as capsule:
-        capsule._proxy = jupyter_answering(jupyter)
-        with pytest.raises(error, match=match):
-            capsule.run_code("1")

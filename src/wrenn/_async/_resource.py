@@ -4,8 +4,9 @@
 ``_delete`` for a call whose body is read in full, ``_stream`` for a response read as it
 arrives, ``_ws`` for a WebSocket. Each takes keyword-only ``timeout`` (the meaning of the
 client's own ``timeout``, for this call only) and ``extra_headers``, as openai-python's
-resources do. No resource module reads the client's options or requester itself
-(tests/test_resource_boundary.py greps for it).
+resources do. ``_port_request``/``_port_ws`` reach a capsule's port through the same
+pool: another origin, no credentials, the caller's deadline. No resource module reads
+the client's options or requester itself (tests/test_resource_boundary.py greps for it).
 """
 
 from __future__ import annotations
@@ -139,6 +140,64 @@ class AsyncAPIResource:
         """Upgrade ``GET path`` to a WebSocket, with the same retries and errors as any GET."""
         return await aconnect_websocket(
             self._client._requester, self._call_options(timeout, None), path, params=params
+        )
+
+    # --- a capsule's port: another origin, without credentials ------------------------
+
+    def _port_options(self, base_url: str, max_response_bytes: int | None) -> ClientOptions:
+        """The client's options for a call to a capsule's port through its proxy.
+
+        No retries (the caller polls a port that may not listen yet, and its failures
+        must not draw on the client's retry budget) and no phase timeouts of the
+        client's own: the caller's deadline bounds every wait.
+        """
+        return self._client._options.replace(
+            base_url=httpx.URL(base_url),
+            max_retries=0,
+            timeout=httpx.Timeout(None),
+            attempt_timeout=None,
+            max_response_bytes=max_response_bytes or self._client._options.max_response_bytes,
+        )
+
+    async def _port_request(
+        self,
+        method: str,
+        base_url: str,
+        path: str,
+        *,
+        deadline: float,
+        headers: Mapping[str, str],
+        ok: tuple[int, ...] = (200,),
+        content: bytes | None = None,
+        max_response_bytes: int | None = None,
+    ) -> RawResponse:
+        """One call to ``base_url`` (a capsule's port proxy), fully read by ``deadline``.
+
+        Sent through the client's pool with no API key and none of the client's headers
+        (the proxy can share the API's origin): only ``headers`` go along.
+        """
+        return await self._client._requester.request(
+            self._port_options(base_url, max_response_bytes),
+            method,
+            path,
+            ok=ok,
+            content=content,
+            headers=headers,
+            deadline=deadline,
+            credentials=False,
+        )
+
+    async def _port_ws(
+        self, base_url: str, path: str, *, deadline: float, headers: Mapping[str, str]
+    ) -> AsyncWebSocket:
+        """A WebSocket to a capsule's port, opened by ``deadline``, as ``_port_request``."""
+        return await aconnect_websocket(
+            self._client._requester,
+            self._port_options(base_url, None),
+            path,
+            headers=headers,
+            deadline=deadline,
+            credentials=False,
         )
 
 

@@ -28,12 +28,10 @@ import wsproto.utilities
 
 from .._compat import AsyncCleanupScope, AsyncLock
 from .._config import ClientOptions
-from .._error_mapping import transport_error
 from .._exceptions import (
     WrennStreamError,
     WrennStreamInterruptedError,
     WrennStreamTimeoutError,
-    error_from_response,
 )
 from ._requester import AsyncRequester
 
@@ -263,11 +261,24 @@ async def aconnect_websocket(
     path: str,
     *,
     params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    deadline: float | None = None,
+    credentials: bool = True,
 ) -> AsyncWebSocket:
-    """Upgrade ``GET path`` to a WebSocket, with the same retries and errors as any GET."""
-    headers, accept = _handshake_headers()
+    """Upgrade ``GET path`` to a WebSocket, with the same retries and errors as any GET.
+
+    ``headers``, ``deadline`` and ``credentials`` as for ``AsyncRequester.request``.
+    """
+    handshake, accept = _handshake_headers()
     response = await requester.open_stream(
-        options, "GET", path, params=params, headers=headers, ok=(101,)
+        options,
+        "GET",
+        path,
+        params=params,
+        headers={**(headers or {}), **handshake},
+        ok=(101,),
+        deadline=deadline,
+        credentials=credentials,
     )
     if response.headers.get("sec-websocket-accept") != accept:
         await response.aclose()
@@ -276,40 +287,4 @@ async def aconnect_websocket(
         )
     # The module constants are read at call time, so they can be tuned (and tests can
     # shorten them) without touching every caller.
-    return AsyncWebSocket(response, ping_interval=WS_PING_INTERVAL, ping_timeout=WS_PING_TIMEOUT)
-
-
-async def aconnect_websocket_url(
-    http: httpx.AsyncClient, url: str, *, timeout: float, max_error_bytes: int = 65536
-) -> AsyncWebSocket:
-    """Upgrade ``GET url`` on a plain httpx client (no Wrenn auth, no retries).
-
-    For endpoints outside the API, such as a capsule's port proxy: the caller
-    decides what to retry. Errors are the SDK's own, as for the API.
-    """
-    headers, accept = _handshake_headers()
-    request = http.build_request("GET", url, headers=headers, timeout=timeout)
-    try:
-        response = await http.send(request, stream=True)
-    except httpx.TransportError as exc:
-        raise transport_error(exc, "GET", request.url.path, str) from None
-    if response.status_code != 101:
-        try:
-            content = b""
-            async for chunk in response.aiter_bytes():
-                content += chunk
-                if len(content) >= max_error_bytes:
-                    break
-        except httpx.HTTPError:
-            pass
-        finally:
-            await response.aclose()
-        raise error_from_response(
-            response.status_code, response.headers, content[:max_error_bytes], scrub=str
-        )
-    if response.headers.get("sec-websocket-accept") != accept:
-        await response.aclose()
-        raise WrennStreamError(
-            "bad_handshake", "the server's WebSocket handshake answer is invalid"
-        )
     return AsyncWebSocket(response, ping_interval=WS_PING_INTERVAL, ping_timeout=WS_PING_TIMEOUT)

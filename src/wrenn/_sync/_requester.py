@@ -38,7 +38,7 @@ from .._error_mapping import (
 )
 from .._exceptions import WrennConnectionError, WrennError, WrennRateLimitError, WrennTimeoutError
 from .._logs import logger
-from .._request import build_request
+from .._request import build_bare_request, build_request
 from .._responses import RawResponse
 from .._retry import RetryBudget, parse_retry_after, status_retry_delay, transport_retry_delay
 from .._tracing import call_span
@@ -96,20 +96,34 @@ class Requester(Transport):
         files: Any,
         data: Any,
         headers: Mapping[str, str] | None,
+        credentials: bool = True,
     ) -> httpx.Request:
-        request = build_request(
-            client,
-            options,
-            method,
-            options.url(path),
-            attempt,
-            timeout,
-            params=params,
-            content=content,
-            files=files,
-            data=data,
-            headers=headers,
-        )
+        if credentials:
+            request = build_request(
+                client,
+                options,
+                method,
+                options.url(path),
+                attempt,
+                timeout,
+                params=params,
+                content=content,
+                files=files,
+                data=data,
+                headers=headers,
+            )
+        else:
+            request = build_bare_request(
+                method,
+                options.url(path),
+                attempt,
+                timeout,
+                params=params,
+                content=content,
+                files=files,
+                data=data,
+                headers=headers,
+            )
         if content is not None and not isinstance(content, (bytes, str)):
             # A streamed body: iterate it through an object we can close if the send
             # fails, so no half-consumed generator is left for the garbage collector.
@@ -131,11 +145,18 @@ class Requester(Transport):
         read_timeout: float | None = None,
         missing_ok_on_retry: bool = False,
         replayable: bool = True,
+        deadline: float | None = None,
+        credentials: bool = True,
     ) -> RawResponse:
         """Send one API call, retrying per policy, and return its fully read response.
 
         ``missing_ok_on_retry`` makes a 404 on a *retry* count as success: a DELETE whose
         first attempt timed out may well have been applied already.
+
+        ``deadline`` (``time.monotonic()``) replaces the call deadline the client's
+        ``total_timeout`` would give. ``credentials=False`` sends no API key and none of
+        the client's headers (``build_bare_request``), whatever the origin: for a call
+        to a capsule's port, which can share the API's origin (wrenn.local).
         """
         with call_span(method, path) as span:
             response = self._send(
@@ -152,6 +173,8 @@ class Requester(Transport):
                 missing_ok_on_retry=missing_ok_on_retry,
                 replayable=replayable,
                 stream=False,
+                deadline=deadline,
+                credentials=credentials,
             )
             span.done(response)
         assert isinstance(response, RawResponse)
@@ -172,13 +195,15 @@ class Requester(Transport):
         replayable: bool = True,
         ok: tuple[int, ...] = (200,),
         idle_timeout: float | None = None,
+        deadline: float | None = None,
+        credentials: bool = True,
     ) -> httpx.Response:
         """Open a streamed response with a status in ``ok``; the caller must close it.
 
         Retries happen only until a good status arrives; once bytes of the body flow,
         a failure is the stream's to report. ``idle_timeout`` replaces the read timeout
         exactly (``read_timeout`` only ever lengthens it): it bounds the silence between
-        two chunks of the stream.
+        two chunks of the stream. ``deadline`` and ``credentials`` as for ``request``.
         """
         with call_span(method, path) as span:
             response = self._send(
@@ -196,6 +221,8 @@ class Requester(Transport):
                 replayable=replayable,
                 stream=True,
                 idle_timeout=idle_timeout,
+                deadline=deadline,
+                credentials=credentials,
             )
             span.done(response)  # a stream's span lasts until the response is closed
         assert isinstance(response, httpx.Response)
@@ -218,12 +245,14 @@ class Requester(Transport):
         replayable: bool,
         stream: bool,
         idle_timeout: float | None = None,
+        deadline: float | None = None,
+        credentials: bool = True,
     ) -> RawResponse | httpx.Response:
         warn_if_event_loop_running(method, path)
-        started = time.monotonic()
-        deadline = _deadline.call_deadline(
-            started, options.total_timeout, read_timeout, options.timeout.connect
-        )
+        if deadline is None:
+            deadline = _deadline.call_deadline(
+                time.monotonic(), options.total_timeout, read_timeout, options.timeout.connect
+            )
         base_timeout = _deadline.phase_timeouts(options.timeout, read_timeout)
         attempt_timeout = _deadline.attempt_timeout(options.attempt_timeout, read_timeout)
         max_retries = options.max_retries if replayable else 0
@@ -246,6 +275,7 @@ class Requester(Transport):
                 files=files,
                 data=data,
                 headers=headers,
+                credentials=credentials,
             )
             sent_at = time.monotonic()
             try:
@@ -259,6 +289,7 @@ class Requester(Transport):
                     path,
                     ok=ok if stream else None,
                     attempt_timeout=attempt_timeout,
+                    credentials=credentials,
                 )
             except WrennConnectionError as error:
                 delay = transport_retry_delay(
@@ -353,6 +384,7 @@ class Requester(Transport):
         *,
         ok: tuple[int, ...] | None,
         attempt_timeout: float | None = None,
+        credentials: bool = True,
     ) -> httpx.Response | tuple[int, httpx.Headers, bytes]:
         """Send one attempt. A stream with a status in ``ok`` comes back open; anything
         else is read fully and closed. Transport failures raise ``WrennConnectionError``.
@@ -381,7 +413,8 @@ class Requester(Transport):
                         response = client.send(
                             request,
                             # The SDK's own URLs are built on base_url: no origin check.
-                            auth=APIKeyAuth(options.api_key, None),
+                            # None: no auth at all, not even the httpx client's own.
+                            auth=APIKeyAuth(options.api_key, None) if credentials else None,
                             stream=True,
                             follow_redirects=False,
                         )

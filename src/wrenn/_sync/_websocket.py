@@ -29,12 +29,10 @@ import wsproto.utilities
 
 from .._compat import CleanupScope, Lock
 from .._config import ClientOptions
-from .._error_mapping import transport_error
 from .._exceptions import (
     WrennStreamError,
     WrennStreamInterruptedError,
     WrennStreamTimeoutError,
-    error_from_response,
 )
 from ._requester import Requester
 
@@ -262,11 +260,24 @@ def connect_websocket(
     path: str,
     *,
     params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    deadline: float | None = None,
+    credentials: bool = True,
 ) -> WebSocket:
-    """Upgrade ``GET path`` to a WebSocket, with the same retries and errors as any GET."""
-    headers, accept = _handshake_headers()
+    """Upgrade ``GET path`` to a WebSocket, with the same retries and errors as any GET.
+
+    ``headers``, ``deadline`` and ``credentials`` as for ``Requester.request``.
+    """
+    handshake, accept = _handshake_headers()
     response = requester.open_stream(
-        options, "GET", path, params=params, headers=headers, ok=(101,)
+        options,
+        "GET",
+        path,
+        params=params,
+        headers={**(headers or {}), **handshake},
+        ok=(101,),
+        deadline=deadline,
+        credentials=credentials,
     )
     if response.headers.get("sec-websocket-accept") != accept:
         response.close()
@@ -275,40 +286,4 @@ def connect_websocket(
         )
     # The module constants are read at call time, so they can be tuned (and tests can
     # shorten them) without touching every caller.
-    return WebSocket(response, ping_interval=WS_PING_INTERVAL, ping_timeout=WS_PING_TIMEOUT)
-
-
-def connect_websocket_url(
-    http: httpx.Client, url: str, *, timeout: float, max_error_bytes: int = 65536
-) -> WebSocket:
-    """Upgrade ``GET url`` on a plain httpx client (no Wrenn auth, no retries).
-
-    For endpoints outside the API, such as a capsule's port proxy: the caller
-    decides what to retry. Errors are the SDK's own, as for the API.
-    """
-    headers, accept = _handshake_headers()
-    request = http.build_request("GET", url, headers=headers, timeout=timeout)
-    try:
-        response = http.send(request, stream=True)
-    except httpx.TransportError as exc:
-        raise transport_error(exc, "GET", request.url.path, str) from None
-    if response.status_code != 101:
-        try:
-            content = b""
-            for chunk in response.iter_bytes():
-                content += chunk
-                if len(content) >= max_error_bytes:
-                    break
-        except httpx.HTTPError:
-            pass
-        finally:
-            response.close()
-        raise error_from_response(
-            response.status_code, response.headers, content[:max_error_bytes], scrub=str
-        )
-    if response.headers.get("sec-websocket-accept") != accept:
-        response.close()
-        raise WrennStreamError(
-            "bad_handshake", "the server's WebSocket handshake answer is invalid"
-        )
     return WebSocket(response, ping_interval=WS_PING_INTERVAL, ping_timeout=WS_PING_TIMEOUT)

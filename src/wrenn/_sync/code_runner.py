@@ -28,15 +28,15 @@ from .._code_runner import (
     proxy_token,
 )
 from .._compat import CleanupScope, Lock, sleep
-from .._config import default_ssl_context
-from .._error_mapping import transport_error
+from .._constants import JUPYTER_MIN_CALL_TIME
 from .._exceptions import (
+    WrennAPIStatusError,
+    WrennConnectionError,
     WrennError,
     WrennNotFoundError,
     WrennResponseValidationError,
     WrennStreamError,
     WrennTimeoutError,
-    error_from_response,
 )
 from .._logs import logger
 from .._models import Capsule as CapsuleInfo
@@ -44,12 +44,14 @@ from .._models import json_encoder
 from .._urls import path_param
 from .._validate import positive_seconds
 from . import capsule as _capsule
-from ._body import read_body
-from ._websocket import DeadlineReached, WebSocket, connect_websocket_url
+from ._websocket import DeadlineReached, WebSocket
 from .client import WrennClient
 
 # The port proxy answers these while the capsule's Jupyter server is still starting.
 _NOT_READY_STATUSES = (502, 503, 504)
+# ... and these transport failures (nothing listens yet, or the server dropped us).
+_NOT_LISTENING = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
+_JUPYTER_OK = tuple(range(200, 300))
 _MAX_JUPYTER_BODY = 1024 * 1024
 # How long a check of a kept kernel connection waits for bytes already on their way.
 _POLL = 0.0005
@@ -117,7 +119,7 @@ class Capsule(_capsule.Capsule):
         super()._setup(capsule_id, client, info, owns_client)
         self._kernel_name = DEFAULT_KERNEL
         self._kernel_id: str | None = None
-        self._proxy: httpx.Client | None = None
+        self._endpoint: tuple[str, dict[str, str]] | None = None
         self._socket: WebSocket | None = None
         # One cell at a time: the kernel runs cells in order, and the replies of two
         # concurrent calls would interleave on the one connection.
@@ -248,59 +250,70 @@ class Capsule(_capsule.Capsule):
         return cell.execution
 
     def close_kernel_connection(self) -> None:
-        """Close the kernel connection and its HTTP client only: this object stays usable
-        (the next ``run_code`` connects again, to the same kernel)."""
+        """Close the kernel connection only: this object and its client stay usable (the
+        next ``run_code`` connects again, to the same kernel)."""
         self._release()
 
     # --- kernel discovery and connection ----------------------------------------------
 
-    def _proxy_client(self) -> httpx.Client:
-        if self._proxy is None:
-            base, headers = proxy_endpoint(
+    def _jupyter_endpoint(self) -> tuple[str, dict[str, str]]:
+        """Where the capsule's Jupyter server is reached, and the only headers it gets.
+
+        The requests go through the client's pool but never with the team's API key or
+        the client's headers (``credentials=False``): what runs in the capsule must never
+        see them. They carry only the capsule's proxy token, which opens this capsule's
+        ports and nothing else.
+        """
+        if self._endpoint is None:
+            self._endpoint = proxy_endpoint(
                 self._client.options.base_url,
                 self._client.proxy_domain,
                 self._capsule_id,
                 JUPYTER_PORT,
                 token=proxy_token(self._client.options.api_key.reveal(), self._capsule_id),
             )
-            # A client of its own, without the team's API key: what runs in the capsule
-            # must never see it. It carries only the capsule's proxy token, which
-            # opens this capsule's ports and nothing else.
-            self._proxy = httpx.Client(
-                base_url=base,
-                headers=headers,
-                verify=default_ssl_context(True),
-                follow_redirects=False,
-                timeout=httpx.Timeout(30.0, connect=10.0),
-            )
-        return self._proxy
+        return self._endpoint
 
     def _jupyter(
         self, method: str, path: str, deadline: float, body: dict[str, Any] | None = None
     ) -> Any:
-        """One Jupyter REST call through the port proxy, decoded."""
-        http = self._proxy_client()
-        remaining = max(deadline - time.monotonic(), 0.1)
-        request = http.build_request(method, path, json=body, timeout=remaining)
+        """One Jupyter REST call through the port proxy, decoded.
+
+        Sent once (no retries, no draw on the client's retry budget): a server that is
+        still starting raises ``_NotReady``, and ``_ensure_kernel`` asks again until its
+        deadline. The body is bounded in size and read by ``deadline``.
+        """
+        base, headers = self._jupyter_endpoint()
+        content = None
+        if body is not None:
+            content = json_encoder.encode(body)
+            headers = {**headers, "Content-Type": "application/json"}
+        # A poll that wakes right at the deadline still gets its one answer.
+        deadline = max(deadline, time.monotonic() + JUPYTER_MIN_CALL_TIME)
         try:
-            response = http.send(request, stream=True)
-            try:
-                if response.status_code in _NOT_READY_STATUSES:
-                    raise _NotReady(f"HTTP {response.status_code}")  # its body says nothing
-                # Bounded, and bounded in time: the answer comes from inside the capsule.
-                content = read_body(response, deadline, _MAX_JUPYTER_BODY, method, path)
-            finally:
-                response.close()
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise _NotReady(f"{type(exc).__name__}: {exc}") from None
-        except httpx.TransportError as exc:
-            raise transport_error(exc, method, path, str) from None
-        if response.status_code >= 300:
-            raise error_from_response(response.status_code, response.headers, content, scrub=str)
-        if not content:
+            response = self._client._api._port_request(
+                method,
+                base,
+                path,
+                deadline=deadline,
+                headers=headers,
+                ok=_JUPYTER_OK,
+                content=content,
+                max_response_bytes=_MAX_JUPYTER_BODY,
+            )
+        except WrennAPIStatusError as exc:
+            if exc.status_code in _NOT_READY_STATUSES:
+                raise _NotReady(f"HTTP {exc.status_code}") from None
+            raise
+        except WrennConnectionError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, _NOT_LISTENING):
+                raise _NotReady(f"{type(cause).__name__}: {cause}") from None
+            raise
+        if not response.content:
             return None
         try:
-            return msgspec.json.decode(content)
+            return msgspec.json.decode(response.content)
         except msgspec.DecodeError:
             raise WrennResponseValidationError(
                 "invalid_response", f"{method} {path}: the Jupyter server answered non-JSON"
@@ -346,10 +359,12 @@ class Capsule(_capsule.Capsule):
             kernel_id = self._ensure_kernel(deadline)
             path = f"/api/kernels/{path_param(kernel_id, 'kernel_id')}/channels"
             try:
-                self._socket = connect_websocket_url(
-                    self._proxy_client(),
+                base, headers = self._jupyter_endpoint()
+                self._socket = self._client._api._port_ws(
+                    base,
                     path,
-                    timeout=max(deadline - time.monotonic(), 0.1),
+                    deadline=max(deadline, time.monotonic() + JUPYTER_MIN_CALL_TIME),
+                    headers=headers,
                 )
                 return self._socket
             except WrennNotFoundError:
@@ -407,11 +422,9 @@ class Capsule(_capsule.Capsule):
                 logger.debug("closing the kernel connection failed: %s", exc)
 
     def _release(self) -> None:
+        # The Jupyter calls use the client's pool: the kernel connection is all there
+        # is to close of the capsule's own.
         self._drop_socket()
-        proxy, self._proxy = self._proxy, None
-        if proxy is not None:
-            with CleanupScope(2.0):
-                proxy.close()
 
 
 def _still_open(socket: WebSocket) -> bool:
