@@ -124,3 +124,18 @@ def test_a_requested_backend_that_does_not_work_fails(
     # A backend without isolation is not probed: it is what was asked for.
     backend = _choose("none")
     assert (backend.kind, backend.reason) == ("none", "isolation='none' requested")
+
+
+def test_the_fallback_names_every_backend_that_failed(
+    backends: dict[str, type[Sandbox]],
+) -> None:
+    class Other(_Fake):
+        kind = "fake-other"
+
+    _registry.register(_Fake)
+    _registry.register(Other)
+    _registry.register(PlainSandbox)
+    _Fake.problem = "no hypervisor"  # Other inherits it
+    assert _choose("auto").reason.endswith(
+        "WITHOUT isolation: fake-isolated: no hypervisor; fake-other: no hypervisor"
+    )
