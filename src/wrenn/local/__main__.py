@@ -9,7 +9,7 @@ import sys
 import threading
 from types import FrameType
 
-from ._runtime._probe import ISOLATION_CHOICES
+from ._runtime import isolation_choices
 from ._server import LocalServer
 
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--state-dir", default=None, help="keep state here (default: a temporary dir)"
     )
-    parser.add_argument("--isolation", choices=ISOLATION_CHOICES, default="auto")
+    parser.add_argument("--isolation", choices=isolation_choices(), default="auto")
     parser.add_argument("--api-key", default=None, help="API key to accept (default: generated)")
     parser.add_argument(
         "--transition-delay",

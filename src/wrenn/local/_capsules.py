@@ -31,9 +31,7 @@ from ._live import Live, Tracked
 from ._metrics import METRIC_RANGES, Metrics
 from ._proc import ManagedProcess, OutputBuffer
 from ._pty import PtySession
-from ._runtime import Backend, _procfs
-from ._runtime._base import BootError, ensure_rw_skeleton
-from ._runtime._bwrap import PTY_MAX
+from ._runtime import Backend, BootError, _procfs
 from ._runtime._cgroup import Limits
 from ._runtime._disk import DEFAULT_DISK_SIZE_MB, Disks
 from ._runtime._ids import SERVER_IDS, Ids, allow_search, capsule_uid, unreachable
@@ -49,14 +47,6 @@ PLATFORM_TEMPLATES = ("minimal", "minimal-ubuntu", _kernels.TEMPLATE)
 DEFAULT_EXEC_TIMEOUT = 30
 MAX_EXEC_TIMEOUT = 2**31 - 1  # seconds; larger values would overflow the event loop timer
 TERM_GRACE = 2.0
-
-
-def _copy_tree(src: Path, dst: Path, owner: tuple[int, int] | None) -> None:
-    """Copy a writable layer: links stay links, special files (FIFOs, sockets) are skipped.
-
-    By file descriptor, never by host path (see ``_fdtree``): capsule code owns the tree.
-    """
-    _fdtree.copy_tree(src, dst, owner)
 
 
 def _rmtree(path: Path) -> None:
@@ -229,7 +219,6 @@ class Manager:
         await asyncio.to_thread(self.disks.attach, capsule_dir)
         ids = await asyncio.to_thread(self.ids_for, capsule_id, binds)
         sandbox = self.backend.sandbox(capsule_id, capsule_dir, binds, limits, ids)
-        await asyncio.to_thread(ensure_rw_skeleton, sandbox.rw_dir, ids.owner)
         await sandbox.boot()
         live = Live(sandbox, CapsuleFS(sandbox.open_root, ids=ids))
         self.live[capsule_id] = live
@@ -239,7 +228,7 @@ class Manager:
         live = self.live.pop(capsule_id, None)
         if live is None:
             return
-        if live.sandbox.freezer.frozen:
+        if live.sandbox.is_frozen:
             with contextlib.suppress(OSError):
                 live.sandbox.thaw()
         await live.sandbox.destroy()
@@ -295,7 +284,7 @@ class Manager:
         if row.status in ("running", "paused"):
             used_bytes = self.disks.used_bytes(capsule_dir)
             if used_bytes is None:  # plain directories: a bounded walk, off the loop
-                used_bytes = await asyncio.to_thread(_procfs.disk_usage, str(capsule_dir / "rw"))
+                used_bytes = await asyncio.to_thread(self.backend.layer_bytes, capsule_dir)
             used = used_bytes // (1024 * 1024)
         return self.capsule_json(row, used)
 
@@ -308,9 +297,9 @@ class Manager:
             await asyncio.to_thread(self.disks.attach, self._capsule_dir(capsule_id))
             ids = await asyncio.to_thread(self.ids_for, capsule_id, self._binds_for(capsule_id))
             await asyncio.to_thread(
-                _copy_tree,
-                self.state_dir / "templates" / name / "rw",
-                self._capsule_dir(capsule_id) / "rw",
+                self.backend.load_layer,
+                self.state_dir / "templates" / name,
+                self._capsule_dir(capsule_id),
                 ids.owner,
             )
 
@@ -323,9 +312,9 @@ class Manager:
             # A template's files are the server's; each capsule booted from it gets
             # them as its own root's.
             await asyncio.to_thread(
-                _copy_tree,
-                self._capsule_dir(capsule_id) / "rw",
-                staging / "rw",
+                self.backend.save_layer,
+                self._capsule_dir(capsule_id),
+                staging,
                 (SERVER_IDS.uid, SERVER_IDS.gid),
             )
             size = await asyncio.to_thread(_procfs.disk_usage, str(staging))
@@ -384,8 +373,8 @@ class Manager:
     def _precheck(live: Live, argv0: str, env: dict[str, str], cwd: str) -> None:
         """Fail like a failed process start (502) instead of letting nsenter/setpriv
         report a missing cwd or command as an ordinary exit status."""
-        if live.sandbox.kind != "bwrap":
-            return  # plain mode: Popen itself raises for these
+        if not live.sandbox.capabilities.precheck_exec:
+            return  # the launch itself raises for these
 
         def kind(path: str) -> int | None:
             try:
@@ -536,10 +525,11 @@ class Manager:
         try:
             session = PtySession(live.sandbox, tag, argv, env, cwd, cols, rows)
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
+            limit = live.sandbox.pty_max
+            if exc.errno == errno.ENOSPC and limit is not None:
                 raise agent_error(
                     "start pty: every terminal this capsule may hold is in use "
-                    f"(at most {PTY_MAX}); close one first"
+                    f"(at most {limit}); close one first"
                 ) from None
             raise agent_error(f"start pty: {exc}") from None
         remove = session.listen(listener)  # before any await: keep the first prompt

@@ -131,6 +131,8 @@ async def start_kernel(sandbox: Sandbox, name: str) -> Kernel:
     kernel_id = str(uuid.uuid4())
     stem = "k" + kernel_id[:8]
     key = secrets.token_hex(32)
+    # The connection file and the sockets are host files of the capsule.
+    paths = sandbox.host_paths()
     inside = sandbox.run_dir_for_processes()
     connection = {
         "transport": "ipc",
@@ -140,10 +142,10 @@ async def start_kernel(sandbox: Sandbox, name: str) -> Kernel:
         "signature_scheme": "hmac-sha256",
         "kernel_name": name,
     }
-    conn_path = sandbox.run_dir / f"{stem}.json"
+    conn_path = paths.run_dir / f"{stem}.json"
     fd = os.open(conn_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    if sandbox.ids.owner is not None:
-        os.fchown(fd, *sandbox.ids.owner)  # the kernel runs as the capsule's root
+    if paths.owner is not None:
+        os.fchown(fd, *paths.owner)  # the kernel runs as the capsule's root
     with os.fdopen(fd, "w") as f:
         json.dump(connection, f)
     env = sandbox.home_env()
@@ -163,7 +165,7 @@ async def start_kernel(sandbox: Sandbox, name: str) -> Kernel:
     proc.listen(keep_stderr)
     kernel = Kernel(kernel_id, name, proc, key.encode(), {})
     try:
-        kernel.socket_fds = await _open_sockets(sandbox.run_dir, stem, proc)
+        kernel.socket_fds = await _open_sockets(paths.run_dir, stem, proc)
         await _wait_ready(kernel)
     except BaseException as exc:
         await kernel.shutdown()

@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 from ._live import Live
-from ._runtime import _procfs
 from ._store import Store
 from ._wire import bad_request, rfc3339
 
@@ -39,10 +38,6 @@ STATS_RANGES = {
 }
 
 
-def _measure(pids: list[int], rw_dir: str) -> tuple[float, int, int]:
-    return _procfs.cpu_seconds(pids), _procfs.rss_bytes(pids), _procfs.disk_usage(rw_dir)
-
-
 class Metrics:
     def __init__(self, store: Store, live: dict[str, Live], interval: float) -> None:
         self.store = store
@@ -64,11 +59,10 @@ class Metrics:
         for c in running:
             live = self.live[c.id]
             live.sandbox.reap_orphans()
-            if live.sandbox.freezer.frozen:
+            if live.sandbox.is_frozen:
                 continue
-            pids = live.sandbox.member_pids()
-            rw = str(live.sandbox.rw_dir)
-            cpu, rss, disk = await asyncio.to_thread(_measure, pids, rw)
+            usage = await live.sandbox.usage()
+            cpu, rss, disk = usage.cpu_seconds, usage.rss_bytes, usage.disk_bytes
             mono = time.monotonic()
             pct = 0.0
             if live.cpu_prev is not None:

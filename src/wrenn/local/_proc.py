@@ -155,7 +155,7 @@ class ManagedProcess:
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         rc = self._popen.wait()
-        self._sandbox.wrappers.discard(self.host_pid)
+        self._sandbox.on_exit(self.host_pid)
         # A signal death is reported like envd does for a missing exit status.
         self._rc = rc if rc >= 0 else -1
         if self._open_pipes:

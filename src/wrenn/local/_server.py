@@ -178,7 +178,7 @@ class LocalServer:
             self._backend = choose_backend(
                 self._requested_isolation, f"wrenn-local-{os.getpid()}-{id(self):x}", self._freezer
             )
-            if self._backend.kind == "none":
+            if not self._backend.capabilities.isolated:
                 log.warning(
                     "wrenn.local: capsules are NOT isolated (plain subprocesses): %s",
                     self._backend.reason,

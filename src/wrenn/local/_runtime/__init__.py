@@ -1,8 +1,28 @@
-"""Isolation backends for local capsules (bubblewrap namespaces, or plain subprocesses)."""
+"""Isolation backends for local capsules, behind one interface (``Sandbox``).
+
+Code outside this package uses a sandbox only through the members in
+``INTERFACE``, and picks a backend only through the registry (``_registry``).
+"""
 
 from __future__ import annotations
 
-from ._base import Launch, Sandbox
-from ._probe import Backend, choose_backend
+from ._base import INTERFACE, Sandbox
+from ._contract import BootError, Capabilities, HostPaths, Launch, Probe, Unsupported, Usage
+from ._registry import Backend, choose_backend, isolation_choices, lookup, register
 
-__all__ = ["Backend", "Launch", "Sandbox", "choose_backend"]
+__all__ = [
+    "INTERFACE",
+    "Backend",
+    "BootError",
+    "Capabilities",
+    "HostPaths",
+    "Launch",
+    "Probe",
+    "Sandbox",
+    "Unsupported",
+    "Usage",
+    "choose_backend",
+    "isolation_choices",
+    "lookup",
+    "register",
+]

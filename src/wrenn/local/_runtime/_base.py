@@ -10,10 +10,22 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
+from .. import _fdtree
+from . import _procfs
 from ._cgroup import CapsuleCgroup, Limits
+from ._contract import (
+    BootError,
+    Capabilities,
+    HostPaths,
+    Launch,
+    Probe,
+    Unsupported,
+    Usage,
+)
 from ._freeze import Freezer
 from ._ids import SERVER_IDS, Ids
 
@@ -33,35 +45,68 @@ HOST_ENV = {"PATH": DEFAULT_PATH, "LC_ALL": "C"}
 
 log = logging.getLogger("wrenn.local")
 
+# Every member of a sandbox that code outside ``_runtime`` may use: the manager,
+# files, PTY, processes, metrics and kernels talk to a backend through these only.
+INTERFACE = frozenset(
+    {
+        "capsule_id",
+        "kind",
+        "capabilities",
+        "pty_max",
+        # lifecycle
+        "boot",
+        "destroy",
+        "alive",
+        "kill_now",
+        "reap_orphans",
+        # pause
+        "freeze",
+        "thaw",
+        "is_frozen",
+        # processes
+        "launch",
+        "on_spawn",
+        "on_exit",
+        "visible_pid",
+        "home_env",
+        "run_dir_for_processes",
+        "open_pty",
+        # metrics
+        "usage",
+        # host filesystem (``capabilities.host_filesystem``)
+        "open_root",
+        "host_paths",
+        # the writable layer at rest (class methods, by capsule directory)
+        "save_layer",
+        "load_layer",
+        "layer_bytes",
+    }
+)
+
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
 
 
-@dataclass
-class Launch:
-    """How to start one command for a capsule on the host."""
-
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str | None
-    new_session: bool
-    # True when argv[0] is a wrapper (nsenter) and the real process is its child.
-    nested: bool
-    # True when the process writes its own capsule-visible pid, then a newline, to
-    # its stdin (a socket the caller provides) before exec'ing the command.
-    reports_pid: bool = False
-    # Descriptors the launched command must inherit (namespace and root fds).
-    pass_fds: tuple[int, ...] = ()
-
-
-class BootError(RuntimeError):
-    pass
+def _measure(pids: list[int], rw_dir: str) -> Usage:
+    return Usage(_procfs.cpu_seconds(pids), _procfs.rss_bytes(pids), _procfs.disk_usage(rw_dir))
 
 
 class Sandbox(abc.ABC):
-    """One capsule's live isolation context."""
+    """One capsule's live isolation context: the interface of every backend.
 
-    kind: str
+    Code outside ``_runtime`` uses only the members listed in ``INTERFACE``
+    (tests/test_runtime_boundary.py checks it); everything else is the backend's own.
+    A backend subclasses this, sets ``kind`` and ``CAPABILITIES``, implements
+    ``probe`` and the abstract methods, and is registered in ``_registry``.
+    """
+
+    # The name the registry knows the backend by (``LocalServer(isolation=...)``).
+    kind: ClassVar[str]
+    # What the backend can do; ``capabilities`` adds what this capsule got (limits).
+    CAPABILITIES: ClassVar[Capabilities]
+    # Terminals one capsule may hold at once, when the backend bounds them.
+    pty_max: ClassVar[int | None] = None
+    capsule_id: str
 
     def __init__(
         self,
@@ -90,6 +135,47 @@ class Sandbox(abc.ABC):
         self.freezer = Freezer(
             self.member_pids, cgroup if freeze_by_cgroup else None, lambda: list(self.wrappers)
         )
+
+    @classmethod
+    @abc.abstractmethod
+    def probe(cls) -> Probe:
+        """Whether this backend works here (may boot a throwaway sandbox)."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(self.CAPABILITIES, limits=self.cgroup is not None)
+
+    def host_paths(self) -> HostPaths:
+        self._require_host_filesystem()
+        return HostPaths(self.rw_dir, self.run_dir, self.ids.owner)
+
+    def _require_host_filesystem(self) -> None:
+        if not self.capabilities.host_filesystem:
+            raise Unsupported(f"the {self.kind} backend has no host filesystem")
+
+    async def usage(self) -> Usage:
+        """CPU seconds and RSS of every capsule process, and its writable layer's size."""
+        pids = self.member_pids()
+        return await asyncio.to_thread(_measure, pids, str(self.rw_dir))
+
+    # The writable layer at rest (running, paused or stopped): by capsule directory,
+    # since a paused capsule of an earlier server has no sandbox.  Blocking calls.
+    # Copies go by file descriptor, never by host path (see ``_fdtree``): capsule
+    # code owns the tree.  Links stay links; FIFOs and sockets are skipped.
+    @classmethod
+    def save_layer(cls, capsule_dir: Path, dest: Path, owner: tuple[int, int]) -> None:
+        """Copy the capsule's writable layer into ``dest`` (a new template dir)."""
+        _fdtree.copy_tree(capsule_dir / "rw", dest / "rw", owner)
+
+    @classmethod
+    def load_layer(cls, src: Path, capsule_dir: Path, owner: tuple[int, int] | None) -> None:
+        """Seed a new capsule's writable layer from ``src`` (a template dir)."""
+        _fdtree.copy_tree(src / "rw", capsule_dir / "rw", owner)
+
+    @classmethod
+    def layer_bytes(cls, capsule_dir: Path) -> int:
+        """Allocated size of the capsule's writable layer (a bounded walk)."""
+        return _procfs.disk_usage(str(capsule_dir / "rw"))
 
     def make_cgroup(self) -> None:
         """Create the capsule's cgroups with its limits (before anything of it runs)."""
@@ -140,6 +226,10 @@ class Sandbox(abc.ABC):
         """Called for every process launched for this capsule."""
         self.wrappers.add(host_pid)
 
+    def on_exit(self, host_pid: int) -> None:
+        """Called once a launched process has been reaped."""
+        self.wrappers.discard(host_pid)
+
     def reap_orphans(self) -> int:
         """Reap capsule processes re-parented to the server (subreaper); returns how many.
 
@@ -148,8 +238,13 @@ class Sandbox(abc.ABC):
         """
         return 0
 
+    async def boot(self) -> None:
+        """Make the writable layer's skeleton, then start the sandbox."""
+        await asyncio.to_thread(ensure_rw_skeleton, self.rw_dir, self.ids.owner)
+        await self._boot()
+
     @abc.abstractmethod
-    async def boot(self) -> None: ...
+    async def _boot(self) -> None: ...
 
     @abc.abstractmethod
     def launch(
@@ -190,6 +285,10 @@ class Sandbox(abc.ABC):
 
     def thaw(self) -> None:
         self.freezer.thaw()
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.freezer.frozen
 
 
 def ensure_rw_skeleton(rw_dir: Path, owner: tuple[int, int] | None = None) -> None:

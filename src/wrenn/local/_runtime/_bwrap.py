@@ -35,14 +35,13 @@ from ._base import (
     HOST_ENV,
     RUN_DIR_IN_CAPSULE,
     WRITABLE_DIRS,
-    BootError,
-    Launch,
     Sandbox,
     log,
     open_pty_from,
     read_until,
 )
 from ._cgroup import CapsuleCgroup, Limits
+from ._contract import BootError, Capabilities, Launch, Probe
 from ._ids import SERVER_IDS, Ids
 
 BOOT_TIMEOUT = 10.0
@@ -177,6 +176,21 @@ def _assignments(env: dict[str, str]) -> list[str]:
 
 class BwrapSandbox(Sandbox):
     kind = "bwrap"
+    CAPABILITIES = Capabilities(
+        isolated=True,
+        host_filesystem=True,
+        memory_snapshots=False,
+        limits=False,
+        precheck_exec=True,
+    )
+    pty_max = PTY_MAX
+
+    @classmethod
+    def probe(cls) -> Probe:
+        # Here, not at the top: the probe builds its sandboxes with this module.
+        from ._probe import probe_bwrap_backend
+
+        return probe_bwrap_backend()
 
     def __init__(
         self,
@@ -216,7 +230,7 @@ class BwrapSandbox(Sandbox):
         self._prlimit = _tool("prlimit")
         self._mount = _tool("mount")
 
-    async def boot(self) -> None:
+    async def _boot(self) -> None:
         info_r, info_w = os.pipe()
         out_r, out_w = os.pipe()
         argv = bwrap_argv(

@@ -15,12 +15,26 @@ import signal
 from pathlib import Path
 
 from . import _procfs
-from ._base import DEFAULT_PATH, WRITABLE_DIRS, Launch, Sandbox
+from ._base import DEFAULT_PATH, WRITABLE_DIRS, Sandbox
 from ._cgroup import CapsuleCgroup, Limits
+from ._contract import Capabilities, Launch, Probe
+from ._ids import SERVER_IDS, Ids
 
 
 class PlainSandbox(Sandbox):
     kind = "none"
+    CAPABILITIES = Capabilities(
+        isolated=False,
+        host_filesystem=True,
+        memory_snapshots=False,
+        limits=False,
+        # Popen itself raises for a missing program or cwd.
+        precheck_exec=False,
+    )
+
+    @classmethod
+    def probe(cls) -> Probe:
+        return Probe(None, "plain subprocesses WITHOUT isolation")
 
     def __init__(
         self,
@@ -31,10 +45,17 @@ class PlainSandbox(Sandbox):
         limits: Limits | None = None,
         *,
         freeze_by_cgroup: bool = True,
+        ids: Ids = SERVER_IDS,
     ) -> None:
         # Host paths are visible as they are: ro_binds need no mount here.
         super().__init__(
-            capsule_id, capsule_dir, cgroup, ro_binds, limits, freeze_by_cgroup=freeze_by_cgroup
+            capsule_id,
+            capsule_dir,
+            cgroup,
+            ro_binds,
+            limits,
+            freeze_by_cgroup=freeze_by_cgroup,
+            ids=ids,
         )
         self._alive = False
         # Every session ever started for the capsule: a background child that
@@ -45,7 +66,7 @@ class PlainSandbox(Sandbox):
         super().on_spawn(host_pid)
         self._sessions.add(host_pid)
 
-    async def boot(self) -> None:
+    async def _boot(self) -> None:
         # No isolation here, but the cgroup limits still hold.
         self.make_cgroup()
         self._alive = True

@@ -1,4 +1,4 @@
-"""Pick the isolation backend once at start-up, and say why."""
+"""Whether bubblewrap sandboxes boot on this host, and with which guards."""
 
 from __future__ import annotations
 
@@ -7,66 +7,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from ._base import HOST_ENV, Sandbox, ensure_rw_skeleton
-from ._bwrap import BwrapSandbox, as_capsule_root, bwrap_argv
-from ._cgroup import CgroupTree, Limits
+from ._base import HOST_ENV, ensure_rw_skeleton
+from ._bwrap import as_capsule_root, bwrap_argv
+from ._contract import Probe
 from ._ids import SERVER_IDS, Ids, capsule_uid
-from ._plain import PlainSandbox
-
-ISOLATION_CHOICES = ("auto", "bwrap", "none")
-FREEZER_CHOICES = ("auto", "cgroup", "sigstop")
-
-
-@dataclass
-class Backend:
-    kind: str  # "bwrap" or "none"
-    reason: str  # why this backend (and why not a better one)
-    # The server-owned cgroups (limits, freeze, kill), None when not allowed.
-    cgroups: CgroupTree | None
-    freeze_by_cgroup: bool = False
-    # bwrap --disable-userns works here (no nested user namespaces in capsules).
-    disable_userns: bool = True
-    # Capsule root can be a host uid of its own (root server, bwrap as that uid works).
-    maps_root: bool = False
-
-    def sandbox(
-        self,
-        capsule_id: str,
-        capsule_dir: Path,
-        ro_binds: tuple[str, ...] = (),
-        limits: Limits | None = None,
-        ids: Ids = SERVER_IDS,
-    ) -> Sandbox:
-        cg = self.cgroups.capsule(capsule_id) if self.cgroups is not None else None
-        if self.kind == "bwrap":
-            return BwrapSandbox(
-                capsule_id,
-                capsule_dir,
-                cg,
-                ro_binds,
-                limits,
-                freeze_by_cgroup=self.freeze_by_cgroup,
-                disable_userns=self.disable_userns,
-                ids=ids,
-            )
-        return PlainSandbox(
-            capsule_id, capsule_dir, cg, ro_binds, limits, freeze_by_cgroup=self.freeze_by_cgroup
-        )
-
-    @property
-    def freeze_mode(self) -> str:
-        return "cgroup" if self.freeze_by_cgroup else "sigstop"
-
-    @property
-    def enforced_limits(self) -> tuple[str, ...]:
-        return self.cgroups.enforced if self.cgroups is not None else ()
-
-    def cleanup(self) -> None:
-        if self.cgroups is not None:
-            self.cgroups.cleanup()
 
 
 def _run_probe(disable_userns: bool, ids: Ids = SERVER_IDS) -> str | None:
@@ -130,44 +76,15 @@ def _probe() -> tuple[str | None, bool]:
     return _run_probe(disable_userns=False), False
 
 
-def _cgroups(freezer: str, tag: str) -> tuple[CgroupTree | None, bool]:
-    if freezer not in FREEZER_CHOICES:
-        raise ValueError(f"freezer must be one of {FREEZER_CHOICES}, not {freezer!r}")
-    tree = CgroupTree.create(tag) if sys.platform.startswith("linux") else None
-    can_freeze = tree is not None and tree.can_freeze
-    if freezer == "cgroup" and not can_freeze:
-        if tree is not None:
-            tree.cleanup()
-        raise RuntimeError("freezer='cgroup' requested but no writable cgroup v2 hierarchy")
-    return tree, can_freeze and freezer != "sigstop"
-
-
-def choose_backend(isolation: str, tag: str, freezer: str = "auto") -> Backend:
-    if isolation not in ISOLATION_CHOICES:
-        raise ValueError(f"isolation must be one of {ISOLATION_CHOICES}, not {isolation!r}")
-    if freezer not in FREEZER_CHOICES:
-        raise ValueError(f"freezer must be one of {FREEZER_CHOICES}, not {freezer!r}")
-    if isolation == "none":
-        return Backend("none", "isolation='none' requested", *_cgroups(freezer, tag))
+def probe_bwrap_backend() -> Probe:
+    """The bubblewrap backend's probe, for the registry."""
     problem, disable_userns = _probe()
-    if problem is None:
-        reason = "bubblewrap sandbox works"
-        if not disable_userns:
-            reason += " (without --disable-userns: capsules may create user namespaces)"
-        maps_root = _probe_mapped_root(disable_userns)
-        if os.geteuid() == 0 and not maps_root:
-            reason += " (capsule root is host root: bwrap as another uid failed)"
-        return Backend(
-            "bwrap",
-            reason,
-            *_cgroups(freezer, tag),
-            disable_userns=disable_userns,
-            maps_root=maps_root,
-        )
-    if isolation == "bwrap":
-        raise RuntimeError(f"isolation='bwrap' requested but bubblewrap is unusable: {problem}")
-    return Backend(
-        "none",
-        f"falling back to plain subprocesses WITHOUT isolation: {problem}",
-        *_cgroups(freezer, tag),
-    )
+    if problem is not None:
+        return Probe(problem)
+    reason = "bubblewrap sandbox works"
+    if not disable_userns:
+        reason += " (without --disable-userns: capsules may create user namespaces)"
+    maps_root = _probe_mapped_root(disable_userns)
+    if os.geteuid() == 0 and not maps_root:
+        reason += " (capsule root is host root: bwrap as another uid failed)"
+    return Probe(None, reason, {"disable_userns": disable_userns}, maps_root=maps_root)
