@@ -16,6 +16,7 @@ import threading
 import urllib.parse
 import warnings
 from collections.abc import Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, NoReturn
 
 import httpx
@@ -291,6 +292,11 @@ def updated_options(options: ClientOptions, **changes: Any) -> ClientOptions:
 
 _SSL_CONTEXTS: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
 _SSL_LOCK = threading.Lock()
+
+
+def refuse_all_cookies() -> CookieJar:
+    """A cookie jar that stores nothing: no domain may set a cookie in it."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def default_ssl_context(trust_env: bool) -> ssl.SSLContext:

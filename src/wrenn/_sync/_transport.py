@@ -18,7 +18,13 @@ from typing import Any
 import httpx
 
 from .._compat import Lock, LoopGuard, Semaphore
-from .._config import Secret, default_limits, default_ssl_context, keepalive_socket_options
+from .._config import (
+    Secret,
+    default_limits,
+    default_ssl_context,
+    keepalive_socket_options,
+    refuse_all_cookies,
+)
 from .._exceptions import WrennClientClosedError, WrennUsageError
 
 Origin = tuple[str, str, int | None]
@@ -145,6 +151,10 @@ class Transport:
             hooks["request"] = [_KeepKeyAtHome(self._api_key, origin)]
         return httpx.Client(
             transport=transport,
+            # The Wrenn API needs no cookies, and the capsule port proxy can share the
+            # API's origin (wrenn.local) or domain (the platform): a jar would let code
+            # in a capsule plant cookies that the client then sends with API calls.
+            cookies=refuse_all_cookies(),
             mounts=mounts,
             follow_redirects=False,
             trust_env=self._trust_env,
