@@ -113,6 +113,24 @@ def scenarios(quick: bool) -> list[Scenario]:
                     extra={"warm pool req/s": "warm.rps"},
                 )
             )
+    # 10,000 calls at once from one client: ours only (the others already stall at
+    # 1,000). Bounded memory: the peak resident set of the worker is reported.
+    for backend in ("asyncio", "trio"):
+        out.append(
+            Scenario(
+                f"concurrent-10000-{backend}",
+                f"10,000 concurrent GETs, pool of 100, {backend}",
+                "concurrent",
+                [f"ours-{backend}"],
+                {"count": 10000, "pool": 100, "stall_s": 60.0},
+                "cold.rps",
+                "req/s (cold pool)",
+                "higher",
+                timeout_s=150.0,
+                rounds=conc_rounds,
+                extra={"warm pool req/s": "warm.rps", "peak RSS MB": "peak_rss_mb"},
+            )
+        )
     out.append(
         Scenario(
             "rss-10000",

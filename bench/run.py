@@ -313,13 +313,19 @@ def main() -> None:
         default=str(OURS_MIN_VENV / "bin" / "python"),
         help="a venv with only `pip install -e .`, for cold imports",
     )
+    parser.add_argument(
+        "--ours-python",
+        default=sys.executable,
+        help="the interpreter of our variants (and raw httpx's): e.g. a wrapper script that "
+        "puts another build of src/ first on PYTHONPATH, to measure before and after a change",
+    )
     args = parser.parse_args()
 
     if args.from_json:
         rewrite(args.from_json, args.out)
         return
     plan = Plan.make(args.quick, args.rounds)
-    ours, official = sys.executable, args.official_python
+    ours, official = args.ours_python, args.official_python
     if not Path(official).exists():
         sys.exit(f"the official SDK venv is missing ({official}); {SETUP_HINT}")
     only = set(args.only.split(",")) if args.only else None

@@ -175,6 +175,8 @@ async def aconcurrent(client: Any, p: dict[str, Any]) -> dict[str, Any]:
     results["cold"] = cold
     if p.get("warm", True):
         results["warm"] = await _batch(client, p["count"], p["stall_s"], results, "warm")
+    # Bounded memory: the whole worker's peak, both batches and the interpreter included.
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return results
 
 

@@ -106,7 +106,12 @@ class AsyncTransport:
 
     def _new_client(self) -> httpx.AsyncClient:
         # Imported here: it needs httpcore, which httpx itself loads only for a transport.
-        from .._netbackend import bound_attempts, cache_readable_socket, environment_proxies
+        from .._netbackend import (
+            bound_attempts,
+            cache_readable_socket,
+            environment_proxies,
+            linear_assignment,
+        )
 
         verify = self._verify
         if verify is True:
@@ -126,6 +131,7 @@ class AsyncTransport:
         )
         cache_readable_socket(transport)
         bound_attempts(transport)
+        linear_assignment(transport)
         # httpx reads HTTP(S)_PROXY/ALL_PROXY/NO_PROXY only when it builds its own
         # transport; ours carries keepalive options, so the proxies are mounted here.
         mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
