@@ -30,6 +30,7 @@ from .._compat import (
     warn_if_event_loop_running,
 )
 from .._config import ClientOptions
+from .._constants import MAX_POOL_WAITS
 from .._error_mapping import (
     attempt_expired,
     error_from_response,
@@ -44,10 +45,6 @@ from .._retry import RetryBudget, parse_retry_after, status_retry_delay, transpo
 from .._tracing import call_span
 from ._body import BodyStream, read_body, unlink_stream
 from ._transport import APIKeyAuth, Transport
-
-# Waits for a free connection one call may chain while the pool keeps moving: a bound on
-# the loop for a call without any deadline (each wait lasts a pool timeout).
-_MAX_POOL_WAITS = 100_000
 
 
 class Requester(Transport):
@@ -71,7 +68,7 @@ class Requester(Transport):
         deadline. Only a whole pool timeout without any connection coming free (a stuck
         pool) or the deadline ends the wait.
         """
-        for _ in range(_MAX_POOL_WAITS):
+        for _ in range(MAX_POOL_WAITS):
             seen = slots.releases
             window = _deadline.pool_wait_window(pool_timeout, deadline, attempt_deadline)
             if window is not None and window <= 0:

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._compat import sleep
+from .._constants import DEFAULT_POLL_INTERVAL, FIRST_POLL_DELAY, LIVENESS_EVERY, POLL_GROWTH
 from .._durable import (
     KILL_SCRIPT,
     STREAMS,
@@ -50,12 +51,6 @@ if TYPE_CHECKING:
     from .commands import Commands
     from .lease import Lease
 
-FIRST_POLL_DELAY = 0.05
-POLL_GROWTH = 1.5
-DEFAULT_POLL_INTERVAL = 1.0
-# While nothing changes, whether the command still runs is checked this often (seconds):
-# a wrapper killed with SIGKILL (or a capsule restarted) records no exit status.
-LIVENESS_EVERY = 5.0
 _NAMES = {"o": "stdout", "e": "stderr"}
 
 
