@@ -15,6 +15,7 @@ and when to retry (``wrenn/_retry.py``) and which exception a failure becomes
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,7 +30,7 @@ from .._compat import (
     sleep,
     warn_if_event_loop_running,
 )
-from .._config import ClientOptions
+from .._config import ClientOptions, Secret
 from .._constants import MAX_POOL_WAITS
 from .._error_mapping import (
     attempt_expired,
@@ -50,8 +51,25 @@ from ._transport import APIKeyAuth, Transport
 class Requester(Transport):
     """Sends every request of one client and its copies through its connection pool."""
 
-    def __init__(self, **transport: Any) -> None:
-        super().__init__(**transport)
+    def __init__(
+        self,
+        *,
+        http_client: httpx.Client | None,
+        limits: httpx.Limits | None,
+        verify: ssl.SSLContext | str | bool,
+        trust_env: bool,
+        api_key: Secret | None = None,
+        base_url: httpx.URL | None = None,
+    ) -> None:
+        # The transport's arguments, spelled out so that callers are type-checked.
+        super().__init__(
+            http_client=http_client,
+            limits=limits,
+            verify=verify,
+            trust_env=trust_env,
+            api_key=api_key,
+            base_url=base_url,
+        )
         self.budget = RetryBudget()
 
     @staticmethod
