@@ -67,7 +67,11 @@ def numeric_constants(text: str) -> list[str]:
 
 
 def _assigned_number(line: list[tokenize.TokenInfo]) -> str | None:
-    if len(line) < 3 or line[0].type != tokenize.NAME or not CONSTANT_NAME.fullmatch(line[0].string):
+    if (
+        len(line) < 3
+        or line[0].type != tokenize.NAME
+        or not CONSTANT_NAME.fullmatch(line[0].string)
+    ):
         return None
     if line[1].string == "=":
         value = line[2:]
@@ -112,7 +116,14 @@ def test_the_scan_sees_module_level_numbers_only() -> None:
         "def f():\n    IN_FUNCTION = 7\n"
         "AFTER = 8\n"
     )
-    assert numeric_constants(source) == ["PLAIN", "_PRIVATE", "ANNOTATED", "PRODUCT", "WRAPPED", "AFTER"]
+    assert numeric_constants(source) == [
+        "PLAIN",
+        "_PRIVATE",
+        "ANNOTATED",
+        "PRODUCT",
+        "WRAPPED",
+        "AFTER",
+    ]
 
 
 def test_the_scan_covers_the_modules_that_had_tunables() -> None:
@@ -128,13 +139,18 @@ def test_numeric_tunables_live_in_constants() -> None:
         for name in numeric_constants(path.read_text(encoding="utf-8")):
             if (relative, name) not in ALLOWED:
                 strays.append(f"{relative}: {name}")
-    assert strays == [], "define these in src/wrenn/_constants.py (or allow them here, with a reason)"
+    assert strays == [], (
+        "define these in src/wrenn/_constants.py (or allow them here, with a reason)"
+    )
 
 
 def test_the_allowlist_has_no_stale_entries() -> None:
     for (relative, name), reason in ALLOWED.items():
         assert reason
-        assert name in numeric_constants((SRC / relative).read_text(encoding="utf-8")), (relative, name)
+        assert name in numeric_constants((SRC / relative).read_text(encoding="utf-8")), (
+            relative,
+            name,
+        )
     for relative in SKIPPED_FILES:
         assert (SRC / relative).is_file(), relative
 
@@ -142,4 +158,10 @@ def test_the_allowlist_has_no_stale_entries() -> None:
 def test_constants_holds_numbers() -> None:
     # The scan of the home itself finds what moved there: a rename cannot hide it.
     names = set(numeric_constants((SRC / HOME).read_text(encoding="utf-8")))
-    assert {"WS_PING_INTERVAL", "LIVENESS_EVERY", "SEEN_IDS", "MAX_POOL_WAITS", "CLI_STOP_GRACE"} <= names
+    assert {
+        "WS_PING_INTERVAL",
+        "LIVENESS_EVERY",
+        "SEEN_IDS",
+        "MAX_POOL_WAITS",
+        "CLI_STOP_GRACE",
+    } <= names

@@ -30,6 +30,7 @@ from ._constants import (
     ENV_PROXY_DOMAIN,
 )
 from ._constants import DEFAULT_PROXY_DOMAIN as DEFAULT_PROXY_DOMAIN  # as the official _config
+from ._exceptions import InsecureTransportWarning as InsecureTransportWarning
 from ._urls import resolve_proxy_domain
 from ._version import __version__
 
@@ -48,10 +49,6 @@ class _NotGiven:
 
 
 NOT_GIVEN: Any = _NotGiven()
-
-
-class InsecureTransportWarning(UserWarning):
-    """The API key is about to travel in clear text to a host that is not this machine."""
 
 
 class Secret:

@@ -28,6 +28,7 @@ from .._durable import (
     spool_dir,
 )
 from .._exceptions import (
+    DeadlineReached,
     WrennCommandTimeoutError,
     WrennNotFoundError,
     WrennStreamError,
@@ -52,7 +53,7 @@ from .._urls import build_path
 from .._validate import optional_int, optional_str, positive_seconds, string_map
 from ._resource import AsyncAPIResource
 from ._stream import AsyncLazyStream
-from ._websocket import AsyncWebSocket, DeadlineReached
+from ._websocket import AsyncWebSocket
 from .durable import AsyncDurableCommand, AsyncDurableStream, check_offset
 from .files import AsyncFiles
 

@@ -26,6 +26,7 @@ from .._durable import (
     spool_dir,
 )
 from .._exceptions import (
+    DeadlineReached,
     WrennAgentError,
     WrennCommandTimeoutError,
     WrennNotFoundError,
@@ -43,7 +44,6 @@ from .._process import (
 )
 from .._validate import optional_int, positive_seconds
 from ._stream import AsyncLazyStream
-from ._websocket import DeadlineReached
 from .lease import AsyncLeaseHold
 
 if TYPE_CHECKING:

@@ -29,6 +29,7 @@ from .._durable import (
     spool_dir,
 )
 from .._exceptions import (
+    DeadlineReached,
     WrennCommandTimeoutError,
     WrennNotFoundError,
     WrennStreamError,
@@ -53,7 +54,7 @@ from .._urls import build_path
 from .._validate import optional_int, optional_str, positive_seconds, string_map
 from ._resource import APIResource
 from ._stream import LazyStream
-from ._websocket import DeadlineReached, WebSocket
+from ._websocket import WebSocket
 from .durable import DurableCommand, DurableStream, check_offset
 from .files import Files
 

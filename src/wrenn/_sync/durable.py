@@ -27,6 +27,7 @@ from .._durable import (
     spool_dir,
 )
 from .._exceptions import (
+    DeadlineReached,
     WrennAgentError,
     WrennCommandTimeoutError,
     WrennNotFoundError,
@@ -44,7 +45,6 @@ from .._process import (
 )
 from .._validate import optional_int, positive_seconds
 from ._stream import LazyStream
-from ._websocket import DeadlineReached
 from .lease import LeaseHold
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ def _stop(capsule: Any, stream: Any) -> None:
     """Stop the remote command after Ctrl-C: SIGTERM, a grace period, then SIGKILL."""
     import time
 
-    from .._sync._websocket import DeadlineReached
+    from .._exceptions import DeadlineReached
 
     if stream.pid is None:
         stream.stop()
