@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 import tokenize
 from pathlib import Path
 
@@ -165,3 +167,14 @@ def test_constants_holds_numbers() -> None:
         "MAX_POOL_WAITS",
         "CLI_STOP_GRACE",
     } <= names
+
+
+def test_the_pure_modules_that_read_constants_stay_free_of_httpx() -> None:
+    # _constants holds plain numbers, so the output and reconnect policies import light.
+    code = (
+        "import sys, wrenn._constants, wrenn._process, wrenn._reconnect, wrenn._durable; "
+        "print('httpx' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

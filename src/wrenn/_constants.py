@@ -1,7 +1,6 @@
 """Every tunable default of the SDK, in one place.
 
-What belongs here: a number (or a value built from numbers, such as an ``httpx.Timeout``)
-someone might reasonably change to trade speed, memory, patience or load against each
+What belongs here: a number someone might reasonably change to trade speed, memory, patience or load against each
 other: timeouts, intervals, grace periods, sizes, counts, retry and backoff settings,
 buffer and cache bounds. Each one says why it has its value. Environment variable names
 and default endpoints are here too, being the other knobs a user turns.
@@ -11,13 +10,15 @@ enum-like strings, wire opcodes, the API's own documented limits such as label s
 process exit codes), and control-flow details private to one module.
 ``tests/test_constants_home.py`` fails when a numeric tunable is defined elsewhere.
 
+Plain numbers only, no imports: the pure modules that read them (output budgets, the
+reconnect policy) stay free of httpx; ``_config`` builds the ``httpx.Timeout`` and
+``httpx.Limits`` from them.
+
 The code runner (``_code_runner.py``, ``_async/code_runner.py``) and the embedded server
 (``wrenn.local``, which has its own) keep theirs for now.
 """
 
 from __future__ import annotations
-
-import httpx
 
 # --- Environment and endpoints -------------------------------------------------------
 
@@ -34,7 +35,10 @@ DEFAULT_PROXY_BASE_HOST = "app.wrenn.dev"
 
 # Per-phase timeouts of one HTTP attempt. The read timeout is per chunk, so a
 # server that drips bytes never trips it: the per-call deadline below covers that.
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0, write=30.0, pool=10.0)
+DEFAULT_READ_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_WRITE_TIMEOUT = 30.0
+DEFAULT_POOL_TIMEOUT = 10.0
 # Wall-clock budget of one call, retries and backoff included.
 DEFAULT_TOTAL_TIMEOUT = 120.0
 
@@ -70,11 +74,6 @@ RETRY_REFUND_ON_SUCCESS = 1
 DEFAULT_MAX_CONNECTIONS = 20
 DEFAULT_MAX_KEEPALIVE = 20
 DEFAULT_KEEPALIVE_EXPIRY = 30.0
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=DEFAULT_MAX_CONNECTIONS,
-    max_keepalive_connections=DEFAULT_MAX_KEEPALIVE,
-    keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
-)
 
 # --- Request and response bodies -----------------------------------------------------
 
