@@ -55,6 +55,8 @@ MAX_POOL_WAITS = 100_000
 
 # --- Retries -------------------------------------------------------------------------
 
+# Three attempts per call, backoff min(0.5 * 2^n, 8) s with jitter: the openai-python
+# policy RELIABILITY.md takes as its bar.
 DEFAULT_MAX_RETRIES = 2
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
@@ -71,8 +73,12 @@ RETRY_REFUND_ON_SUCCESS = 1
 
 # --- Connection pool -----------------------------------------------------------------
 
+# RELIABILITY.md's pool: 20 connections, all of them kept alive between calls (a client
+# talks to one API host, so every idle connection is likely to be reused).
 DEFAULT_MAX_CONNECTIONS = 20
 DEFAULT_MAX_KEEPALIVE = 20
+# Idle connections older than this are closed rather than reused (the server may have
+# dropped them meanwhile).
 DEFAULT_KEEPALIVE_EXPIRY = 30.0
 
 # --- Request and response bodies -----------------------------------------------------
@@ -100,6 +106,7 @@ KEPT_GAPS = 100
 
 # --- Waits and lifecycle transitions -------------------------------------------------
 
+# ``capsules.wait()`` polls this often, and gives up after this long by default.
 WAIT_POLL_INTERVAL = 0.5
 DEFAULT_WAIT_TIMEOUT = 60.0
 # How long connecting to a capsule that is not running yet (and ``wait_ready``) waits
