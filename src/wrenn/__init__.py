@@ -12,190 +12,165 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._async.capsule import AsyncCapsule
-    from ._async.client import AsyncWrennClient
-    from ._async.commands import AsyncCommandHandle
-    from ._async.durable import AsyncDurableCommand, AsyncDurableStream
-    from ._async.git import AsyncGit
-    from ._async.pty import AsyncPtySession
-    from ._compat import BlockingCallWarning
-    from ._durable import DurableStderrEvent, DurableStdoutEvent, StreamDroppedEvent
-    from ._exceptions import (
-        WrennAgentError,
-        WrennAPIStatusError,
-        WrennAuthenticationError,
-        WrennCapsuleStateError,
-        WrennClientClosedError,
-        WrennCommandTimeoutError,
-        WrennConflictError,
-        WrennConnectionError,
-        WrennError,
-        WrennForbiddenError,
-        WrennGatewayTimeoutError,
-        WrennHostHasCapsulesError,
-        WrennHostUnavailableError,
-        WrennInternalError,
-        WrennNotFoundError,
-        WrennPayloadTooLargeError,
-        WrennRateLimitError,
-        WrennRedirectError,
-        WrennResponseTooLargeError,
-        WrennResponseValidationError,
-        WrennStreamError,
-        WrennStreamInterruptedError,
-        WrennStreamTimeoutError,
-        WrennTimeoutError,
-        WrennUsageError,
-        WrennValidationError,
-    )
+    # What type checkers see of the names imported on first use below (``X as X``
+    # marks each as exported). tests/test_public_api.py checks these match _HOMES.
+    from ._async.capsule import AsyncCapsule as AsyncCapsule
+    from ._async.client import AsyncWrennClient as AsyncWrennClient
+    from ._async.commands import AsyncCommandHandle as AsyncCommandHandle
+    from ._async.durable import AsyncDurableCommand as AsyncDurableCommand
+    from ._async.durable import AsyncDurableStream as AsyncDurableStream
+    from ._async.git import AsyncGit as AsyncGit
+    from ._async.pty import AsyncPtySession as AsyncPtySession
+    from ._durable import DurableStderrEvent as DurableStderrEvent
+    from ._durable import DurableStdoutEvent as DurableStdoutEvent
+    from ._durable import StreamDroppedEvent as StreamDroppedEvent
+    from ._exceptions import BlockingCallWarning as BlockingCallWarning
+    from ._exceptions import GitAuthError as GitAuthError
+    from ._exceptions import GitCommandError as GitCommandError
+    from ._exceptions import GitError as GitError
+    from ._exceptions import InsecureTransportWarning as InsecureTransportWarning
+    from ._exceptions import ModelValidationError as ModelValidationError
+    from ._exceptions import WrennAgentError as WrennAgentError
+    from ._exceptions import WrennAPIStatusError as WrennAPIStatusError
+    from ._exceptions import WrennAuthenticationError as WrennAuthenticationError
+    from ._exceptions import WrennCapsuleStateError as WrennCapsuleStateError
+    from ._exceptions import WrennClientClosedError as WrennClientClosedError
+    from ._exceptions import WrennCommandTimeoutError as WrennCommandTimeoutError
+    from ._exceptions import WrennConflictError as WrennConflictError
+    from ._exceptions import WrennConnectionError as WrennConnectionError
+    from ._exceptions import WrennError as WrennError
+    from ._exceptions import WrennForbiddenError as WrennForbiddenError
+    from ._exceptions import WrennGatewayTimeoutError as WrennGatewayTimeoutError
+    from ._exceptions import WrennHostHasCapsulesError as WrennHostHasCapsulesError
     from ._exceptions import WrennHostHasCapsulesError as WrennHostHasSandboxesError
-    from ._git import FileStatus, GitAuthError, GitBranch, GitCommandError, GitError, GitStatus
-    from ._models import FileEntry
-    from ._process import (
-        CommandResult,
-        ProcessInfo,
-        StreamErrorEvent,
-        StreamEvent,
-        StreamExitEvent,
-        StreamStartEvent,
-        StreamStderrEvent,
-        StreamStdoutEvent,
-    )
-    from ._pty import PtyEvent, PtyEventType
-    from ._reconnect import EventStreamGap
-    from ._sync.capsule import Capsule
+    from ._exceptions import WrennHostUnavailableError as WrennHostUnavailableError
+    from ._exceptions import WrennInternalError as WrennInternalError
+    from ._exceptions import WrennNotFoundError as WrennNotFoundError
+    from ._exceptions import WrennPayloadTooLargeError as WrennPayloadTooLargeError
+    from ._exceptions import WrennRateLimitError as WrennRateLimitError
+    from ._exceptions import WrennRedirectError as WrennRedirectError
+    from ._exceptions import WrennResponseTooLargeError as WrennResponseTooLargeError
+    from ._exceptions import WrennResponseValidationError as WrennResponseValidationError
+    from ._exceptions import WrennStreamError as WrennStreamError
+    from ._exceptions import WrennStreamInterruptedError as WrennStreamInterruptedError
+    from ._exceptions import WrennStreamTimeoutError as WrennStreamTimeoutError
+    from ._exceptions import WrennTimeoutError as WrennTimeoutError
+    from ._exceptions import WrennUsageError as WrennUsageError
+    from ._exceptions import WrennValidationError as WrennValidationError
+    from ._git import FileStatus as FileStatus
+    from ._git import GitBranch as GitBranch
+    from ._git import GitStatus as GitStatus
+    from ._models import FileEntry as FileEntry
+    from ._process import CommandResult as CommandResult
+    from ._process import ProcessInfo as ProcessInfo
+    from ._process import StreamErrorEvent as StreamErrorEvent
+    from ._process import StreamEvent as StreamEvent
+    from ._process import StreamExitEvent as StreamExitEvent
+    from ._process import StreamStartEvent as StreamStartEvent
+    from ._process import StreamStderrEvent as StreamStderrEvent
+    from ._process import StreamStdoutEvent as StreamStdoutEvent
+    from ._pty import PtyEvent as PtyEvent
+    from ._pty import PtyEventType as PtyEventType
+    from ._reconnect import EventStreamGap as EventStreamGap
+    from ._sync.capsule import Capsule as Capsule
     from ._sync.capsule import Capsule as Sandbox  # deprecated alias
-    from ._sync.client import WrennClient
-    from ._sync.commands import CommandHandle
-    from ._sync.durable import DurableCommand, DurableStream
-    from ._sync.git import Git
-    from ._sync.pty import PtySession
+    from ._sync.client import WrennClient as WrennClient
+    from ._sync.commands import CommandHandle as CommandHandle
+    from ._sync.durable import DurableCommand as DurableCommand
+    from ._sync.durable import DurableStream as DurableStream
+    from ._sync.git import Git as Git
+    from ._sync.pty import PtySession as PtySession
 
-__all__ = [
-    "AsyncCapsule",
-    "AsyncCommandHandle",
-    "AsyncDurableCommand",
-    "AsyncDurableStream",
-    "AsyncGit",
-    "AsyncPtySession",
-    "AsyncWrennClient",
-    "BlockingCallWarning",
-    "Capsule",
-    "CommandHandle",
-    "CommandResult",
-    "DurableCommand",
-    "DurableStderrEvent",
-    "DurableStdoutEvent",
-    "DurableStream",
-    "EventStreamGap",
-    "FileEntry",
-    "FileStatus",
-    "Git",
-    "GitAuthError",
-    "GitBranch",
-    "GitCommandError",
-    "GitError",
-    "GitStatus",
-    "ProcessInfo",
-    "PtyEvent",
-    "PtyEventType",
-    "PtySession",
-    "Sandbox",  # deprecated alias of Capsule (FutureWarning on access), as in the official SDK
-    "StreamDroppedEvent",
-    "StreamErrorEvent",
-    "StreamEvent",
-    "StreamExitEvent",
-    "StreamStartEvent",
-    "StreamStderrEvent",
-    "StreamStdoutEvent",
-    "WrennAPIStatusError",
-    "WrennAgentError",
-    "WrennAuthenticationError",
-    "WrennCapsuleStateError",
-    "WrennClient",
-    "WrennClientClosedError",
-    "WrennCommandTimeoutError",
-    "WrennConflictError",
-    "WrennConnectionError",
-    "WrennError",
-    "WrennForbiddenError",
-    "WrennGatewayTimeoutError",
-    "WrennHostHasCapsulesError",
-    "WrennHostHasSandboxesError",  # deprecated alias (FutureWarning on access)
-    "WrennHostUnavailableError",
-    "WrennInternalError",
-    "WrennNotFoundError",
-    "WrennPayloadTooLargeError",
-    "WrennRateLimitError",
-    "WrennRedirectError",
-    "WrennResponseTooLargeError",
-    "WrennResponseValidationError",
-    "WrennStreamError",
-    "WrennStreamInterruptedError",
-    "WrennStreamTimeoutError",
-    "WrennTimeoutError",
-    "WrennUsageError",
-    "WrennValidationError",
-    "__version__",
-]
-
-# name -> module that defines it; imported on first access
-_LAZY: dict[str, str] = {
-    "AsyncWrennClient": "wrenn._async.client",
-    "WrennClient": "wrenn._sync.client",
-    "AsyncCapsule": "wrenn._async.capsule",
-    "Capsule": "wrenn._sync.capsule",
-    "AsyncCommandHandle": "wrenn._async.commands",
-    "CommandHandle": "wrenn._sync.commands",
-    "AsyncDurableCommand": "wrenn._async.durable",
-    "AsyncDurableStream": "wrenn._async.durable",
-    "DurableCommand": "wrenn._sync.durable",
-    "DurableStream": "wrenn._sync.durable",
-    "DurableStdoutEvent": "wrenn._durable",
-    "DurableStderrEvent": "wrenn._durable",
-    "StreamDroppedEvent": "wrenn._durable",
-    "EventStreamGap": "wrenn._reconnect",
-    "AsyncPtySession": "wrenn._async.pty",
-    "PtySession": "wrenn._sync.pty",
-    "PtyEvent": "wrenn._pty",
-    "BlockingCallWarning": "wrenn._compat",
-    "PtyEventType": "wrenn._pty",
-    "FileEntry": "wrenn._models",
-    "AsyncGit": "wrenn._async.git",
-    "Git": "wrenn._sync.git",
-    **{
-        name: "wrenn._git"
-        for name in (
-            "FileStatus",
-            "GitAuthError",
-            "GitBranch",
-            "GitCommandError",
-            "GitError",
-            "GitStatus",
-        )
-    },
-    **{
-        name: "wrenn._process"
-        for name in (
-            "CommandResult",
-            "ProcessInfo",
-            "StreamErrorEvent",
-            "StreamEvent",
-            "StreamExitEvent",
-            "StreamStartEvent",
-            "StreamStderrEvent",
-            "StreamStdoutEvent",
-        )
-    },
-    **{
-        name: "wrenn._exceptions"
-        for name in __all__
-        if name.startswith("Wrenn") and name.endswith("Error") and "Sandboxes" not in name
-    },
+# The package's public names, each under the module that defines it: the one list.
+# ``__all__`` is made from it, and a name is imported from its module on first access.
+# Every exception and warning of ``wrenn._exceptions`` is here (a test checks it).
+_HOMES: dict[str, tuple[str, ...]] = {
+    "wrenn._async.client": ("AsyncWrennClient",),
+    "wrenn._sync.client": ("WrennClient",),
+    "wrenn._async.capsule": ("AsyncCapsule",),
+    "wrenn._sync.capsule": ("Capsule",),
+    "wrenn._async.commands": ("AsyncCommandHandle",),
+    "wrenn._sync.commands": ("CommandHandle",),
+    "wrenn._async.durable": (
+        "AsyncDurableCommand",
+        "AsyncDurableStream",
+    ),
+    "wrenn._sync.durable": (
+        "DurableCommand",
+        "DurableStream",
+    ),
+    "wrenn._durable": (
+        "DurableStderrEvent",
+        "DurableStdoutEvent",
+        "StreamDroppedEvent",
+    ),
+    "wrenn._process": (
+        "CommandResult",
+        "ProcessInfo",
+        "StreamErrorEvent",
+        "StreamEvent",
+        "StreamExitEvent",
+        "StreamStartEvent",
+        "StreamStderrEvent",
+        "StreamStdoutEvent",
+    ),
+    "wrenn._async.git": ("AsyncGit",),
+    "wrenn._sync.git": ("Git",),
+    "wrenn._git": (
+        "FileStatus",
+        "GitBranch",
+        "GitStatus",
+    ),
+    "wrenn._async.pty": ("AsyncPtySession",),
+    "wrenn._sync.pty": ("PtySession",),
+    "wrenn._pty": (
+        "PtyEvent",
+        "PtyEventType",
+    ),
+    "wrenn._models": ("FileEntry",),
+    "wrenn._reconnect": ("EventStreamGap",),
+    "wrenn._exceptions": (
+        "BlockingCallWarning",
+        "GitAuthError",
+        "GitCommandError",
+        "GitError",
+        "InsecureTransportWarning",
+        "ModelValidationError",
+        "WrennAPIStatusError",
+        "WrennAgentError",
+        "WrennAuthenticationError",
+        "WrennCapsuleStateError",
+        "WrennClientClosedError",
+        "WrennCommandTimeoutError",
+        "WrennConflictError",
+        "WrennConnectionError",
+        "WrennError",
+        "WrennForbiddenError",
+        "WrennGatewayTimeoutError",
+        "WrennHostHasCapsulesError",
+        "WrennHostUnavailableError",
+        "WrennInternalError",
+        "WrennNotFoundError",
+        "WrennPayloadTooLargeError",
+        "WrennRateLimitError",
+        "WrennRedirectError",
+        "WrennResponseTooLargeError",
+        "WrennResponseValidationError",
+        "WrennStreamError",
+        "WrennStreamInterruptedError",
+        "WrennStreamTimeoutError",
+        "WrennTimeoutError",
+        "WrennUsageError",
+        "WrennValidationError",
+    ),
 }
-
-
+# Old names kept working, with a FutureWarning on each access.
 _DEPRECATED = {"Sandbox": "Capsule", "WrennHostHasSandboxesError": "WrennHostHasCapsulesError"}
+
+_LAZY: dict[str, str] = {name: module for module, names in _HOMES.items() for name in names}
+
+# The deprecated names are spelled out so that type checkers see them exported.
+__all__ = [*_LAZY, "Sandbox", "WrennHostHasSandboxesError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

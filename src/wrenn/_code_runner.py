@@ -22,13 +22,6 @@ from ._urls import proxy_url
 DEFAULT_TEMPLATE = "code-runner-beta"
 DEFAULT_KERNEL = "wrenn"
 JUPYTER_PORT = 8888
-# How often kernel discovery asks again while the Jupyter server is not up yet.
-KERNEL_POLL_INTERVAL = 0.5
-# After a timeout the kernel is interrupted; its remaining output is drained for
-# at most this long, so the next cell does not queue behind the interrupted one.
-INTERRUPT_GRACE = 5.0
-# Once the kernel is idle after a cell, how long its answer on the shell channel may lag.
-REPLY_GRACE = 2.0
 
 _MIME_FIELDS: dict[str, str] = {
     "text/plain": "text",

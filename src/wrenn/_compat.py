@@ -20,6 +20,8 @@ from typing import Any, Final
 import anyio
 import anyio.abc
 
+from ._exceptions import BlockingCallWarning as BlockingCallWarning
+
 # --- sleeping -------------------------------------------------------------------
 
 
@@ -370,10 +372,6 @@ IS_ASYNC: Final = True
 
 
 # --- blocking calls from inside an event loop ---------------------------------------
-
-
-class BlockingCallWarning(RuntimeWarning):
-    """A blocking wrenn call was made from inside a running event loop, stalling it."""
 
 
 def allow_in_event_loop(method: str, path: str) -> None:

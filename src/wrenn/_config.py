@@ -23,16 +23,35 @@ import httpx
 
 from ._constants import (
     DEFAULT_BASE_URL,
-    DEFAULT_LIMITS,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_KEEPALIVE_EXPIRY,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_KEEPALIVE,
     DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_TIMEOUT,
+    DEFAULT_POOL_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
     ENV_API_KEY,
     ENV_BASE_URL,
     ENV_PROXY_DOMAIN,
 )
 from ._constants import DEFAULT_PROXY_DOMAIN as DEFAULT_PROXY_DOMAIN  # as the official _config
+from ._exceptions import InsecureTransportWarning as InsecureTransportWarning
 from ._urls import resolve_proxy_domain
 from ._version import __version__
+
+# The defaults of _constants as the httpx objects a client is built with.
+DEFAULT_TIMEOUT = httpx.Timeout(
+    DEFAULT_READ_TIMEOUT,
+    connect=DEFAULT_CONNECT_TIMEOUT,
+    write=DEFAULT_WRITE_TIMEOUT,
+    pool=DEFAULT_POOL_TIMEOUT,
+)
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=DEFAULT_MAX_CONNECTIONS,
+    max_keepalive_connections=DEFAULT_MAX_KEEPALIVE,
+    keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
+)
 
 USER_AGENT = f"wrenn-python/{__version__}"
 RETRY_COUNT_HEADER = "X-Wrenn-Retry-Count"
@@ -49,10 +68,6 @@ class _NotGiven:
 
 
 NOT_GIVEN: Any = _NotGiven()
-
-
-class InsecureTransportWarning(UserWarning):
-    """The API key is about to travel in clear text to a host that is not this machine."""
 
 
 class Secret:

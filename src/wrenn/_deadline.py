@@ -17,10 +17,8 @@ import time
 
 import httpx
 
+from ._constants import LONG_CALL_SLACK
 from ._exceptions import WrennTimeoutError
-
-# Slack added to a long call's deadline beyond its read and connect budgets.
-LONG_CALL_SLACK = 5.0
 
 
 def call_deadline(

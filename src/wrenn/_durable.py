@@ -31,13 +31,10 @@ from __future__ import annotations
 
 import re
 
+from ._constants import DURABLE_READ_CHUNK, MAX_SEGMENT
 from ._process import StreamEvent, StreamStderrEvent, StreamStdoutEvent
 
 SPOOL_ROOT = "/tmp/.wrenn-durable"
-DEFAULT_SPOOL_BUDGET = 16 * 1024 * 1024  # bytes kept per stream
-MIN_SPOOL_BUDGET = 4096
-MAX_SEGMENT = 256 * 1024
-READ_CHUNK = 65536
 STREAMS = ("o", "e")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SEGMENT = re.compile(r"^([oe])\.([0-9]{20})$")
@@ -164,7 +161,7 @@ def segment_size(budget: int) -> int:
 
 def read_size(budget: int) -> int:
     """Bytes a spooler reads at once: a segment overshoots its size by less than this."""
-    return max(512, min(READ_CHUNK, segment_size(budget) // 2))
+    return max(512, min(DURABLE_READ_CHUNK, segment_size(budget) // 2))
 
 
 def parse_segment(name: str) -> tuple[str, int] | None:

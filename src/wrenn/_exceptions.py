@@ -5,6 +5,13 @@ by the error ``code`` the server sends first, by the HTTP status second, so no r
 server answer lands on the bare root. Transport failures, bad responses and broken
 streams have their own classes, and the library exception that caused one is kept in
 ``__cause__``: nothing from httpx, msgspec or json escapes the public API.
+
+Every exception and warning class of the SDK is defined here (``wrenn.local``, the
+embedded server, has its own), including the git errors, the SDK's warnings and the
+internal ``DeadlineReached``; the modules that raise them import them from here, and
+``wrenn.exceptions`` is the public path. Only a control-flow exception private to one
+module, never seen outside it, may live with its module (the code runner's
+``_NotReady``). ``tests/test_errors_home.py`` checks this.
 """
 
 from __future__ import annotations
@@ -18,6 +25,12 @@ import msgspec
 from ._constants import ERROR_BODY_EXCERPT
 
 __all__ = [
+    "BlockingCallWarning",
+    "GitAuthError",
+    "GitCommandError",
+    "GitError",
+    "InsecureTransportWarning",
+    "ModelValidationError",
     "WrennAPIStatusError",
     "WrennAgentError",
     "WrennAuthenticationError",
@@ -413,3 +426,52 @@ class WrennCommandTimeoutError(WrennError, TimeoutError):
         self.stdout = stdout
         self.stderr = stderr
         self.pid = pid
+
+
+# --- Git ------------------------------------------------------------------------------
+
+
+class GitError(WrennError):
+    """A git command failed. ``stderr`` is its (credential-free) error output."""
+
+    def __init__(self, message: str, *, stderr: str = "", exit_code: int = -1) -> None:
+        super().__init__("git_error", message)
+        self.stderr = stderr
+        self.exit_code = exit_code
+
+
+class GitCommandError(GitError):
+    """git exited with a non-zero status for a reason other than authentication."""
+
+
+class GitAuthError(GitError):
+    """git could not authenticate to the remote."""
+
+
+# --- Models ---------------------------------------------------------------------------
+
+
+class ModelValidationError(ValueError):
+    """Data given to ``Model.model_validate()`` or ``model_validate_json()`` does not fit the model.
+
+    A ``ValueError``, as pydantic's ``ValidationError`` is; the message names the model
+    and the offending field (``$.vcpus``), and the msgspec error is in ``__cause__``.
+    """
+
+
+# --- Warnings -------------------------------------------------------------------------
+
+
+class InsecureTransportWarning(UserWarning):
+    """The API key is about to travel in clear text to a host that is not this machine."""
+
+
+class BlockingCallWarning(RuntimeWarning):
+    """A blocking wrenn call was made from inside a running event loop, stalling it."""
+
+
+# --- Internal (not exported) ----------------------------------------------------------
+
+
+class DeadlineReached(Exception):
+    """``receive(deadline)`` found no message before the deadline; the socket stays usable."""

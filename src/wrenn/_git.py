@@ -10,7 +10,8 @@ import dataclasses
 import re
 import urllib.parse
 
-from ._exceptions import WrennError
+# The git errors are defined with every other error; this module keeps exporting them.
+from ._exceptions import GitAuthError, GitCommandError, GitError
 
 __all__ = [
     "FileStatus",
@@ -37,23 +38,6 @@ _AUTH_PATTERNS = re.compile(
     r"http basic: access denied|the requested url returned error: (401|403)",
     re.IGNORECASE,
 )
-
-
-class GitError(WrennError):
-    """A git command failed. ``stderr`` is its (credential-free) error output."""
-
-    def __init__(self, message: str, *, stderr: str = "", exit_code: int = -1) -> None:
-        super().__init__("git_error", message)
-        self.stderr = stderr
-        self.exit_code = exit_code
-
-
-class GitCommandError(GitError):
-    """git exited with a non-zero status for a reason other than authentication."""
-
-
-class GitAuthError(GitError):
-    """git could not authenticate to the remote."""
 
 
 @dataclasses.dataclass

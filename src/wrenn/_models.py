@@ -14,6 +14,8 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from ._exceptions import ModelValidationError as ModelValidationError
+
 __all__ = [
     "Actor",
     "ActorType",
@@ -180,14 +182,6 @@ Type1 = FileType
 Type2 = ActorType
 Range = StatsRange
 Range1 = MetricsRange
-
-
-class ModelValidationError(ValueError):
-    """Data given to ``Model.model_validate()`` or ``model_validate_json()`` does not fit the model.
-
-    A ``ValueError``, as pydantic's ``ValidationError`` is; the message names the model
-    and the offending field (``$.vcpus``), and the msgspec error is in ``__cause__``.
-    """
 
 
 M = TypeVar("M", bound="_Model")

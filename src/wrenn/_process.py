@@ -8,6 +8,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._constants import DEFAULT_OUTPUT_BUDGET
+
 __all__ = [
     "CommandResult",
     "OutputBuffer",
@@ -19,8 +21,6 @@ __all__ = [
     "StreamStderrEvent",
     "StreamStdoutEvent",
 ]
-
-DEFAULT_OUTPUT_BUDGET = 16 * 1024 * 1024  # characters kept per stream (half head, half tail)
 
 
 @dataclasses.dataclass

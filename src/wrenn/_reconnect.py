@@ -10,15 +10,7 @@ import datetime as _dt
 import random
 from collections import OrderedDict
 
-# Defaults of ``events.stream()``, which reconnects unless ``reconnect=False``.
-DEFAULT_MAX_RECONNECTS = 8
-DEFAULT_RECONNECT_TIMEOUT = 120.0
-DEFAULT_RECONNECT_DELAY = 0.5
-MAX_RECONNECT_DELAY = 30.0
-# Ids of this many recent events are remembered to drop what a resumed stream re-sends.
-SEEN_IDS = 1024
-# The most recent gaps a stream keeps in ``gaps``.
-KEPT_GAPS = 100
+from ._constants import DEFAULT_RECONNECT_DELAY, MAX_RECONNECT_DELAY, SEEN_IDS
 
 
 @dataclasses.dataclass(frozen=True)

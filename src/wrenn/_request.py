@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from ._config import RETRY_COUNT_HEADER, USER_AGENT, ClientOptions
+from ._constants import URL_CACHE_SIZE
 
 # Parsed request URLs, by URL string. Parsing and validating a URL is the largest
 # single cost httpx adds per request (tens of microseconds), and calls repeat the same
@@ -20,14 +21,13 @@ from ._config import RETRY_COUNT_HEADER, USER_AGENT, ClientOptions
 # immutable, so one parsed object can back any number of requests. Bounded: emptied
 # when full rather than tracking recency, which costs nothing per hit.
 _URL_CACHE: dict[str, httpx.URL] = {}
-_URL_CACHE_SIZE = 512
 
 
 def parsed_url(url: str) -> httpx.URL:
     parsed = _URL_CACHE.get(url)
     if parsed is None:
         parsed = httpx.URL(url)  # an invalid URL raises here, as inside build_request
-        if len(_URL_CACHE) >= _URL_CACHE_SIZE:
+        if len(_URL_CACHE) >= URL_CACHE_SIZE:
             _URL_CACHE.clear()
         _URL_CACHE[url] = parsed
     return parsed

@@ -15,16 +15,12 @@ from ._exceptions import (
 )
 from ._exceptions import __all__ as _names
 
-__all__ = [*_names, "handle_response"]  # plus the git errors, imported on first use below
+# Every exception and warning of the SDK (``wrenn._exceptions`` lists them), and the
+# official SDK's helper.
+__all__ = [*_names, "handle_response"]
 
 
 def __getattr__(name: str) -> Any:
-    # The git errors live with git; importing them here only when asked keeps
-    # ``import wrenn.exceptions`` light, as in the official SDK.
-    if name in ("GitAuthError", "GitCommandError", "GitError"):
-        from . import _git
-
-        return getattr(_git, name)
     if name in ("WrennHostHasSandboxesError",):
         import warnings
 

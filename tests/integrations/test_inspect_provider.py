@@ -218,7 +218,7 @@ async def test_a_large_file_goes_up_as_a_stream(
 ) -> None:
     from wrenn.integrations import inspect as provider
 
-    monkeypatch.setattr(provider, "STREAM_UPLOAD_OVER", 1024)
+    monkeypatch.setattr(provider, "INSPECT_STREAM_UPLOAD_OVER", 1024)
     payload = bytes(range(256)) * 40  # 10 KiB, over the (lowered) threshold
     await box.write_file("streamed.bin", payload)
     assert await box.read_file("streamed.bin", text=False) == payload

@@ -14,6 +14,7 @@ and when to retry (``wrenn/_retry.py``) and which exception a failure becomes
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +29,8 @@ from .._compat import (
     allow_in_event_loop,
     asleep,
 )
-from .._config import ClientOptions
+from .._config import ClientOptions, Secret
+from .._constants import MAX_POOL_WAITS
 from .._error_mapping import (
     attempt_expired,
     error_from_response,
@@ -44,16 +46,29 @@ from .._tracing import call_span
 from ._body import AsyncBodyStream, read_body, unlink_stream
 from ._transport import APIKeyAuth, AsyncTransport
 
-# Waits for a free connection one call may chain while the pool keeps moving: a bound on
-# the loop for a call without any deadline (each wait lasts a pool timeout).
-_MAX_POOL_WAITS = 100_000
-
 
 class AsyncRequester(AsyncTransport):
     """Sends every request of one client and its copies through its connection pool."""
 
-    def __init__(self, **transport: Any) -> None:
-        super().__init__(**transport)
+    def __init__(
+        self,
+        *,
+        http_client: httpx.AsyncClient | None,
+        limits: httpx.Limits | None,
+        verify: ssl.SSLContext | str | bool,
+        trust_env: bool,
+        api_key: Secret | None = None,
+        base_url: httpx.URL | None = None,
+    ) -> None:
+        # The transport's arguments, spelled out so that callers are type-checked.
+        super().__init__(
+            http_client=http_client,
+            limits=limits,
+            verify=verify,
+            trust_env=trust_env,
+            api_key=api_key,
+            base_url=base_url,
+        )
         self.budget = RetryBudget()
 
     @staticmethod
@@ -70,7 +85,7 @@ class AsyncRequester(AsyncTransport):
         deadline. Only a whole pool timeout without any connection coming free (a stuck
         pool) or the deadline ends the wait.
         """
-        for _ in range(_MAX_POOL_WAITS):
+        for _ in range(MAX_POOL_WAITS):
             seen = slots.releases
             window = _deadline.pool_wait_window(pool_timeout, deadline, attempt_deadline)
             if window is not None and window <= 0:

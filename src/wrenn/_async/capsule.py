@@ -7,7 +7,11 @@ from types import TracebackType
 from typing import Any
 
 from .._compat import IS_ASYNC
-from .._constants import DEFAULT_TRANSITION_TIMEOUT, SNAPSHOT_TRANSITION_TIMEOUT
+from .._constants import (
+    CAPSULE_READY_TIMEOUT,
+    DEFAULT_TRANSITION_TIMEOUT,
+    SNAPSHOT_TRANSITION_TIMEOUT,
+)
 from .._dual import dual_method
 from .._exceptions import WrennCapsuleStateError
 from .._models import Capsule as CapsuleInfo
@@ -20,8 +24,6 @@ from .files import AsyncFiles
 from .git import AsyncGit
 from .lease import AsyncLease
 from .pty import AsyncPtySession
-
-_DEFAULT_READY_TIMEOUT = 120.0
 
 
 class AsyncCapsule:
@@ -293,7 +295,7 @@ class AsyncCapsule:
         return self._client.capsules.lease(self._capsule_id, every=every)
 
     async def wait_ready(
-        self, timeout: float = _DEFAULT_READY_TIMEOUT, interval: float = 0.5
+        self, timeout: float = CAPSULE_READY_TIMEOUT, interval: float = 0.5
     ) -> None:
         """Wait until the capsule runs; ``TimeoutError`` after ``timeout`` seconds, ``RuntimeError`` if it failed."""
         self._info = await self._client.capsules.wait(
@@ -446,7 +448,7 @@ async def _attach(client: AsyncWrennClient, capsule_id: str) -> CapsuleInfo:
             status=status.value,
         )
     if status is not Status.running:
-        info = await capsules.wait(capsule_id, status="running", timeout=_DEFAULT_READY_TIMEOUT)
+        info = await capsules.wait(capsule_id, status="running", timeout=CAPSULE_READY_TIMEOUT)
     return info
 
 

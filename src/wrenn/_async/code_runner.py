@@ -12,10 +12,7 @@ import msgspec
 from .._code_runner import (
     DEFAULT_KERNEL,
     DEFAULT_TEMPLATE,
-    INTERRUPT_GRACE,
     JUPYTER_PORT,
-    KERNEL_POLL_INTERVAL,
-    REPLY_GRACE,
     CellCollector,
     Execution,
     ExecutionError,
@@ -27,7 +24,14 @@ from .._code_runner import (
     proxy_token,
 )
 from .._compat import IS_ASYNC, AsyncCleanupScope, AsyncLock, asleep
-from .._constants import JUPYTER_MIN_CALL_TIME
+from .._constants import (
+    INTERRUPT_GRACE,
+    JUPYTER_MAX_BODY,
+    JUPYTER_MIN_CALL_TIME,
+    KERNEL_POLL_INTERVAL,
+    KERNEL_SOCKET_PEEK,
+    REPLY_GRACE,
+)
 from .._exceptions import (
     WrennAPIStatusError,
     WrennConnectionError,
@@ -51,9 +55,6 @@ _NOT_READY_STATUSES = (502, 503, 504)
 # ... and these transport failures (nothing listens yet, or the server dropped us).
 _NOT_LISTENING = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
 _JUPYTER_OK = tuple(range(200, 300))
-_MAX_JUPYTER_BODY = 1024 * 1024
-# How long a check of a kept kernel connection waits for bytes already on their way.
-_POLL = 0.0005
 
 
 class _NotReady(Exception):
@@ -304,7 +305,7 @@ class AsyncCapsule(_capsule.AsyncCapsule):
                 headers=headers,
                 ok=_JUPYTER_OK,
                 content=content,
-                max_response_bytes=_MAX_JUPYTER_BODY,
+                max_response_bytes=JUPYTER_MAX_BODY,
             )
         except WrennAPIStatusError as exc:
             if exc.status_code in _NOT_READY_STATUSES:
@@ -443,7 +444,7 @@ async def _still_open(socket: AsyncWebSocket) -> bool:
         if socket.ended:
             return False
         try:
-            if await socket.receive(time.monotonic() + _POLL) is None:
+            if await socket.receive(time.monotonic() + KERNEL_SOCKET_PEEK) is None:
                 return False
         except DeadlineReached:
             return True

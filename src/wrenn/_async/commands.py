@@ -12,9 +12,14 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import msgspec
 
 from .._compat import asleep
-from .._durable import (
+from .._constants import (
+    DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_POLL_INTERVAL,
     DEFAULT_SPOOL_BUDGET,
+    KILL_GRACE,
     MIN_SPOOL_BUDGET,
+)
+from .._durable import (
     SUPERVISOR,
     WRAPPER,
     check_tag,
@@ -23,6 +28,7 @@ from .._durable import (
     spool_dir,
 )
 from .._exceptions import (
+    DeadlineReached,
     WrennCommandTimeoutError,
     WrennNotFoundError,
     WrennStreamError,
@@ -47,8 +53,8 @@ from .._urls import build_path
 from .._validate import optional_int, optional_str, positive_seconds, string_map
 from ._resource import AsyncAPIResource
 from ._stream import AsyncLazyStream
-from ._websocket import AsyncWebSocket, DeadlineReached
-from .durable import DEFAULT_POLL_INTERVAL, AsyncDurableCommand, AsyncDurableStream, check_offset
+from ._websocket import AsyncWebSocket
+from .durable import AsyncDurableCommand, AsyncDurableStream, check_offset
 from .files import AsyncFiles
 
 if TYPE_CHECKING:
@@ -58,8 +64,6 @@ if TYPE_CHECKING:
 _JSON = {"Content-Type": "application/json"}
 _background_decoder = msgspec.json.Decoder(BackgroundExecResponse)
 _SIGNALS = ("SIGKILL", "SIGTERM")
-KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a command past its timeout
-DEFAULT_COMMAND_TIMEOUT = 30
 
 
 def _selector(pid: int | str) -> str:

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._compat import asleep
+from .._constants import DEFAULT_POLL_INTERVAL, FIRST_POLL_DELAY, LIVENESS_EVERY, POLL_GROWTH
 from .._durable import (
     KILL_SCRIPT,
     STREAMS,
@@ -25,6 +26,7 @@ from .._durable import (
     spool_dir,
 )
 from .._exceptions import (
+    DeadlineReached,
     WrennAgentError,
     WrennCommandTimeoutError,
     WrennNotFoundError,
@@ -42,19 +44,12 @@ from .._process import (
 )
 from .._validate import optional_int, positive_seconds
 from ._stream import AsyncLazyStream
-from ._websocket import DeadlineReached
 from .lease import AsyncLeaseHold
 
 if TYPE_CHECKING:
     from .commands import AsyncCommands
     from .lease import AsyncLease
 
-FIRST_POLL_DELAY = 0.05
-POLL_GROWTH = 1.5
-DEFAULT_POLL_INTERVAL = 1.0
-# While nothing changes, whether the command still runs is checked this often (seconds):
-# a wrapper killed with SIGKILL (or a capsule restarted) records no exit status.
-LIVENESS_EVERY = 5.0
 _NAMES = {"o": "stdout", "e": "stderr"}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .._constants import DEFAULT_COMMAND_TIMEOUT
 from .._exceptions import WrennCommandTimeoutError
 from .._git import (
     ENV_CREDENTIAL_HELPER,
@@ -28,7 +29,7 @@ from .._git import (
 )
 from .._process import CommandResult
 from .._validate import optional_int, positive_seconds, string_map
-from .commands import DEFAULT_COMMAND_TIMEOUT, AsyncCommands
+from .commands import AsyncCommands
 
 _SCOPES = ("local", "global", "system")
 _RESET_MODES = ("soft", "mixed", "hard", "merge", "keep")

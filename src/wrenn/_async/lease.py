@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._compat import AsyncBackground, AsyncNotice
+from .._constants import LEASE_MIN_PING_INTERVAL, PINGS_PER_TIMEOUT
 from .._exceptions import (
     WrennAPIStatusError,
     WrennCapsuleStateError,
@@ -23,11 +24,6 @@ from .._validate import positive_seconds
 
 if TYPE_CHECKING:
     from .capsules import AsyncCapsules
-
-# Pings come this many times per ``timeout_sec``, so one or two may fail in a row
-# without the capsule pausing.
-PINGS_PER_TIMEOUT = 3
-MIN_INTERVAL = 1.0
 
 
 class AsyncLease:
@@ -59,7 +55,7 @@ class AsyncLease:
             timeout = (await self._capsules.get(self._capsule_id)).timeout_sec or 0
             if timeout <= 0:
                 return self  # never auto-paused: nothing to keep alive
-            interval = max(MIN_INTERVAL, timeout / PINGS_PER_TIMEOUT)
+            interval = max(LEASE_MIN_PING_INTERVAL, timeout / PINGS_PER_TIMEOUT)
         self._interval = interval
         self._background = AsyncBackground(self._run, self._stop.give)
         await self._background.__aenter__()

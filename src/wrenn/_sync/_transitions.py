@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .._compat import Background, CleanupScope, Notice
+from .._constants import FEED_IDLE_TIMEOUT, FEED_RETRY_DELAY, HANDOVER_GAP
 from .._exceptions import (
     WrennAuthenticationError,
     WrennCapsuleStateError,
@@ -35,14 +36,6 @@ from .._reconnect import EventStreamGap
 if TYPE_CHECKING:
     from .client import WrennClient
     from .events import EventStream
-
-# Silence on the event stream past this ends it (the platform sends a keepalive every 30 s).
-FEED_IDLE_TIMEOUT = 75.0
-# A stream opened this soon after the previous one was let go does not make every wait
-# look again (it would cost one GET per wait per hand-over).
-HANDOVER_GAP = 0.5
-# After the stream failed for a passing reason, how long waits poll before trying again.
-FEED_RETRY_DELAY = 30.0
 
 
 class _Wait:

@@ -7,7 +7,11 @@ import builtins
 from types import TracebackType
 from typing import Any
 
-from .._constants import DEFAULT_TRANSITION_TIMEOUT, SNAPSHOT_TRANSITION_TIMEOUT
+from .._constants import (
+    CAPSULE_READY_TIMEOUT,
+    DEFAULT_TRANSITION_TIMEOUT,
+    SNAPSHOT_TRANSITION_TIMEOUT,
+)
 from .._dual import dual_method
 from .._exceptions import WrennCapsuleStateError
 from .._models import Capsule as CapsuleInfo
@@ -20,8 +24,6 @@ from .files import Files
 from .git import Git
 from .lease import Lease
 from .pty import PtySession
-
-_DEFAULT_READY_TIMEOUT = 120.0
 
 
 class Capsule:
@@ -285,7 +287,7 @@ class Capsule:
         ``every`` seconds (by default a third of its ``timeout_sec``)."""
         return self._client.capsules.lease(self._capsule_id, every=every)
 
-    def wait_ready(self, timeout: float = _DEFAULT_READY_TIMEOUT, interval: float = 0.5) -> None:
+    def wait_ready(self, timeout: float = CAPSULE_READY_TIMEOUT, interval: float = 0.5) -> None:
         """Wait until the capsule runs; ``TimeoutError`` after ``timeout`` seconds, ``RuntimeError`` if it failed."""
         self._info = self._client.capsules.wait(
             self._capsule_id,
@@ -435,7 +437,7 @@ def _attach(client: WrennClient, capsule_id: str) -> CapsuleInfo:
             status=status.value,
         )
     if status is not Status.running:
-        info = capsules.wait(capsule_id, status="running", timeout=_DEFAULT_READY_TIMEOUT)
+        info = capsules.wait(capsule_id, status="running", timeout=CAPSULE_READY_TIMEOUT)
     return info
 
 

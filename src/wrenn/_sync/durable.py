@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._compat import sleep
+from .._constants import DEFAULT_POLL_INTERVAL, FIRST_POLL_DELAY, LIVENESS_EVERY, POLL_GROWTH
 from .._durable import (
     KILL_SCRIPT,
     STREAMS,
@@ -26,6 +27,7 @@ from .._durable import (
     spool_dir,
 )
 from .._exceptions import (
+    DeadlineReached,
     WrennAgentError,
     WrennCommandTimeoutError,
     WrennNotFoundError,
@@ -43,19 +45,12 @@ from .._process import (
 )
 from .._validate import optional_int, positive_seconds
 from ._stream import LazyStream
-from ._websocket import DeadlineReached
 from .lease import LeaseHold
 
 if TYPE_CHECKING:
     from .commands import Commands
     from .lease import Lease
 
-FIRST_POLL_DELAY = 0.05
-POLL_GROWTH = 1.5
-DEFAULT_POLL_INTERVAL = 1.0
-# While nothing changes, whether the command still runs is checked this often (seconds):
-# a wrapper killed with SIGKILL (or a capsule restarted) records no exit status.
-LIVENESS_EVERY = 5.0
 _NAMES = {"o": "stdout", "e": "stderr"}
 
 

@@ -15,7 +15,14 @@ import httpx
 import msgspec
 
 from .._compat import Notice
-from .._constants import DEFAULT_SSE_IDLE_TIMEOUT, DEFAULT_WAIT_TIMEOUT
+from .._constants import (
+    DEFAULT_MAX_RECONNECTS,
+    DEFAULT_RECONNECT_DELAY,
+    DEFAULT_RECONNECT_TIMEOUT,
+    DEFAULT_SSE_IDLE_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    KEPT_GAPS,
+)
 from .._exceptions import (
     WrennAPIStatusError,
     WrennClientClosedError,
@@ -26,10 +33,6 @@ from .._exceptions import (
 )
 from .._models import SSEEvent, sse_event_decoder
 from .._reconnect import (
-    DEFAULT_MAX_RECONNECTS,
-    DEFAULT_RECONNECT_DELAY,
-    DEFAULT_RECONNECT_TIMEOUT,
-    KEPT_GAPS,
     Backoff,
     EventStreamGap,
     SeenIds,

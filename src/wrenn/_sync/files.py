@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from .._constants import FILE_READ_LIMIT, FILE_TRANSFER_READ_TIMEOUT
 from .._exceptions import (
     WrennAgentError,
     WrennConflictError,
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from .lease import Lease
 
 _JSON = {"Content-Type": "application/json"}
-# A file read may legitimately be much larger than any JSON answer.
-FILE_READ_LIMIT = 1024 * 1024 * 1024
-FILE_TRANSFER_READ_TIMEOUT = 300.0
 
 
 def _check_path(path: object) -> str:

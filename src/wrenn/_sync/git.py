@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .._constants import DEFAULT_COMMAND_TIMEOUT
 from .._exceptions import WrennCommandTimeoutError
 from .._git import (
     ENV_CREDENTIAL_HELPER,
@@ -29,7 +30,7 @@ from .._git import (
 )
 from .._process import CommandResult
 from .._validate import optional_int, positive_seconds, string_map
-from .commands import DEFAULT_COMMAND_TIMEOUT, Commands
+from .commands import Commands
 
 _SCOPES = ("local", "global", "system")
 _RESET_MODES = ("soft", "mixed", "hard", "merge", "keep")

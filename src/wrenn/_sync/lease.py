@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._compat import Background, Notice
+from .._constants import LEASE_MIN_PING_INTERVAL, PINGS_PER_TIMEOUT
 from .._exceptions import (
     WrennAPIStatusError,
     WrennCapsuleStateError,
@@ -24,11 +25,6 @@ from .._validate import positive_seconds
 
 if TYPE_CHECKING:
     from .capsules import Capsules
-
-# Pings come this many times per ``timeout_sec``, so one or two may fail in a row
-# without the capsule pausing.
-PINGS_PER_TIMEOUT = 3
-MIN_INTERVAL = 1.0
 
 
 class Lease:
@@ -60,7 +56,7 @@ class Lease:
             timeout = (self._capsules.get(self._capsule_id)).timeout_sec or 0
             if timeout <= 0:
                 return self  # never auto-paused: nothing to keep alive
-            interval = max(MIN_INTERVAL, timeout / PINGS_PER_TIMEOUT)
+            interval = max(LEASE_MIN_PING_INTERVAL, timeout / PINGS_PER_TIMEOUT)
         self._interval = interval
         self._background = Background(self._run, self._stop.give)
         self._background.__enter__()

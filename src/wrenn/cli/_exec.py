@@ -9,11 +9,10 @@ from typing import Any
 
 import click
 
+from .._constants import CLI_STOP_GRACE
 from .._exceptions import WrennNotFoundError, WrennStreamError
 from .._process import StreamErrorEvent, StreamExitEvent, StreamStderrEvent, StreamStdoutEvent
 from ._app import CONTEXT_SETTINGS, EXIT_INTERRUPTED, State, pass_state
-
-STOP_GRACE = 2.0  # seconds a Ctrl-C'd command gets after SIGTERM before SIGKILL
 
 
 def _parse_env(values: tuple[str, ...]) -> dict[str, str] | None:
@@ -42,7 +41,7 @@ def _stop(capsule: Any, stream: Any) -> None:
     """Stop the remote command after Ctrl-C: SIGTERM, a grace period, then SIGKILL."""
     import time
 
-    from .._sync._websocket import DeadlineReached
+    from .._exceptions import DeadlineReached
 
     if stream.pid is None:
         stream.stop()
@@ -52,7 +51,7 @@ def _stop(capsule: Any, stream: Any) -> None:
             capsule.commands.kill(stream.pid, signal=signal)
         except WrennNotFoundError:
             break
-        deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + CLI_STOP_GRACE
         try:
             while True:
                 event = stream.next_event(deadline)

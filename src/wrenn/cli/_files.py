@@ -19,10 +19,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from .._constants import CLI_UPLOAD_CHUNK
 from . import _output as out
 from ._app import CONTEXT_SETTINGS, State, output_options, pass_state
-
-CHUNK = 256 * 1024  # bytes read from a local file per upload chunk
 
 
 def _progress(enabled: bool) -> Progress:
@@ -140,7 +139,7 @@ def files_get(
 
 def _read_chunks(source: IO[bytes], on_chunk: Any) -> Iterator[bytes]:
     while True:
-        chunk = source.read(CHUNK)
+        chunk = source.read(CLI_UPLOAD_CHUNK)
         if not chunk:
             return
         on_chunk(len(chunk))

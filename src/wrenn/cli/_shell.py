@@ -20,11 +20,10 @@ from typing import Any
 
 import click
 
+from .._constants import CLI_SHELL_POLL
 from .._exceptions import WrennError
 from .._pty import PtyEventType
 from ._app import CONTEXT_SETTINGS, EXIT_USAGE, State, pass_state
-
-POLL = 0.2  # seconds between checks that the remote side is still there
 
 
 def _size() -> tuple[int, int]:
@@ -84,7 +83,7 @@ class _Relay:
     def pump_input(self, stdin: int, wake: int) -> None:
         """Send keystrokes until the remote shell ends or stdin closes; resize on SIGWINCH."""
         while not self.done.is_set():
-            ready, _, _ = select.select([stdin, wake], [], [], POLL)
+            ready, _, _ = select.select([stdin, wake], [], [], CLI_SHELL_POLL)
             if wake in ready:
                 os.read(wake, 4096)
                 self.session.resize(*_size())

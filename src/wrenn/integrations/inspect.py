@@ -55,6 +55,13 @@ from pydantic import (  # type: ignore[import-not-found, unused-ignore]
 
 from .._async.capsule import AsyncCapsule
 from .._async.client import AsyncWrennClient
+from .._constants import (
+    INSPECT_CLEANUP_TIMEOUT,
+    INSPECT_KILL_TIMEOUT,
+    INSPECT_MAX_SANDBOXES,
+    INSPECT_STREAM_UPLOAD_OVER,
+    INSPECT_UPLOAD_CHUNK,
+)
 from .._exceptions import (
     WrennCapsuleStateError,
     WrennConflictError,
@@ -75,14 +82,7 @@ __all__ = ["WrennSandboxConfig", "WrennSandboxEnvironment"]
 logger = logging.getLogger("wrenn.inspect")
 
 ENV_MAX_SANDBOXES = "WRENN_INSPECT_MAX_SANDBOXES"
-DEFAULT_MAX_SANDBOXES = 16
 NAMESPACE = "inspect"
-# Bounds on work done while cleaning up, so a dead server cannot hang an eval's exit.
-CLEANUP_TIMEOUT = 60.0
-KILL_TIMEOUT = 10.0
-# Files bigger than this go up as a stream (the plain upload endpoint stops at 100 MiB).
-STREAM_UPLOAD_OVER = 32 * 1024 * 1024
-_UPLOAD_CHUNK = 1024 * 1024
 # Runs the caller's argv with stdin read from a file (the provider's own wrapper runs
 # the shell by absolute path; the command itself is resolved through the capsule's PATH).
 _STDIN_WRAPPER = 'f=$1; shift; exec "$@" <"$f"'
@@ -205,7 +205,7 @@ class WrennSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc, unused-
             if limit < 1:
                 raise ValueError(f"{ENV_MAX_SANDBOXES} must be at least 1, not {limit}")
             return limit
-        return DEFAULT_MAX_SANDBOXES
+        return INSPECT_MAX_SANDBOXES
 
     @classmethod
     async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
@@ -340,7 +340,7 @@ class WrennSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc, unused-
             ) from exc
         finally:
             if stdin_file is not None:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(KILL_TIMEOUT):
+                with anyio.CancelScope(shield=True), anyio.move_on_after(INSPECT_KILL_TIMEOUT):
                     try:
                         await self._capsule.files.remove(stdin_file)
                     except WrennError:
@@ -413,7 +413,7 @@ class WrennSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc, unused-
 
     async def _kill(self, pid: int | None, stream: Any) -> None:
         """Stop a command we gave up on (bounded, shielded): it must not run on."""
-        with anyio.CancelScope(shield=True), anyio.move_on_after(KILL_TIMEOUT):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(INSPECT_KILL_TIMEOUT):
             try:
                 if pid is not None:
                     await self._capsule.commands.kill(pid, signal="SIGKILL")
@@ -444,7 +444,7 @@ class WrennSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc, unused-
             raise mapped from exc
 
     async def _upload(self, path: str, data: bytes) -> None:
-        if len(data) <= STREAM_UPLOAD_OVER:
+        if len(data) <= INSPECT_STREAM_UPLOAD_OVER:
             await self._capsule.files.write(path, data)
         else:
             await self._capsule.files.upload_stream(path, _chunks(data))
@@ -548,10 +548,12 @@ async def _destroy(capsule: AsyncCapsule, interrupted: bool) -> None:
 
     After an interruption the destroy is sent without waiting for the capsule to stop.
     """
-    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT) as scope:
+    with anyio.CancelScope(shield=True), anyio.move_on_after(INSPECT_CLEANUP_TIMEOUT) as scope:
         try:
             try:
-                await capsule.destroy(wait=not interrupted, wait_timeout=CLEANUP_TIMEOUT / 2)
+                await capsule.destroy(
+                    wait=not interrupted, wait_timeout=INSPECT_CLEANUP_TIMEOUT / 2
+                )
             except WrennNotFoundError:
                 pass
             except WrennConflictError:
@@ -559,7 +561,7 @@ async def _destroy(capsule: AsyncCapsule, interrupted: bool) -> None:
                 await capsule.client.capsules.wait(
                     capsule.capsule_id,
                     status=("running", "paused", "hibernated", "stopped", "error"),
-                    timeout=CLEANUP_TIMEOUT / 2,
+                    timeout=INSPECT_CLEANUP_TIMEOUT / 2,
                 )
                 await capsule.destroy(wait=False)
             except WrennError as exc:
@@ -592,5 +594,5 @@ def _file_error(exc: WrennError, file: str) -> OSError | None:
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:
     view = memoryview(data)
-    for start in range(0, len(view), _UPLOAD_CHUNK):
-        yield bytes(view[start : start + _UPLOAD_CHUNK])
+    for start in range(0, len(view), INSPECT_UPLOAD_CHUNK):
+        yield bytes(view[start : start + INSPECT_UPLOAD_CHUNK])

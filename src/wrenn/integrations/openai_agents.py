@@ -75,6 +75,7 @@ from pydantic import Field, SecretStr  # type: ignore[import-not-found, unused-i
 
 from .._async.capsule import AsyncCapsule
 from .._async.client import AsyncWrennClient
+from .._constants import AGENTS_TAR_TIMEOUT, AGENTS_UNBOUNDED_EXEC_TIMEOUT
 from .._exceptions import (
     WrennAgentError,
     WrennCommandTimeoutError,
@@ -93,9 +94,6 @@ __all__ = [
 logger = logging.getLogger("wrenn.openai_agents")
 
 NAMESPACE = "openai-agents"
-# A command the SDK runs without a timeout still gets one (the SDK's E2B client does too).
-UNBOUNDED_EXEC_TIMEOUT = 24 * 3600.0
-_TAR_TIMEOUT = 600.0
 
 
 class WrennSandboxClientOptions(BaseSandboxClientOptions):  # type: ignore[misc, unused-ignore]
@@ -218,7 +216,7 @@ class WrennSandboxSession(BaseSandboxSession):  # type: ignore[misc, unused-igno
         self, *command: str | Path, timeout: float | None = None
     ) -> ExecResult:
         argv = [str(part) for part in command]
-        limit = UNBOUNDED_EXEC_TIMEOUT if timeout is None else max(float(timeout), 0.001)
+        limit = AGENTS_UNBOUNDED_EXEC_TIMEOUT if timeout is None else max(float(timeout), 0.001)
         cwd = self.state.manifest.root if self._workspace_root_ready else None
         try:
             result = await self._capsule.commands.run(
@@ -295,7 +293,7 @@ class WrennSandboxSession(BaseSandboxSession):  # type: ignore[misc, unused-igno
         script = f"tar {excludes} -C {shlex.quote(root.as_posix())} -cf {shlex.quote(archive)} ."
         try:
             result = await self._capsule.commands.run(
-                ["/bin/sh", "-c", script], timeout=_TAR_TIMEOUT, cwd="/"
+                ["/bin/sh", "-c", script], timeout=AGENTS_TAR_TIMEOUT, cwd="/"
             )
             if result.exit_code != 0:
                 raise WorkspaceArchiveReadError(
@@ -334,7 +332,7 @@ class WrennSandboxSession(BaseSandboxSession):  # type: ignore[misc, unused-igno
                     "-c",
                     f"mkdir -p -- {quoted_root} && tar -C {quoted_root} -xf {shlex.quote(archive)}",
                 ],
-                timeout=_TAR_TIMEOUT,
+                timeout=AGENTS_TAR_TIMEOUT,
                 cwd="/",
             )
             if result.exit_code != 0:
