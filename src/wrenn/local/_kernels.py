@@ -195,7 +195,7 @@ async def _open_sockets(run_dir: Path, stem: str, proc: ManagedProcess) -> dict[
                     fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                 except FileNotFoundError:
                     if proc.exited.is_set():
-                        raise KernelStartError(f"exited with status {proc.exit_code}") from None
+                        raise KernelStartError(proc.describe_exit()) from None
                     if time.monotonic() > deadline:
                         raise asyncio.TimeoutError(f"no {channel} socket after {STARTUP_TIMEOUT} s")
                     await asyncio.sleep(0.02)
@@ -232,7 +232,7 @@ async def _wait_ready(kernel: Kernel) -> None:
                         return
             except asyncio.TimeoutError:
                 if kernel.proc.exited.is_set():
-                    raise KernelStartError(f"exited with status {kernel.proc.exit_code}") from None
+                    raise KernelStartError(kernel.proc.describe_exit()) from None
                 if time.monotonic() >= deadline:
                     raise
     finally:

@@ -50,6 +50,7 @@ class ManagedProcess:
         self._nested = launch.nested
         self._listeners: list[Listener] = []
         self.exit_code: int | None = None
+        self.death_signal: int | None = None
         self.exited = asyncio.Event()
         self._target: int | None = None
         self._visible: int | None = None
@@ -156,8 +157,10 @@ class ManagedProcess:
         os.close(self._pidfd)
         rc = self._popen.wait()
         self._sandbox.on_exit(self.host_pid)
-        # A signal death is reported like envd does for a missing exit status.
+        # A signal death is reported like envd does for a missing exit status; the
+        # signal is kept for the server's own messages.
         self._rc = rc if rc >= 0 else -1
+        self.death_signal = -rc if rc < 0 else None
         if self._open_pipes:
             self._grace = self._loop.call_later(EOF_GRACE, self._force_finish)
         self._maybe_finish()
@@ -185,6 +188,16 @@ class ManagedProcess:
         self.exit_code = self._rc
         self.exited.set()
         self._emit("exit", b"")
+
+    def describe_exit(self) -> str:
+        """How the process ended, for a log line or an error message."""
+        if self.death_signal is not None:
+            try:
+                name = signal.Signals(self.death_signal).name
+            except ValueError:
+                name = f"signal {self.death_signal}"
+            return f"was killed by {name}"
+        return f"exited with status {self.exit_code}"
 
     async def wait(self) -> int:
         await self.exited.wait()
