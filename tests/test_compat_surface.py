@@ -12,7 +12,7 @@ import wrenn
 import wrenn.exceptions
 import wrenn.models as models
 from wrenn import GitAuthError, GitCommandError, GitError, WrennError, WrennHostHasCapsulesError
-from wrenn._exceptions import error_from_response
+from wrenn._error_mapping import error_from_response
 from wrenn.models import ModelValidationError
 
 # --- errors ------------------------------------------------------------------------

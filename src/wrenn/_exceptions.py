@@ -2,7 +2,7 @@
 
 The official SDK's class names are kept (``WrennNotFoundError`` and friends) and chosen
 by the error ``code`` the server sends first, by the HTTP status second, so no real
-server answer lands on the bare root. Transport failures, bad responses and broken
+server answer lands on the bare root (``_error_mapping.py`` makes that choice). Transport failures, bad responses and broken
 streams have their own classes, and the library exception that caused one is kept in
 ``__cause__``: nothing from httpx, msgspec or json escapes the public API.
 
@@ -17,12 +17,7 @@ module, never seen outside it, may live with its module (the code runner's
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
 from typing import Any
-
-import msgspec
-
-from ._constants import ERROR_BODY_EXCERPT
 
 __all__ = [
     "BlockingCallWarning",
@@ -253,135 +248,6 @@ class WrennHostUnavailableError(WrennAPIStatusError):
 
 class WrennGatewayTimeoutError(WrennAPIStatusError):
     """504: a gateway in front of the API timed out."""
-
-
-_BY_CODE: dict[str, type[WrennAPIStatusError]] = {
-    "invalid_request": WrennValidationError,
-    "unauthorized": WrennAuthenticationError,
-    "forbidden": WrennForbiddenError,
-    "no_team": WrennForbiddenError,
-    "account_deactivated": WrennForbiddenError,
-    "not_found": WrennNotFoundError,
-    "invalid_state": WrennConflictError,
-    "conflict": WrennConflictError,
-    "name_reserved": WrennConflictError,
-    "template_name_taken": WrennConflictError,
-    "host_has_sandboxes": WrennHostHasCapsulesError,
-    "host_has_capsules": WrennHostHasCapsulesError,
-    "has_active_sandboxes": WrennHostHasCapsulesError,
-    "too_large": WrennPayloadTooLargeError,
-    "rate_limited": WrennRateLimitError,
-    "internal_error": WrennInternalError,
-    "db_error": WrennInternalError,
-    "read_error": WrennInternalError,
-    "agent_error": WrennAgentError,
-    "host_unavailable": WrennHostUnavailableError,
-    "no_hosts_available": WrennHostUnavailableError,
-}
-
-_BY_STATUS: dict[int, type[WrennAPIStatusError]] = {
-    400: WrennValidationError,
-    401: WrennAuthenticationError,
-    403: WrennForbiddenError,
-    404: WrennNotFoundError,
-    409: WrennConflictError,
-    413: WrennPayloadTooLargeError,
-    422: WrennValidationError,
-    429: WrennRateLimitError,
-    500: WrennInternalError,
-    502: WrennAgentError,
-    503: WrennHostUnavailableError,
-    504: WrennGatewayTimeoutError,
-}
-
-
-def _class_for(status: int, code: str | None) -> type[WrennAPIStatusError]:
-    if 300 <= status < 400:
-        return WrennRedirectError
-    if code and code in _BY_CODE:
-        return _BY_CODE[code]
-    if status in _BY_STATUS:
-        return _BY_STATUS[status]
-    if status >= 500:
-        return WrennInternalError
-    return WrennAPIStatusError
-
-
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    if len(text) > ERROR_BODY_EXCERPT:
-        return text[:ERROR_BODY_EXCERPT] + f"... [{len(text) - ERROR_BODY_EXCERPT} more chars]"
-    return text
-
-
-def error_from_response(
-    status: int,
-    headers: Mapping[str, str],
-    content: bytes,
-    *,
-    scrub: Callable[[str], str],
-) -> WrennAPIStatusError:
-    """Build the typed error for an error or redirect response.
-
-    Tolerates any body: the Wrenn envelope ``{"error": {"code", "message"}}``, a bare
-    string, a list, HTML from a proxy, or nothing. ``scrub`` removes secrets (the API
-    key) from any text taken from the body, since proxies echo request headers.
-    """
-    code: str | None = None
-    message: str | None = None
-    body: object = None
-    capsule_ids: list[str] = []
-    content_type = headers.get("content-type", "")
-    if content:
-        try:
-            body = msgspec.json.decode(content)
-        except msgspec.DecodeError:
-            body = scrub(_excerpt(content.decode("utf-8", "replace")))
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            raw_code, raw_message = error.get("code"), error.get("message")
-            code = raw_code if isinstance(raw_code, str) else None
-            message = raw_message if isinstance(raw_message, str) else None
-            ids = error.get("sandbox_ids") or error.get("capsule_ids")
-        else:
-            if isinstance(error, str):
-                message = error
-            elif isinstance(body.get("message"), str):
-                message = body["message"]  # Jupyter's error shape, from a capsule's port
-            ids = body.get("capsule_ids") or body.get("sandbox_ids")
-        if isinstance(ids, list):
-            capsule_ids = [str(i) for i in ids]
-        body = _scrub_tree(body, scrub)
-    elif isinstance(body, (list, int, float, bool)):
-        body = _scrub_tree(body, scrub)
-    if message is None:
-        if isinstance(body, str) and body and "json" not in content_type:
-            kind = content_type.split(";")[0].strip() or "no content type"
-            message = f"HTTP {status} with a non-JSON body ({kind}): {body}"
-        elif 300 <= status < 400:
-            location = headers.get("location", "")
-            message = f"unexpected redirect to {scrub(location)!r}; redirects are not followed"
-        else:
-            message = f"HTTP {status}"
-    message = scrub(_excerpt(message))
-    cls = _class_for(status, code)
-    request_id = headers.get("x-request-id")
-    if cls is WrennHostHasCapsulesError:
-        return WrennHostHasCapsulesError(
-            code, message, status, request_id=request_id, body=body, capsule_ids=capsule_ids
-        )
-    return cls(code, message, status, request_id=request_id, body=body)
-
-
-def _scrub_tree(value: object, scrub: Callable[[str], str]) -> object:
-    if isinstance(value, str):
-        return scrub(value if len(value) <= ERROR_BODY_EXCERPT else _excerpt(value))
-    if isinstance(value, dict):
-        return {k: _scrub_tree(v, scrub) for k, v in list(value.items())[:50]}
-    if isinstance(value, list):
-        return [_scrub_tree(v, scrub) for v in value[:50]]
-    return value
 
 
 class WrennCapsuleStateError(WrennError, RuntimeError):

@@ -7,12 +7,9 @@ from typing import Any
 import httpx
 import msgspec
 
+from ._error_mapping import error_from_response
 from ._exceptions import *  # noqa: F403
-from ._exceptions import (
-    WrennHostHasCapsulesError,
-    WrennResponseValidationError,
-    error_from_response,
-)
+from ._exceptions import WrennHostHasCapsulesError, WrennResponseValidationError
 from ._exceptions import __all__ as _names
 
 # Every exception and warning of the SDK (``wrenn._exceptions`` lists them), and the
