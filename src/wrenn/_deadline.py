@@ -101,7 +101,7 @@ def pool_wait_window(
     The pool timeout, cut to what is left of the call's deadline and of the attempt's.
     A waiter that saw connections come free during a window waits another one, so a
     busy pool that keeps moving is waited for until the deadline, and only a pool where
-    nothing came free for a whole pool timeout fails (``AsyncRequester._take_slot``).
+    nothing came free for a whole pool timeout fails (``AsyncTransport.take_slot``).
     """
     window = pool_timeout
     now = time.monotonic()

@@ -3,8 +3,9 @@
 ``AsyncTransport`` builds (or adopts) the httpx client every request is sent with and
 hands it out only while it may be used: not after ``aclose()``, not from another event
 loop, and never across ``os.fork()`` (a child gets a fresh pool of its own). It also
-keeps the pool clean after a failed send (``heal``) and counts its free connections
-(``slots``). The requester (``_requester.py``) adds the sending on top.
+keeps the pool clean after a failed send (``heal``), counts its free connections
+(``slots``) and lets a call wait for a free one while the pool moves (``take_slot``).
+The requester (``_requester.py``) adds the sending on top.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from .. import _deadline
 from .._compat import AsyncLock, AsyncLoopGuard, AsyncSemaphore
 from .._config import (
     Secret,
@@ -24,6 +26,7 @@ from .._config import (
     keepalive_socket_options,
     refuse_all_cookies,
 )
+from .._constants import MAX_POOL_WAITS
 from .._exceptions import WrennClientClosedError, WrennUsageError
 
 Origin = tuple[str, str, int | None]
@@ -206,6 +209,31 @@ class AsyncTransport:
             self._slots = self._new_slots()
             self._pid = os.getpid()
         return self._client
+
+    @staticmethod
+    async def take_slot(
+        slots: AsyncSemaphore,
+        pool_timeout: float | None,
+        deadline: float | None,
+        attempt_deadline: float | None,
+    ) -> bool:
+        """Wait for one of the pool's connections, for as long as the pool makes progress.
+
+        A queue of thousands of calls on a small pool moves slowly but surely: each wait
+        that saw a connection come free is followed by another, within the call's
+        deadline. Only a whole pool timeout without any connection coming free (a stuck
+        pool) or the deadline ends the wait.
+        """
+        for _ in range(MAX_POOL_WAITS):
+            seen = slots.releases
+            window = _deadline.pool_wait_window(pool_timeout, deadline, attempt_deadline)
+            if window is not None and window <= 0:
+                return False
+            if await slots.acquire(window):
+                return True
+            if slots.releases == seen:
+                return False
+        return False
 
     @staticmethod
     def heal(client: httpx.AsyncClient) -> None:

@@ -18,6 +18,7 @@ import logging
 import ssl
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import httpx
@@ -25,13 +26,11 @@ import httpx
 from .. import _deadline
 from .._compat import (
     CleanupScope,
-    Semaphore,
     SyncAttemptTimer,
     sleep,
     warn_if_event_loop_running,
 )
 from .._config import ClientOptions, Secret
-from .._constants import MAX_POOL_WAITS
 from .._error_mapping import (
     attempt_expired,
     error_from_response,
@@ -72,31 +71,6 @@ class Requester(Transport):
         )
         self.budget = RetryBudget()
 
-    @staticmethod
-    def _take_slot(
-        slots: Semaphore,
-        pool_timeout: float | None,
-        deadline: float | None,
-        attempt_deadline: float | None,
-    ) -> bool:
-        """Wait for one of the pool's connections, for as long as the pool makes progress.
-
-        A queue of thousands of calls on a small pool moves slowly but surely: each wait
-        that saw a connection come free is followed by another, within the call's
-        deadline. Only a whole pool timeout without any connection coming free (a stuck
-        pool) or the deadline ends the wait.
-        """
-        for _ in range(MAX_POOL_WAITS):
-            seen = slots.releases
-            window = _deadline.pool_wait_window(pool_timeout, deadline, attempt_deadline)
-            if window is not None and window <= 0:
-                return False
-            if slots.acquire(window):
-                return True
-            if slots.releases == seen:
-                return False
-        return False
-
     def _build(
         self,
         client: httpx.Client,
@@ -113,32 +87,20 @@ class Requester(Transport):
         headers: Mapping[str, str] | None,
         credentials: bool = True,
     ) -> httpx.Request:
-        if credentials:
-            request = build_request(
-                client,
-                options,
-                method,
-                options.url(path),
-                attempt,
-                timeout,
-                params=params,
-                content=content,
-                files=files,
-                data=data,
-                headers=headers,
-            )
-        else:
-            request = build_bare_request(
-                method,
-                options.url(path),
-                attempt,
-                timeout,
-                params=params,
-                content=content,
-                files=files,
-                data=data,
-                headers=headers,
-            )
+        # The API's calls carry the client's key and headers; a call elsewhere (a
+        # capsule's port) carries none of them.
+        builder = partial(build_request, client, options) if credentials else build_bare_request
+        request = builder(
+            method,
+            options.url(path),
+            attempt,
+            timeout,
+            params=params,
+            content=content,
+            files=files,
+            data=data,
+            headers=headers,
+        )
         if content is not None and not isinstance(content, (bytes, str)):
             # A streamed body: iterate it through an object we can close if the send
             # fails, so no half-consumed generator is left for the garbage collector.
@@ -418,7 +380,7 @@ class Requester(Transport):
         timer = SyncAttemptTimer(attempt_timeout)
         try:
             with timer:
-                if slots is not None and not self._take_slot(
+                if slots is not None and not self.take_slot(
                     slots, timeout.pool, deadline, attempt_deadline
                 ):
                     raise pool_wait_expired(method, path)

@@ -4,8 +4,9 @@
 ``Transport`` builds (or adopts) the httpx client every request is sent with and
 hands it out only while it may be used: not after ``close()``, not from another event
 loop, and never across ``os.fork()`` (a child gets a fresh pool of its own). It also
-keeps the pool clean after a failed send (``heal``) and counts its free connections
-(``slots``). The requester (``_requester.py``) adds the sending on top.
+keeps the pool clean after a failed send (``heal``), counts its free connections
+(``slots``) and lets a call wait for a free one while the pool moves (``take_slot``).
+The requester (``_requester.py``) adds the sending on top.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from .. import _deadline
 from .._compat import Lock, LoopGuard, Semaphore
 from .._config import (
     Secret,
@@ -25,6 +27,7 @@ from .._config import (
     keepalive_socket_options,
     refuse_all_cookies,
 )
+from .._constants import MAX_POOL_WAITS
 from .._exceptions import WrennClientClosedError, WrennUsageError
 
 Origin = tuple[str, str, int | None]
@@ -207,6 +210,31 @@ class Transport:
             self._slots = self._new_slots()
             self._pid = os.getpid()
         return self._client
+
+    @staticmethod
+    def take_slot(
+        slots: Semaphore,
+        pool_timeout: float | None,
+        deadline: float | None,
+        attempt_deadline: float | None,
+    ) -> bool:
+        """Wait for one of the pool's connections, for as long as the pool makes progress.
+
+        A queue of thousands of calls on a small pool moves slowly but surely: each wait
+        that saw a connection come free is followed by another, within the call's
+        deadline. Only a whole pool timeout without any connection coming free (a stuck
+        pool) or the deadline ends the wait.
+        """
+        for _ in range(MAX_POOL_WAITS):
+            seen = slots.releases
+            window = _deadline.pool_wait_window(pool_timeout, deadline, attempt_deadline)
+            if window is not None and window <= 0:
+                return False
+            if slots.acquire(window):
+                return True
+            if slots.releases == seen:
+                return False
+        return False
 
     @staticmethod
     def heal(client: httpx.Client) -> None:
