@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._exceptions import __all__ as _exception_names
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -129,40 +130,8 @@ _HOMES: dict[str, tuple[str, ...]] = {
     ),
     "wrenn._models": ("FileEntry",),
     "wrenn._reconnect": ("EventStreamGap",),
-    "wrenn._exceptions": (
-        "BlockingCallWarning",
-        "GitAuthError",
-        "GitCommandError",
-        "GitError",
-        "InsecureTransportWarning",
-        "ModelValidationError",
-        "WrennAPIStatusError",
-        "WrennAgentError",
-        "WrennAuthenticationError",
-        "WrennCapsuleStateError",
-        "WrennClientClosedError",
-        "WrennCommandTimeoutError",
-        "WrennConflictError",
-        "WrennConnectionError",
-        "WrennError",
-        "WrennForbiddenError",
-        "WrennGatewayTimeoutError",
-        "WrennHostHasCapsulesError",
-        "WrennHostUnavailableError",
-        "WrennInternalError",
-        "WrennNotFoundError",
-        "WrennPayloadTooLargeError",
-        "WrennRateLimitError",
-        "WrennRedirectError",
-        "WrennResponseTooLargeError",
-        "WrennResponseValidationError",
-        "WrennStreamError",
-        "WrennStreamInterruptedError",
-        "WrennStreamTimeoutError",
-        "WrennTimeoutError",
-        "WrennUsageError",
-        "WrennValidationError",
-    ),
+    # Every exception and warning: the list is the one in _exceptions (cheap to load).
+    "wrenn._exceptions": tuple(_exception_names),
 }
 # Old names kept working, with a FutureWarning on each access.
 _DEPRECATED = {"Sandbox": "Capsule", "WrennHostHasSandboxesError": "WrennHostHasCapsulesError"}
