@@ -14,7 +14,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     # What type checkers see of the names imported on first use below (``X as X``
-    # marks each as exported). tests/test_public_api.py checks these match _HOMES.
+    # marks each as exported). tests/test_public_names.py checks these match _HOMES.
     from ._async.capsule import AsyncCapsule as AsyncCapsule
     from ._async.client import AsyncWrennClient as AsyncWrennClient
     from ._async.commands import AsyncCommandHandle as AsyncCommandHandle
@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 
 # The package's public names, each under the module that defines it: the one list.
 # ``__all__`` is made from it, and a name is imported from its module on first access.
-# Every exception and warning of ``wrenn._exceptions`` is here (a test checks it).
+# Every exception and warning is here: their list is ``wrenn._exceptions.__all__``.
 _HOMES: dict[str, tuple[str, ...]] = {
     "wrenn._async.client": ("AsyncWrennClient",),
     "wrenn._sync.client": ("WrennClient",),
