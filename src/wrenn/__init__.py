@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     # marks each as exported). tests/test_public_names.py checks these match _HOMES.
     from ._async.capsule import AsyncCapsule as AsyncCapsule
     from ._async.client import AsyncWrennClient as AsyncWrennClient
-    from ._async.commands import AsyncCommandHandle as AsyncCommandHandle
+    from ._async.command_stream import AsyncCommandHandle as AsyncCommandHandle
     from ._async.durable import AsyncDurableCommand as AsyncDurableCommand
     from ._async.durable import AsyncDurableStream as AsyncDurableStream
     from ._async.git import AsyncGit as AsyncGit
@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from ._sync.capsule import Capsule as Capsule
     from ._sync.capsule import Capsule as Sandbox  # deprecated alias
     from ._sync.client import WrennClient as WrennClient
-    from ._sync.commands import CommandHandle as CommandHandle
+    from ._sync.command_stream import CommandHandle as CommandHandle
     from ._sync.durable import DurableCommand as DurableCommand
     from ._sync.durable import DurableStream as DurableStream
     from ._sync.git import Git as Git
@@ -90,8 +90,8 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "wrenn._sync.client": ("WrennClient",),
     "wrenn._async.capsule": ("AsyncCapsule",),
     "wrenn._sync.capsule": ("Capsule",),
-    "wrenn._async.commands": ("AsyncCommandHandle",),
-    "wrenn._sync.commands": ("CommandHandle",),
+    "wrenn._async.command_stream": ("AsyncCommandHandle",),
+    "wrenn._sync.command_stream": ("CommandHandle",),
     "wrenn._async.durable": (
         "AsyncDurableCommand",
         "AsyncDurableStream",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._async.commands import AsyncCommandHandle, AsyncCommands, AsyncCommandStream
+from ._async.command_stream import AsyncCommandHandle, AsyncCommandStream
+from ._async.commands import AsyncCommands
 from ._process import (
     CommandResult,
     ProcessInfo,
@@ -13,7 +14,8 @@ from ._process import (
     StreamStderrEvent,
     StreamStdoutEvent,
 )
-from ._sync.commands import CommandHandle, Commands, CommandStream
+from ._sync.command_stream import CommandHandle, CommandStream
+from ._sync.commands import Commands
 
 __all__ = [
     "AsyncCommandHandle",
