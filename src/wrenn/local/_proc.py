@@ -258,11 +258,17 @@ class ManagedProcess:
             await asyncio.sleep(0.001)
         return None
 
+    def _reaped(self) -> bool:
+        """Whether the wrapper has been reaped: from then on its pid, and the pid of the
+        command it ran, may belong to another process of the host (pid numbers are
+        reused, and fast on a host with a small ``pid_max``), so nothing is sent to them."""
+        return self.exited.is_set() or self._popen.returncode is not None
+
     async def send_signal(self, sig: int) -> None:
-        if self.exited.is_set():
+        if self._reaped():
             return
         target, _ = await self.resolve()
-        if target is None:
+        if target is None or self._reaped():  # resolving yields to the loop, which may reap
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             try:
@@ -286,6 +292,8 @@ class ManagedProcess:
 
     def kill_now(self) -> None:
         """Synchronous last resort used at shutdown."""
+        if self._reaped():
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.host_pid, signal.SIGKILL)
 
