@@ -142,8 +142,15 @@ def test_shell_without_a_terminal_is_a_usage_error(cli: Cli, capsule_id: str) ->
 
 def test_exec_ctrl_c_stops_the_remote_command(cli: Cli, capsule_id: str) -> None:
     script = 'trap "echo got-term; exit 9" TERM; echo started; while true; do sleep 0.1; done'
+    # The command line as a user's terminal starts it: Ctrl-C raises KeyboardInterrupt.
+    # A test run started in the background by a non-interactive shell (nohup ... &) has
+    # SIGINT ignored, and children inherit that; Python then installs no handler.
+    with_ctrl_c = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv[0] = 'wrenn'; runpy.run_module('wrenn', run_name='__main__', alter_sys=True)"
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "wrenn", "exec", capsule_id, "--", "sh", "-c", script],
+        [sys.executable, "-c", with_ctrl_c, "exec", capsule_id, "--", "sh", "-c", script],
         env=cli.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
