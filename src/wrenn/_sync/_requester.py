@@ -15,7 +15,6 @@ and when to retry (``wrenn/_retry.py``) and which exception a failure becomes
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -30,7 +29,7 @@ from .._compat import (
     sleep,
     warn_if_event_loop_running,
 )
-from .._config import ClientOptions, Secret
+from .._config import ClientOptions
 from .._error_mapping import (
     attempt_expired,
     error_from_response,
@@ -41,7 +40,7 @@ from .._exceptions import WrennConnectionError, WrennError, WrennRateLimitError,
 from .._logs import logger
 from .._request import build_bare_request, build_request
 from .._responses import RawResponse
-from .._retry import RetryBudget, parse_retry_after, status_retry_delay, transport_retry_delay
+from .._retry import parse_retry_after, status_retry_delay, transport_retry_delay
 from .._tracing import call_span
 from ._body import BodyStream, read_body, unlink_stream
 from ._transport import APIKeyAuth, Transport
@@ -49,27 +48,6 @@ from ._transport import APIKeyAuth, Transport
 
 class Requester(Transport):
     """Sends every request of one client and its copies through its connection pool."""
-
-    def __init__(
-        self,
-        *,
-        http_client: httpx.Client | None,
-        limits: httpx.Limits | None,
-        verify: ssl.SSLContext | str | bool,
-        trust_env: bool,
-        api_key: Secret | None = None,
-        base_url: httpx.URL | None = None,
-    ) -> None:
-        # The transport's arguments, spelled out so that callers are type-checked.
-        super().__init__(
-            http_client=http_client,
-            limits=limits,
-            verify=verify,
-            trust_env=trust_env,
-            api_key=api_key,
-            base_url=base_url,
-        )
-        self.budget = RetryBudget()
 
     def _build(
         self,

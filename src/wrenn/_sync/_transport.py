@@ -29,6 +29,7 @@ from .._config import (
 )
 from .._constants import MAX_POOL_WAITS
 from .._exceptions import WrennClientClosedError, WrennUsageError
+from .._retry import RetryBudget
 
 Origin = tuple[str, str, int | None]
 
@@ -93,6 +94,8 @@ class Transport:
             raise TypeError(
                 f"http_client must be an httpx.Client, not {type(http_client).__name__}"
             )
+        # Client-wide, like the pool: every call of the client and its copies draws on it.
+        self.budget = RetryBudget()
         self._limits = limits or default_limits()
         self._verify = verify
         self._trust_env = trust_env
