@@ -39,6 +39,14 @@ def test_pool_attributes_exist(transport_class: type) -> None:
     assert isinstance(pool._requests, list)
 
 
+@pytest.mark.parametrize("client_class", [httpx.AsyncClient, httpx.Client])
+def test_client_attributes_exist(client_class: type) -> None:
+    client = client_class()
+    for name in _netbackend.CLIENT_ATTRIBUTES:
+        assert hasattr(client, name), name
+    assert type(client._cookies) is httpx.Cookies  # what skip_cookie_extraction replaces
+
+
 def test_pool_request_and_connection_attributes_exist() -> None:
     import httpcore
 

@@ -117,6 +117,7 @@ class AsyncTransport:
             cache_readable_socket,
             environment_proxies,
             linear_assignment,
+            skip_cookie_extraction,
         )
 
         verify = self._verify
@@ -160,7 +161,7 @@ class AsyncTransport:
             origin = origin_of(self._base_url)
             auth = APIKeyAuth(self._api_key, origin)
             hooks["request"] = [_KeepKeyAtHome(self._api_key, origin)]
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             transport=transport,
             # The Wrenn API needs no cookies, and the capsule port proxy can share the
             # API's origin (wrenn.local) or domain (the platform): a jar would let code
@@ -173,6 +174,8 @@ class AsyncTransport:
             auth=auth,
             event_hooks=hooks,
         )
+        skip_cookie_extraction(client)
+        return client
 
     def _new_slots(self) -> AsyncSemaphore | None:
         if self._owns_client:

@@ -118,6 +118,7 @@ class Transport:
             cache_readable_socket,
             environment_proxies,
             linear_assignment,
+            skip_cookie_extraction,
         )
 
         verify = self._verify
@@ -161,7 +162,7 @@ class Transport:
             origin = origin_of(self._base_url)
             auth = APIKeyAuth(self._api_key, origin)
             hooks["request"] = [_KeepKeyAtHome(self._api_key, origin)]
-        return httpx.Client(
+        client = httpx.Client(
             transport=transport,
             # The Wrenn API needs no cookies, and the capsule port proxy can share the
             # API's origin (wrenn.local) or domain (the platform): a jar would let code
@@ -174,6 +175,8 @@ class Transport:
             auth=auth,
             event_hooks=hooks,
         )
+        skip_cookie_extraction(client)
+        return client
 
     def _new_slots(self) -> Semaphore | None:
         if self._owns_client:
