@@ -60,6 +60,7 @@ REPLACEMENTS = {
     "AsyncRequester": "Requester",
     "AsyncTransport": "Transport",
     "AsyncBodyStream": "BodyStream",
+    "AsyncSlotStream": "SlotStream",
     "AsyncAPIResource": "APIResource",
     "AsyncCapsules": "Capsules",
     "AsyncSnapshots": "Snapshots",

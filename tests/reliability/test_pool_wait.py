@@ -19,6 +19,7 @@ import pytest
 from tests.faultserver import FaultServer
 from tests.reliability.fixtures import CID, KEY, running_fault_server
 from wrenn import AsyncWrennClient, WrennClient, WrennTimeoutError
+from wrenn._async.files import AsyncFiles
 
 pytestmark = pytest.mark.anyio
 
@@ -65,6 +66,27 @@ async def test_queued_calls_wait_past_the_pool_timeout_while_the_pool_moves(
                     group.start_soon(call, client)
     assert results == [CID] * CALLS
     assert time.monotonic() - started > POOL_TIMEOUT * 2  # the queue outlasted the timeout
+
+
+async def test_queued_streams_wait_past_the_pool_timeout_while_the_pool_moves(
+    srv: FaultServer,
+) -> None:
+    """Streams queue where calls queue: a stream holds its slot until it is closed, so
+    none waits inside httpcore's pool, whose fixed pool timeout fires on a moving queue."""
+    bodies: list[bytes] = []
+
+    async def download(client: AsyncWrennClient) -> None:
+        async with AsyncFiles(client, CID).download_stream("/f") as stream:
+            bodies.append(b"".join([chunk async for chunk in stream]))
+
+    async with AsyncWrennClient(**_settings(srv, f"slow-{ANSWER_AFTER}")) as client:  # type: ignore[arg-type]
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                for _ in range(CALLS):
+                    group.start_soon(download, client)
+                for _ in range(CALLS // 4):  # unary calls in the same queue
+                    group.start_soon(client.capsules.get, CID)
+    assert len(bodies) == CALLS and len(set(bodies)) == 1 and bodies[0]
 
 
 def test_queued_threads_wait_past_the_pool_timeout_while_the_pool_moves(

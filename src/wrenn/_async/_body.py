@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from .._compat import AsyncCleanupScope
+from .._compat import AsyncCleanupScope, AsyncSemaphore
 from .._error_mapping import deadline_passed_reading, too_large
 
 
@@ -36,6 +36,39 @@ class AsyncBodyStream(httpx.AsyncByteStream):
         close = getattr(self._iterator, "aclose", None)
         if close is not None:
             await close()
+
+
+class AsyncSlotStream(httpx.AsyncByteStream):
+    """A streamed response's body, which gives the pool slot back when it is closed.
+
+    A stream keeps its connection until it is closed, so it keeps the slot it was sent
+    with until then as well: the slots then count exactly the connections in use, and a
+    call that finds none free waits in ``take_slot`` (which waits while the pool moves)
+    rather than inside httpcore's pool (which fails at the pool timeout even while the
+    pool moves). Closing twice gives the slot back once.
+    """
+
+    def __init__(self, stream: httpx.AsyncByteStream, slots: AsyncSemaphore) -> None:
+        self._stream = stream
+        self._slots: AsyncSemaphore | None = slots
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            slots, self._slots = self._slots, None
+            if slots is not None:
+                slots.release()
+
+
+def keep_slot_until_closed(response: httpx.Response, slots: AsyncSemaphore) -> None:
+    """Hand a pool slot to an open streamed response: it gives it back when closed."""
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)  # what the client's responses carry
+    response.stream = AsyncSlotStream(stream, slots)
 
 
 async def read_body(

@@ -41,7 +41,7 @@ from .._request import build_bare_request, build_request
 from .._responses import RawResponse
 from .._retry import parse_retry_after, status_retry_delay, transport_retry_delay
 from .._tracing import call_span
-from ._body import AsyncBodyStream, read_body, unlink_stream
+from ._body import AsyncBodyStream, keep_slot_until_closed, read_body, unlink_stream
 from ._transport import APIKeyAuth, AsyncTransport
 
 
@@ -347,11 +347,12 @@ class AsyncRequester(AsyncTransport):
         it): everything up to the end of the body, or for a stream up to its response
         head (the stream's own idle bounds take over from there).
 
-        A unary attempt holds one of the client's pool slots while it runs, so no more
-        requests enter httpcore's pool than it has connections (none queue inside it).
+        Every attempt holds one of the client's pool slots while it runs, so no more
+        requests enter httpcore's pool than it has connections (none queue inside it); a
+        stream that comes back open keeps its slot until it is closed (``AsyncSlotStream``).
         """
         scrub = options.api_key.scrub
-        slots = self._slots if ok is None else None
+        slots = self._slots
         sent = False
         attempt_deadline = _deadline.attempt_deadline(attempt_timeout)
         timer = AsyncAttemptTimer(attempt_timeout)
@@ -381,6 +382,9 @@ class AsyncRequester(AsyncTransport):
                             raise transport_error(exc, method, path, scrub) from exc
                         raise
                     if ok is not None and response.status_code in ok:
+                        if slots is not None:
+                            keep_slot_until_closed(response, slots)
+                            slots = None  # the response gives it back when closed
                         return response
                     try:
                         body = await read_body(

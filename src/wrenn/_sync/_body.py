@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from .._compat import CleanupScope
+from .._compat import CleanupScope, Semaphore
 from .._error_mapping import deadline_passed_reading, too_large
 
 
@@ -37,6 +37,39 @@ class BodyStream(httpx.SyncByteStream):
         close = getattr(self._iterator, "close", None)
         if close is not None:
             close()
+
+
+class SlotStream(httpx.SyncByteStream):
+    """A streamed response's body, which gives the pool slot back when it is closed.
+
+    A stream keeps its connection until it is closed, so it keeps the slot it was sent
+    with until then as well: the slots then count exactly the connections in use, and a
+    call that finds none free waits in ``take_slot`` (which waits while the pool moves)
+    rather than inside httpcore's pool (which fails at the pool timeout even while the
+    pool moves). Closing twice gives the slot back once.
+    """
+
+    def __init__(self, stream: httpx.SyncByteStream, slots: Semaphore) -> None:
+        self._stream = stream
+        self._slots: Semaphore | None = slots
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._stream.__iter__()
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            slots, self._slots = self._slots, None
+            if slots is not None:
+                slots.release()
+
+
+def keep_slot_until_closed(response: httpx.Response, slots: Semaphore) -> None:
+    """Hand a pool slot to an open streamed response: it gives it back when closed."""
+    stream = response.stream
+    assert isinstance(stream, httpx.SyncByteStream)  # what the client's responses carry
+    response.stream = SlotStream(stream, slots)
 
 
 def read_body(

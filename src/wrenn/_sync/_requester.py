@@ -42,7 +42,7 @@ from .._request import build_bare_request, build_request
 from .._responses import RawResponse
 from .._retry import parse_retry_after, status_retry_delay, transport_retry_delay
 from .._tracing import call_span
-from ._body import BodyStream, read_body, unlink_stream
+from ._body import BodyStream, keep_slot_until_closed, read_body, unlink_stream
 from ._transport import APIKeyAuth, Transport
 
 
@@ -348,11 +348,12 @@ class Requester(Transport):
         it): everything up to the end of the body, or for a stream up to its response
         head (the stream's own idle bounds take over from there).
 
-        A unary attempt holds one of the client's pool slots while it runs, so no more
-        requests enter httpcore's pool than it has connections (none queue inside it).
+        Every attempt holds one of the client's pool slots while it runs, so no more
+        requests enter httpcore's pool than it has connections (none queue inside it); a
+        stream that comes back open keeps its slot until it is closed (``SlotStream``).
         """
         scrub = options.api_key.scrub
-        slots = self._slots if ok is None else None
+        slots = self._slots
         sent = False
         attempt_deadline = _deadline.attempt_deadline(attempt_timeout)
         timer = SyncAttemptTimer(attempt_timeout)
@@ -382,6 +383,9 @@ class Requester(Transport):
                             raise transport_error(exc, method, path, scrub) from exc
                         raise
                     if ok is not None and response.status_code in ok:
+                        if slots is not None:
+                            keep_slot_until_closed(response, slots)
+                            slots = None  # the response gives it back when closed
                         return response
                     try:
                         body = read_body(
