@@ -1,7 +1,7 @@
 """Git inside a capsule: data types, errors and output parsing shared by both clients.
 
-Nothing here runs git; ``_async/git.py`` builds argv lists and runs them through the
-capsule's commands, then hands the output to the parsers below.
+Nothing here runs git; ``_async/git.py`` runs the argv lists of ``_git_commands.py``
+through the capsule's commands, then hands the output to the parsers below.
 """
 
 from __future__ import annotations
@@ -173,6 +173,17 @@ def parse_branches(output: str) -> list[GitBranch]:
 
 def is_auth_failure(stderr: str) -> bool:
     return bool(_AUTH_PATTERNS.search(stderr))
+
+
+def command_error(command: str, exit_code: int, stderr: str) -> GitError:
+    """The error of a failed git command (``GitAuthError`` when authentication failed).
+
+    The message ends with git's last line of error output, which names the cause.
+    """
+    detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+    message = f"git {command} failed with exit code {exit_code}: {detail}"
+    error = GitAuthError if is_auth_failure(stderr) else GitCommandError
+    return error(message, stderr=stderr, exit_code=exit_code)
 
 
 def redact(text: str, secrets: list[str]) -> str:

@@ -174,8 +174,11 @@ def test_the_team_key_never_goes_to_the_capsule(local_server: LocalServer) -> No
 
 def shut_down(capsule: Capsule, kernel_id: str | None) -> None:
     """Shut a kernel down through the Jupyter server, as another client of it would."""
+    from wrenn._sync import _jupyter
+
     assert kernel_id is not None
-    capsule._jupyter("DELETE", f"/api/kernels/{kernel_id}", time.monotonic() + 10)
+    path, deadline = f"/api/kernels/{kernel_id}", time.monotonic() + 10
+    _jupyter.request(capsule._client, capsule._jupyter_endpoint(), "DELETE", path, deadline)
 
 
 def test_a_kernel_shut_down_between_cells_is_replaced(local_server: LocalServer) -> None:
@@ -193,7 +196,7 @@ def test_a_cell_sent_into_a_shut_down_kernels_closing_connection_runs_on_a_new_o
 ) -> None:
     # The race the check before sending can lose: the kernel is deleted, and its
     # connection closes only after the cell went into it.
-    from wrenn._sync import code_runner
+    from wrenn._sync import _jupyter
 
     def looks_open(socket: object) -> bool:
         return True
@@ -202,7 +205,7 @@ def test_a_cell_sent_into_a_shut_down_kernels_closing_connection_runs_on_a_new_o
         capsule.run_code("z = 1")
         old_kernel = capsule.kernel_id
         shut_down(capsule, old_kernel)
-        monkeypatch.setattr(code_runner, "_still_open", looks_open)
+        monkeypatch.setattr(_jupyter, "still_open", looks_open)
         execution = capsule.run_code("'z' in globals()")
         assert execution.error is None and execution.text == "False"
         assert capsule.kernel_id not in (None, old_kernel)

@@ -28,7 +28,7 @@ from wrenn import (
 )
 from wrenn._code_runner import JUPYTER_PORT, PROXY_TOKEN_HEADER, proxy_token
 from wrenn._compat import sleep
-from wrenn._sync import code_runner
+from wrenn._sync import _jupyter
 from wrenn.code_runner import Capsule
 
 pytestmark = pytest.mark.anyio
@@ -116,7 +116,7 @@ def test_a_callers_http_client_lends_its_pool_but_not_its_headers_or_cookies() -
 def test_jupyter_starting_up_is_polled_by_the_code_runner_not_retried(
     sleeps: SleepRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(code_runner, "KERNEL_POLL_INTERVAL", 0.01)
+    monkeypatch.setattr(_jupyter, "KERNEL_POLL_INTERVAL", 0.01)
     calls: list[str] = []
     # What a starting server does, in turn: refuse, drop, reset, then the proxy's 50x.
     failures: list[type[httpx.TransportError] | int] = [

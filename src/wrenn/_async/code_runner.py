@@ -6,9 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-import httpx
-import msgspec
-
 from .._code_runner import (
     DEFAULT_KERNEL,
     DEFAULT_TEMPLATE,
@@ -19,46 +16,20 @@ from .._code_runner import (
     Result,
     check_language,
     execute_request,
-    pick_kernel,
     proxy_endpoint,
     proxy_token,
 )
-from .._compat import IS_ASYNC, AsyncCleanupScope, AsyncLock, asleep
-from .._constants import (
-    INTERRUPT_GRACE,
-    JUPYTER_MAX_BODY,
-    JUPYTER_MIN_CALL_TIME,
-    KERNEL_POLL_INTERVAL,
-    KERNEL_SOCKET_PEEK,
-    REPLY_GRACE,
-)
-from .._exceptions import (
-    WrennAPIStatusError,
-    WrennConnectionError,
-    WrennError,
-    WrennNotFoundError,
-    WrennResponseValidationError,
-    WrennStreamError,
-    WrennTimeoutError,
-)
+from .._compat import IS_ASYNC, AsyncCleanupScope, AsyncLock
+from .._constants import INTERRUPT_GRACE
+from .._exceptions import WrennError, WrennNotFoundError, WrennStreamError
 from .._logs import logger
 from .._models import Capsule as CapsuleInfo
 from .._models import json_encoder
-from .._urls import path_param
 from .._validate import positive_seconds
+from . import _jupyter
 from . import capsule as _capsule
-from ._websocket import AsyncWebSocket, DeadlineReached
+from ._websocket import AsyncWebSocket
 from .client import AsyncWrennClient
-
-# The port proxy answers these while the capsule's Jupyter server is still starting.
-_NOT_READY_STATUSES = (502, 503, 504)
-# ... and these transport failures (nothing listens yet, or the server dropped us).
-_NOT_LISTENING = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
-_JUPYTER_OK = tuple(range(200, 300))
-
-
-class _NotReady(Exception):
-    """Jupyter did not answer yet (connection refused, 502-504): ask again shortly."""
 
 
 class AsyncCapsule(_capsule.AsyncCapsule):
@@ -119,7 +90,7 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         super()._setup(capsule_id, client, info, owns_client)
         self._kernel_name = DEFAULT_KERNEL
         self._kernel_id: str | None = None
-        self._endpoint: tuple[str, dict[str, str]] | None = None
+        self._endpoint: _jupyter.Endpoint | None = None
         self._socket: AsyncWebSocket | None = None
         # One cell at a time: the kernel runs cells in order, and the replies of two
         # concurrent calls would interleave on the one connection.
@@ -205,7 +176,7 @@ class AsyncCapsule(_capsule.AsyncCapsule):
                     socket = await self._kernel_socket(jupyter_deadline)
                     await socket.send_text(payload)
                 try:
-                    outcome = await _collect(socket, cell, cell_deadline)
+                    outcome = await _jupyter.collect(socket, cell, cell_deadline)
                 except WrennStreamError as exc:
                     logger.warning("the kernel connection failed mid-cell: %s", exc)
                     outcome = "disconnected"
@@ -262,7 +233,7 @@ class AsyncCapsule(_capsule.AsyncCapsule):
 
     # --- kernel discovery and connection ----------------------------------------------
 
-    def _jupyter_endpoint(self) -> tuple[str, dict[str, str]]:
+    def _jupyter_endpoint(self) -> _jupyter.Endpoint:
         """Where the capsule's Jupyter server is reached, and the only headers it gets.
 
         The requests go through the client's pool but never with the team's API key or
@@ -280,97 +251,23 @@ class AsyncCapsule(_capsule.AsyncCapsule):
             )
         return self._endpoint
 
-    async def _jupyter(
-        self, method: str, path: str, deadline: float, body: dict[str, Any] | None = None
-    ) -> Any:
-        """One Jupyter REST call through the port proxy, decoded.
-
-        Sent once (no retries, no draw on the client's retry budget): a server that is
-        still starting raises ``_NotReady``, and ``_ensure_kernel`` asks again until its
-        deadline. The body is bounded in size and read by ``deadline``.
-        """
-        base, headers = self._jupyter_endpoint()
-        content = None
-        if body is not None:
-            content = json_encoder.encode(body)
-            headers = {**headers, "Content-Type": "application/json"}
-        # A poll that wakes right at the deadline still gets its one answer.
-        deadline = max(deadline, time.monotonic() + JUPYTER_MIN_CALL_TIME)
-        try:
-            response = await self._client._api._port_request(
-                method,
-                base,
-                path,
-                deadline=deadline,
-                headers=headers,
-                ok=_JUPYTER_OK,
-                content=content,
-                max_response_bytes=JUPYTER_MAX_BODY,
-            )
-        except WrennAPIStatusError as exc:
-            if exc.status_code in _NOT_READY_STATUSES:
-                raise _NotReady(f"HTTP {exc.status_code}") from None
-            raise
-        except WrennConnectionError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, _NOT_LISTENING):
-                raise _NotReady(f"{type(cause).__name__}: {cause}") from None
-            raise
-        if not response.content:
-            return None
-        try:
-            return msgspec.json.decode(response.content)
-        except msgspec.DecodeError:
-            raise WrennResponseValidationError(
-                "invalid_response", f"{method} {path}: the Jupyter server answered non-JSON"
-            ) from None
-
     async def _ensure_kernel(self, deadline: float) -> str:
-        """The kernel to use: a running one with our kernelspec name, or a new one."""
-        if self._kernel_id is not None:
-            return self._kernel_id
-        last = "no answer yet"
-        for _ in range(100_000):  # bounded by count as well as by the deadline
-            try:
-                kernel_id = pick_kernel(
-                    await self._jupyter("GET", "/api/kernels", deadline), self._kernel_name
-                )
-                if kernel_id is None:
-                    started = await self._jupyter(
-                        "POST", "/api/kernels", deadline, {"name": self._kernel_name}
-                    )
-                    kernel_id = started.get("id") if isinstance(started, dict) else None
-                    if not isinstance(kernel_id, str) or not kernel_id:
-                        raise WrennResponseValidationError(
-                            "invalid_response", "the Jupyter server started a kernel without an id"
-                        )
-                self._kernel_id = kernel_id
-                return kernel_id
-            except _NotReady as exc:
-                last = str(exc)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            await asleep(min(KERNEL_POLL_INTERVAL, remaining))
-        raise WrennTimeoutError(
-            f"the capsule's Jupyter server was not available in time ({last})",
-            request_sent=False,
-        )
+        """The kernel to use: the one found before, a running one of our kernelspec, or a new one."""
+        if self._kernel_id is None:
+            self._kernel_id = await _jupyter.find_or_start_kernel(
+                self._client, self._jupyter_endpoint(), self._kernel_name, deadline
+            )
+        return self._kernel_id
 
     async def _kernel_socket(self, deadline: float) -> AsyncWebSocket:
-        if self._socket is not None and await _still_open(self._socket):
+        if self._socket is not None and await _jupyter.still_open(self._socket):
             return self._socket
         await self._drop_socket()
         for attempt in range(2):
             kernel_id = await self._ensure_kernel(deadline)
-            path = f"/api/kernels/{path_param(kernel_id, 'kernel_id')}/channels"
             try:
-                base, headers = self._jupyter_endpoint()
-                self._socket = await self._client._api._port_ws(
-                    base,
-                    path,
-                    deadline=max(deadline, time.monotonic() + JUPYTER_MIN_CALL_TIME),
-                    headers=headers,
+                self._socket = await _jupyter.open_channels(
+                    self._client, self._jupyter_endpoint(), kernel_id, deadline
                 )
                 return self._socket
             except WrennNotFoundError:
@@ -384,31 +281,21 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         """Whether the Jupyter server says our kernel no longer exists (404)."""
         if self._kernel_id is None:
             return True
-        path = f"/api/kernels/{path_param(self._kernel_id, 'kernel_id')}"
-        try:
-            await self._jupyter("GET", path, max(deadline, time.monotonic() + INTERRUPT_GRACE))
-        except WrennNotFoundError:
-            return True
-        except (WrennError, _NotReady) as exc:
-            logger.warning("could not look up kernel %s: %s", self._kernel_id, exc)
-        return False
+        return await _jupyter.kernel_is_gone(
+            self._client, self._jupyter_endpoint(), self._kernel_id, deadline
+        )
 
     async def _interrupt(self) -> None:
         """Interrupt the running cell (SIGINT to the kernel); failures are only logged."""
-        if self._kernel_id is None:
-            return
-        path = f"/api/kernels/{path_param(self._kernel_id, 'kernel_id')}/interrupt"
-        try:
-            await self._jupyter("POST", path, time.monotonic() + INTERRUPT_GRACE)
-        except (WrennError, _NotReady) as exc:
-            logger.warning("could not interrupt kernel %s: %s", self._kernel_id, exc)
+        if self._kernel_id is not None:
+            await _jupyter.interrupt(self._client, self._jupyter_endpoint(), self._kernel_id)
 
     async def _stop_cell(self, socket: AsyncWebSocket, msg_id: str) -> None:
         """After a timeout: interrupt, then read the cell's end so the kernel is free."""
         await self._interrupt()
         drain = CellCollector(msg_id, None, None, None, None)
         try:
-            outcome = await _collect(socket, drain, time.monotonic() + INTERRUPT_GRACE)
+            outcome = await _jupyter.collect(socket, drain, time.monotonic() + INTERRUPT_GRACE)
         except WrennError:
             outcome = "disconnected"
         if outcome != "idle":
@@ -431,50 +318,6 @@ class AsyncCapsule(_capsule.AsyncCapsule):
         # The Jupyter calls use the client's pool: the kernel connection is all there
         # is to close of the capsule's own.
         await self._drop_socket()
-
-
-async def _still_open(socket: AsyncWebSocket) -> bool:
-    """Whether a kept connection still works, found without waiting.
-
-    Reads what arrived since the last cell (late output of an interrupted one, which no
-    cell wants) and notices a server that closed meanwhile (the kernel was shut down),
-    so the next cell goes to a live kernel instead of into a dead connection.
-    """
-    for _ in range(10_000):  # bounded: a busy kernel cannot keep us here
-        if socket.ended:
-            return False
-        try:
-            if await socket.receive(time.monotonic() + KERNEL_SOCKET_PEEK) is None:
-                return False
-        except DeadlineReached:
-            return True
-        except WrennStreamError:
-            return False
-    return True
-
-
-async def _collect(socket: AsyncWebSocket, cell: CellCollector, deadline: float) -> str:
-    """Feed the cell's messages to ``cell``: "idle", "timeout" or "disconnected".
-
-    Once the kernel is idle, its answer on the other channel gets ``REPLY_GRACE``
-    seconds to arrive; the cell counts as finished either way.
-    """
-    while True:
-        try:
-            raw = await socket.receive(deadline)
-        except DeadlineReached:
-            return "idle" if cell.idle else "timeout"
-        if raw is None:
-            return "disconnected"
-        try:
-            message = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            logger.debug("ignored a kernel message that is not JSON")
-            continue
-        if cell.apply(message):
-            return "idle"
-        if cell.idle:
-            deadline = min(deadline, time.monotonic() + REPLY_GRACE)
 
 
 def _kernel_name(kernel: str | None) -> str:

@@ -11,74 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._constants import DEFAULT_COMMAND_TIMEOUT
+from .. import _git_commands
 from .._exceptions import WrennCommandTimeoutError
 from .._git import (
-    ENV_CREDENTIAL_HELPER,
     PASSWORD_ENV,
     USERNAME_ENV,
-    GitAuthError,
     GitBranch,
     GitCommandError,
     GitStatus,
-    is_auth_failure,
+    command_error,
     parse_branches,
     parse_status,
     redact,
-    url_with_credentials,
 )
 from .._process import CommandResult
-from .._validate import optional_int, positive_seconds, string_map
 from .commands import AsyncCommands
-
-_SCOPES = ("local", "global", "system")
-_RESET_MODES = ("soft", "mixed", "hard", "merge", "keep")
-
-
-def _name(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{what} must be a non-empty string")
-    if value.startswith("-"):
-        raise ValueError(f"{what} may not start with '-' ({value!r})")
-    return value
-
-
-def _paths(paths: str | Sequence[str] | None) -> list[str]:
-    if paths is None:
-        return []
-    items = [paths] if isinstance(paths, str) else list(paths)
-    if not all(isinstance(p, str) and p for p in items):
-        raise TypeError("paths must be a string or a sequence of non-empty strings")
-    return items
-
-
-def _credential(value: object, what: str) -> str:
-    """A username or password: a non-empty string (an empty one is a mistake, not "none")."""
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{what} must be a non-empty string")
-    return value
-
-
-def _credentials(username: object, password: object) -> tuple[str, str] | None:
-    """Both credentials, or neither: one without the other is refused, as is an empty one."""
-    if username is None and password is None:
-        return None
-    if username is None:
-        raise ValueError("a password was given without a username")
-    if password is None:
-        raise ValueError("a username was given without a password")
-    return _credential(username, "username"), _credential(password, "password")
-
-
-def _timeout(value: float | None) -> float:
-    """``None`` means the default command timeout, as ``commands.run`` takes it."""
-    return positive_seconds(DEFAULT_COMMAND_TIMEOUT if value is None else value, "timeout")
-
-
-def _scope(scope: str) -> str:
-    if scope not in _SCOPES:
-        raise ValueError(f"scope must be one of {', '.join(_SCOPES)}, not {scope!r}")
-    return f"--{scope}"
 
 
 class AsyncGit:
@@ -89,7 +36,7 @@ class AsyncGit:
 
     async def _git(
         self,
-        argv: list[str],
+        argv: Sequence[str],
         *,
         cwd: str | None,
         envs: dict[str, str] | None,
@@ -97,25 +44,19 @@ class AsyncGit:
         username: str | None = None,
         password: str | None = None,
         check: bool = True,
-        hide: list[str] | None = None,
+        hide: Sequence[str | None] = (),
     ) -> CommandResult:
-        environment = {"GIT_TERMINAL_PROMPT": "0", **(string_map(envs, "envs") or {})}
+        environment = _git_commands.environment(envs)
         secrets: dict[str, str] | None = None
-        prefix: list[str] = []
-        credentials = _credentials(username, password)
+        options: list[str] = []
+        credentials = _git_commands.credentials(username, password)
         if credentials is not None:
-            secrets = {USERNAME_ENV: credentials[0], PASSWORD_ENV: credentials[1]}
-            prefix = [
-                "-c",
-                "credential.helper=",
-                "-c",
-                f"credential.helper={ENV_CREDENTIAL_HELPER}",
-            ]
-        hidden = [s for s in (username, password, *(hide or [])) if s]
+            options, secrets = _git_commands.credential_options(credentials)
+        hidden = [s for s in (username, password, *hide) if s]
         try:
             result = await self._commands._run_foreground(
-                ["git", *prefix, *argv],
-                _timeout(timeout),
+                ["git", *options, *argv],
+                _git_commands.timeout(timeout),
                 environment,
                 cwd,
                 secret_envs=secrets,
@@ -125,14 +66,7 @@ class AsyncGit:
             raise
         result.stdout, result.stderr = redact(result.stdout, hidden), redact(result.stderr, hidden)
         if check and result.exit_code != 0:
-            detail = (
-                result.stderr.strip().splitlines()[-1]
-                if result.stderr.strip()
-                else "no error output"
-            )
-            message = f"git {argv[0]} failed with exit code {result.exit_code}: {detail}"
-            error = GitAuthError if is_auth_failure(result.stderr) else GitCommandError
-            raise error(message, stderr=result.stderr, exit_code=result.exit_code)
+            raise command_error(argv[0], result.exit_code, result.stderr)
         return result
 
     async def clone(
@@ -150,24 +84,19 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Clone a repository. With ``dangerously_store_credentials`` the credentials are kept in the remote URL."""
-        argv = ["clone"]
-        if branch is not None:
-            argv += ["--branch", _name(branch, "branch")]
-        if depth is not None:
-            argv += ["--depth", str(optional_int(depth, "depth", minimum=1))]
-        target = _name(url, "url")
+        argv = _git_commands.clone_argv(
+            url,
+            dest,
+            branch=branch,
+            depth=depth,
+            store_credentials=dangerously_store_credentials,
+            username=username,
+            password=password,
+        )
         if dangerously_store_credentials:
-            credentials = _credentials(username, password)
-            if credentials is None:
-                raise ValueError("dangerously_store_credentials needs username and password")
-            hide = list(credentials)
-            argv += ["--", url_with_credentials(target, *credentials)]
-            if dest is not None:
-                argv.append(dest)
+            # The credentials are in the URL (git gets no helper): keep them out of errors.
+            hide = [username, password]
             return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout, hide=hide)
-        argv += ["--", target]
-        if dest is not None:
-            argv.append(dest)
         return await self._git(
             argv, cwd=cwd, envs=envs, timeout=timeout, username=username, password=password
         )
@@ -183,12 +112,8 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Create a repository."""
-        argv = ["init"]
-        if bare:
-            argv.append("--bare")
-        if initial_branch is not None:
-            argv.append(f"--initial-branch={_name(initial_branch, 'initial_branch')}")
-        return await self._git([*argv, "--", path], cwd=cwd, envs=envs, timeout=timeout)
+        argv = _git_commands.init_argv(path, bare=bare, initial_branch=initial_branch)
+        return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
 
     async def add(
         self,
@@ -200,13 +125,7 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Stage paths, or everything with ``all=True``."""
-        items = _paths(paths)
-        if all:
-            argv = ["add", "-A", "--", *items]
-        elif items:
-            argv = ["add", "--", *items]
-        else:
-            raise ValueError("give paths to add, or all=True")
+        argv = _git_commands.add_argv(paths, all=all)
         return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
 
     async def commit(
@@ -221,16 +140,9 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Commit the staged changes."""
-        if not isinstance(message, str) or not message:
-            raise ValueError("message must be a non-empty string")
-        argv = []
-        if author_name is not None:
-            argv += ["-c", f"user.name={author_name}"]
-        if author_email is not None:
-            argv += ["-c", f"user.email={author_email}"]
-        argv += ["commit", "-m", message]
-        if allow_empty:
-            argv.append("--allow-empty")
+        argv = _git_commands.commit_argv(
+            message, allow_empty=allow_empty, author_name=author_name, author_email=author_email
+        )
         return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
 
     async def push(
@@ -247,14 +159,7 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Push to a remote."""
-        argv = ["push"]
-        if force:
-            argv.append("--force")
-        if set_upstream:
-            argv.append("--set-upstream")
-        argv.append(_name(remote, "remote"))
-        if branch is not None:
-            argv.append(_name(branch, "branch"))
+        argv = _git_commands.push_argv(remote, branch, force=force, set_upstream=set_upstream)
         return await self._git(
             argv, cwd=cwd, envs=envs, timeout=timeout, username=username, password=password
         )
@@ -273,14 +178,7 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Pull from a remote."""
-        argv = ["pull"]
-        if rebase:
-            argv.append("--rebase")
-        if ff_only:
-            argv.append("--ff-only")
-        argv.append(_name(remote, "remote"))
-        if branch is not None:
-            argv.append(_name(branch, "branch"))
+        argv = _git_commands.pull_argv(remote, branch, rebase=rebase, ff_only=ff_only)
         return await self._git(
             argv, cwd=cwd, envs=envs, timeout=timeout, username=username, password=password
         )
@@ -293,9 +191,8 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> GitStatus:
         """Branch, upstream, ahead/behind and changed files (parsed from NUL-separated output)."""
-        result = await self._git(
-            ["status", "--porcelain=v1", "-z", "--branch"], cwd=cwd, envs=envs, timeout=timeout
-        )
+        argv = _git_commands.STATUS_ARGV
+        result = await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
         return parse_status(result.stdout)
 
     async def branches(
@@ -306,12 +203,8 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> list[GitBranch]:
         """Local branches, with the current one marked."""
-        result = await self._git(
-            ["for-each-ref", "--format=%(HEAD)%00%(refname:short)%00", "refs/heads"],
-            cwd=cwd,
-            envs=envs,
-            timeout=timeout,
-        )
+        argv = _git_commands.BRANCHES_ARGV
+        result = await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
         return parse_branches(result.stdout)
 
     async def create_branch(
@@ -324,9 +217,7 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Create a branch and switch to it."""
-        argv = ["checkout", "-b", _name(name, "name")]
-        if start_point is not None:
-            argv.append(_name(start_point, "start_point"))
+        argv = _git_commands.create_branch_argv(name, start_point)
         return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
 
     async def checkout_branch(
@@ -338,9 +229,8 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Switch to a branch."""
-        return await self._git(
-            ["checkout", _name(name, "name")], cwd=cwd, envs=envs, timeout=timeout
-        )
+        argv = _git_commands.checkout_branch_argv(name)
+        return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
 
     async def delete_branch(
         self,
@@ -352,12 +242,8 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Delete a branch (``force`` also when it is not merged)."""
-        return await self._git(
-            ["branch", "-D" if force else "-d", _name(name, "name")],
-            cwd=cwd,
-            envs=envs,
-            timeout=timeout,
-        )
+        argv = _git_commands.delete_branch_argv(name, force=force)
+        return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
 
     async def remote_add(
         self,
@@ -370,10 +256,7 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Add a remote (and fetch it with ``fetch=True``)."""
-        argv = ["remote", "add"]
-        if fetch:
-            argv.append("-f")
-        argv += ["--", _name(name, "name"), _name(url, "url")]
+        argv = _git_commands.remote_add_argv(name, url, fetch=fetch)
         return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
 
     async def remote_get(
@@ -385,13 +268,8 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> str | None:
         """The URL of a remote, or None if there is no such remote."""
-        result = await self._git(
-            ["remote", "get-url", "--", _name(name, "name")],
-            cwd=cwd,
-            envs=envs,
-            timeout=timeout,
-            check=False,
-        )
+        argv = _git_commands.remote_get_argv(name)
+        result = await self._git(argv, cwd=cwd, envs=envs, timeout=timeout, check=False)
         return result.stdout.strip() or None if result.exit_code == 0 else None
 
     async def reset(
@@ -405,16 +283,7 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """``git reset`` with an optional mode (soft, mixed, hard, merge, keep), ref and paths."""
-        argv = ["reset"]
-        if mode is not None:
-            if mode not in _RESET_MODES:
-                raise ValueError(f"mode must be one of {', '.join(_RESET_MODES)}, not {mode!r}")
-            argv.append(f"--{mode}")
-        if ref is not None:
-            argv.append(_name(ref, "ref"))
-        items = _paths(paths)
-        if items:
-            argv += ["--", *items]
+        argv = _git_commands.reset_argv(mode, ref, paths)
         return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
 
     async def restore(
@@ -429,17 +298,8 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Restore paths in the index (``staged``) and/or the working tree."""
-        items = _paths(paths)
-        if not items:
-            raise ValueError("give at least one path to restore")
-        argv = ["restore"]
-        if staged:
-            argv.append("--staged")
-        if worktree:
-            argv.append("--worktree")
-        if source is not None:
-            argv.append(f"--source={_name(source, 'source')}")
-        return await self._git([*argv, "--", *items], cwd=cwd, envs=envs, timeout=timeout)
+        argv = _git_commands.restore_argv(paths, staged=staged, worktree=worktree, source=source)
+        return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
 
     async def set_config(
         self,
@@ -452,11 +312,8 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> CommandResult:
         """Set a configuration value."""
-        if not isinstance(value, str):
-            raise TypeError("value must be a string")
-        return await self._git(
-            ["config", _scope(scope), _name(key, "key"), value], cwd=cwd, envs=envs, timeout=timeout
-        )
+        argv = _git_commands.set_config_argv(key, value, scope)
+        return await self._git(argv, cwd=cwd, envs=envs, timeout=timeout)
 
     async def get_config(
         self,
@@ -468,13 +325,8 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> str | None:
         """A configuration value, or None when it is not set."""
-        result = await self._git(
-            ["config", _scope(scope), "--get", _name(key, "key")],
-            cwd=cwd,
-            envs=envs,
-            timeout=timeout,
-            check=False,
-        )
+        argv = _git_commands.get_config_argv(key, scope)
+        result = await self._git(argv, cwd=cwd, envs=envs, timeout=timeout, check=False)
         if result.exit_code == 1:
             return None
         if result.exit_code != 0:
@@ -496,10 +348,7 @@ class AsyncGit:
         envs: dict[str, str] | None = None,
     ) -> None:
         """Set ``user.name`` and ``user.email`` (``ValueError`` if either is empty)."""
-        if not isinstance(name, str) or not name:
-            raise ValueError("name must be a non-empty string")
-        if not isinstance(email, str) or not email:
-            raise ValueError("email must be a non-empty string")
+        _git_commands.user_identity(name, email)
         await self.set_config("user.name", name, scope=scope, timeout=timeout, cwd=cwd, envs=envs)
         await self.set_config("user.email", email, scope=scope, timeout=timeout, cwd=cwd, envs=envs)
 
@@ -518,19 +367,15 @@ class AsyncGit:
 
         ``ValueError`` if ``username`` or ``password`` is empty.
         """
-        username = _credential(username, "username")
-        password = _credential(password, "password")
+        username = _git_commands.credential(username, "username")
+        password = _git_commands.credential(password, "password")
         await self.set_config(
             "credential.helper", "store", scope="global", timeout=timeout, cwd=cwd, envs=envs
         )
-        script = (
-            f'printf "protocol=%s\\nhost=%s\\nusername=%s\\npassword=%s\\n\\n" '
-            f'"$1" "$2" "${USERNAME_ENV}" "${PASSWORD_ENV}" | git credential approve'
-        )
         result = await self._commands._run_foreground(
-            ["sh", "-c", script, "sh", _name(protocol, "protocol"), _name(host, "host")],
-            _timeout(timeout),
-            {"GIT_TERMINAL_PROMPT": "0", **(string_map(envs, "envs") or {})},
+            _git_commands.credential_approve_argv(protocol, host),
+            _git_commands.timeout(timeout),
+            _git_commands.environment(envs),
             cwd,
             secret_envs={USERNAME_ENV: username, PASSWORD_ENV: password},
         )

@@ -7,9 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-import httpx
-import msgspec
-
 from .._code_runner import (
     DEFAULT_KERNEL,
     DEFAULT_TEMPLATE,
@@ -20,46 +17,20 @@ from .._code_runner import (
     Result,
     check_language,
     execute_request,
-    pick_kernel,
     proxy_endpoint,
     proxy_token,
 )
-from .._compat import CleanupScope, Lock, sleep
-from .._constants import (
-    INTERRUPT_GRACE,
-    JUPYTER_MAX_BODY,
-    JUPYTER_MIN_CALL_TIME,
-    KERNEL_POLL_INTERVAL,
-    KERNEL_SOCKET_PEEK,
-    REPLY_GRACE,
-)
-from .._exceptions import (
-    WrennAPIStatusError,
-    WrennConnectionError,
-    WrennError,
-    WrennNotFoundError,
-    WrennResponseValidationError,
-    WrennStreamError,
-    WrennTimeoutError,
-)
+from .._compat import CleanupScope, Lock
+from .._constants import INTERRUPT_GRACE
+from .._exceptions import WrennError, WrennNotFoundError, WrennStreamError
 from .._logs import logger
 from .._models import Capsule as CapsuleInfo
 from .._models import json_encoder
-from .._urls import path_param
 from .._validate import positive_seconds
+from . import _jupyter
 from . import capsule as _capsule
-from ._websocket import DeadlineReached, WebSocket
+from ._websocket import WebSocket
 from .client import WrennClient
-
-# The port proxy answers these while the capsule's Jupyter server is still starting.
-_NOT_READY_STATUSES = (502, 503, 504)
-# ... and these transport failures (nothing listens yet, or the server dropped us).
-_NOT_LISTENING = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
-_JUPYTER_OK = tuple(range(200, 300))
-
-
-class _NotReady(Exception):
-    """Jupyter did not answer yet (connection refused, 502-504): ask again shortly."""
 
 
 class Capsule(_capsule.Capsule):
@@ -120,7 +91,7 @@ class Capsule(_capsule.Capsule):
         super()._setup(capsule_id, client, info, owns_client)
         self._kernel_name = DEFAULT_KERNEL
         self._kernel_id: str | None = None
-        self._endpoint: tuple[str, dict[str, str]] | None = None
+        self._endpoint: _jupyter.Endpoint | None = None
         self._socket: WebSocket | None = None
         # One cell at a time: the kernel runs cells in order, and the replies of two
         # concurrent calls would interleave on the one connection.
@@ -206,7 +177,7 @@ class Capsule(_capsule.Capsule):
                     socket = self._kernel_socket(jupyter_deadline)
                     socket.send_text(payload)
                 try:
-                    outcome = _collect(socket, cell, cell_deadline)
+                    outcome = _jupyter.collect(socket, cell, cell_deadline)
                 except WrennStreamError as exc:
                     logger.warning("the kernel connection failed mid-cell: %s", exc)
                     outcome = "disconnected"
@@ -257,7 +228,7 @@ class Capsule(_capsule.Capsule):
 
     # --- kernel discovery and connection ----------------------------------------------
 
-    def _jupyter_endpoint(self) -> tuple[str, dict[str, str]]:
+    def _jupyter_endpoint(self) -> _jupyter.Endpoint:
         """Where the capsule's Jupyter server is reached, and the only headers it gets.
 
         The requests go through the client's pool but never with the team's API key or
@@ -275,97 +246,23 @@ class Capsule(_capsule.Capsule):
             )
         return self._endpoint
 
-    def _jupyter(
-        self, method: str, path: str, deadline: float, body: dict[str, Any] | None = None
-    ) -> Any:
-        """One Jupyter REST call through the port proxy, decoded.
-
-        Sent once (no retries, no draw on the client's retry budget): a server that is
-        still starting raises ``_NotReady``, and ``_ensure_kernel`` asks again until its
-        deadline. The body is bounded in size and read by ``deadline``.
-        """
-        base, headers = self._jupyter_endpoint()
-        content = None
-        if body is not None:
-            content = json_encoder.encode(body)
-            headers = {**headers, "Content-Type": "application/json"}
-        # A poll that wakes right at the deadline still gets its one answer.
-        deadline = max(deadline, time.monotonic() + JUPYTER_MIN_CALL_TIME)
-        try:
-            response = self._client._api._port_request(
-                method,
-                base,
-                path,
-                deadline=deadline,
-                headers=headers,
-                ok=_JUPYTER_OK,
-                content=content,
-                max_response_bytes=JUPYTER_MAX_BODY,
-            )
-        except WrennAPIStatusError as exc:
-            if exc.status_code in _NOT_READY_STATUSES:
-                raise _NotReady(f"HTTP {exc.status_code}") from None
-            raise
-        except WrennConnectionError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, _NOT_LISTENING):
-                raise _NotReady(f"{type(cause).__name__}: {cause}") from None
-            raise
-        if not response.content:
-            return None
-        try:
-            return msgspec.json.decode(response.content)
-        except msgspec.DecodeError:
-            raise WrennResponseValidationError(
-                "invalid_response", f"{method} {path}: the Jupyter server answered non-JSON"
-            ) from None
-
     def _ensure_kernel(self, deadline: float) -> str:
-        """The kernel to use: a running one with our kernelspec name, or a new one."""
-        if self._kernel_id is not None:
-            return self._kernel_id
-        last = "no answer yet"
-        for _ in range(100_000):  # bounded by count as well as by the deadline
-            try:
-                kernel_id = pick_kernel(
-                    self._jupyter("GET", "/api/kernels", deadline), self._kernel_name
-                )
-                if kernel_id is None:
-                    started = self._jupyter(
-                        "POST", "/api/kernels", deadline, {"name": self._kernel_name}
-                    )
-                    kernel_id = started.get("id") if isinstance(started, dict) else None
-                    if not isinstance(kernel_id, str) or not kernel_id:
-                        raise WrennResponseValidationError(
-                            "invalid_response", "the Jupyter server started a kernel without an id"
-                        )
-                self._kernel_id = kernel_id
-                return kernel_id
-            except _NotReady as exc:
-                last = str(exc)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            sleep(min(KERNEL_POLL_INTERVAL, remaining))
-        raise WrennTimeoutError(
-            f"the capsule's Jupyter server was not available in time ({last})",
-            request_sent=False,
-        )
+        """The kernel to use: the one found before, a running one of our kernelspec, or a new one."""
+        if self._kernel_id is None:
+            self._kernel_id = _jupyter.find_or_start_kernel(
+                self._client, self._jupyter_endpoint(), self._kernel_name, deadline
+            )
+        return self._kernel_id
 
     def _kernel_socket(self, deadline: float) -> WebSocket:
-        if self._socket is not None and _still_open(self._socket):
+        if self._socket is not None and _jupyter.still_open(self._socket):
             return self._socket
         self._drop_socket()
         for attempt in range(2):
             kernel_id = self._ensure_kernel(deadline)
-            path = f"/api/kernels/{path_param(kernel_id, 'kernel_id')}/channels"
             try:
-                base, headers = self._jupyter_endpoint()
-                self._socket = self._client._api._port_ws(
-                    base,
-                    path,
-                    deadline=max(deadline, time.monotonic() + JUPYTER_MIN_CALL_TIME),
-                    headers=headers,
+                self._socket = _jupyter.open_channels(
+                    self._client, self._jupyter_endpoint(), kernel_id, deadline
                 )
                 return self._socket
             except WrennNotFoundError:
@@ -379,31 +276,21 @@ class Capsule(_capsule.Capsule):
         """Whether the Jupyter server says our kernel no longer exists (404)."""
         if self._kernel_id is None:
             return True
-        path = f"/api/kernels/{path_param(self._kernel_id, 'kernel_id')}"
-        try:
-            self._jupyter("GET", path, max(deadline, time.monotonic() + INTERRUPT_GRACE))
-        except WrennNotFoundError:
-            return True
-        except (WrennError, _NotReady) as exc:
-            logger.warning("could not look up kernel %s: %s", self._kernel_id, exc)
-        return False
+        return _jupyter.kernel_is_gone(
+            self._client, self._jupyter_endpoint(), self._kernel_id, deadline
+        )
 
     def _interrupt(self) -> None:
         """Interrupt the running cell (SIGINT to the kernel); failures are only logged."""
-        if self._kernel_id is None:
-            return
-        path = f"/api/kernels/{path_param(self._kernel_id, 'kernel_id')}/interrupt"
-        try:
-            self._jupyter("POST", path, time.monotonic() + INTERRUPT_GRACE)
-        except (WrennError, _NotReady) as exc:
-            logger.warning("could not interrupt kernel %s: %s", self._kernel_id, exc)
+        if self._kernel_id is not None:
+            _jupyter.interrupt(self._client, self._jupyter_endpoint(), self._kernel_id)
 
     def _stop_cell(self, socket: WebSocket, msg_id: str) -> None:
         """After a timeout: interrupt, then read the cell's end so the kernel is free."""
         self._interrupt()
         drain = CellCollector(msg_id, None, None, None, None)
         try:
-            outcome = _collect(socket, drain, time.monotonic() + INTERRUPT_GRACE)
+            outcome = _jupyter.collect(socket, drain, time.monotonic() + INTERRUPT_GRACE)
         except WrennError:
             outcome = "disconnected"
         if outcome != "idle":
@@ -426,50 +313,6 @@ class Capsule(_capsule.Capsule):
         # The Jupyter calls use the client's pool: the kernel connection is all there
         # is to close of the capsule's own.
         self._drop_socket()
-
-
-def _still_open(socket: WebSocket) -> bool:
-    """Whether a kept connection still works, found without waiting.
-
-    Reads what arrived since the last cell (late output of an interrupted one, which no
-    cell wants) and notices a server that closed meanwhile (the kernel was shut down),
-    so the next cell goes to a live kernel instead of into a dead connection.
-    """
-    for _ in range(10_000):  # bounded: a busy kernel cannot keep us here
-        if socket.ended:
-            return False
-        try:
-            if socket.receive(time.monotonic() + KERNEL_SOCKET_PEEK) is None:
-                return False
-        except DeadlineReached:
-            return True
-        except WrennStreamError:
-            return False
-    return True
-
-
-def _collect(socket: WebSocket, cell: CellCollector, deadline: float) -> str:
-    """Feed the cell's messages to ``cell``: "idle", "timeout" or "disconnected".
-
-    Once the kernel is idle, its answer on the other channel gets ``REPLY_GRACE``
-    seconds to arrive; the cell counts as finished either way.
-    """
-    while True:
-        try:
-            raw = socket.receive(deadline)
-        except DeadlineReached:
-            return "idle" if cell.idle else "timeout"
-        if raw is None:
-            return "disconnected"
-        try:
-            message = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            logger.debug("ignored a kernel message that is not JSON")
-            continue
-        if cell.apply(message):
-            return "idle"
-        if cell.idle:
-            deadline = min(deadline, time.monotonic() + REPLY_GRACE)
 
 
 def _kernel_name(kernel: str | None) -> str:
