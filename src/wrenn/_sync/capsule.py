@@ -14,8 +14,8 @@ from .._constants import (
 )
 from .._dual import dual_method
 from .._exceptions import WrennCapsuleStateError
-from .._models import Capsule as CapsuleInfo
-from .._models import Status, Template
+from .._models_control import Capsule as CapsuleInfo
+from .._models_control import Status, Template
 from .._urls import proxy_url
 from .._validate import optional_int, positive_seconds, string_list, string_map
 from .client import WrennClient

@@ -37,7 +37,8 @@ from .._labels import (
 )
 from .._lifecycle import CREATE, DESTROY, KNOWN, PAUSE, RESUME, SETTLE, Transition
 from .._logs import logger
-from .._models import (
+from .._models_base import json_encoder
+from .._models_control import (
     Capsule,
     CapsuleMetrics,
     CapsuleStats,
@@ -45,7 +46,6 @@ from .._models import (
     UsageResponse,
     capsule_decoder,
     capsule_list_decoder,
-    json_encoder,
     metrics_decoder,
     stats_decoder,
     usage_decoder,

@@ -43,8 +43,8 @@ from .._exceptions import (
     WrennTimeoutError,
 )
 from .._logs import logger
-from .._models import Capsule as CapsuleInfo
-from .._models import json_encoder
+from .._models_base import json_encoder
+from .._models_control import Capsule as CapsuleInfo
 from .._urls import path_param
 from .._validate import positive_seconds
 from . import capsule as _capsule
