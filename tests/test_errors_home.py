@@ -23,7 +23,7 @@ NOT_SCANNED = {"local", "_sync"}
 # Classes whose name ends like an error's but which are no exceptions.
 NOT_EXCEPTIONS = {
     ("_code_runner.py", "ExecutionError"): "a cell's error record (the official SDK's name)",
-    ("_models.py", "Error"): "the API's error body, a model",
+    ("_models_base.py", "Error"): "the API's error body, a model",
 }
 ERROR_NAME = re.compile(r"\w*(Error|Warning|Exception)")
 

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from ._git import FileStatus as FileStatus
     from ._git import GitBranch as GitBranch
     from ._git import GitStatus as GitStatus
-    from ._models import FileEntry as FileEntry
+    from ._models_data import FileEntry as FileEntry
     from ._process import CommandResult as CommandResult
     from ._process import ProcessInfo as ProcessInfo
     from ._process import StreamErrorEvent as StreamErrorEvent
@@ -128,7 +128,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "PtyEvent",
         "PtyEventType",
     ),
-    "wrenn._models": ("FileEntry",),
+    "wrenn._models_data": ("FileEntry",),
     "wrenn._reconnect": ("EventStreamGap",),
     # Every exception and warning: the list is the one in _exceptions (cheap to load).
     "wrenn._exceptions": tuple(_exception_names),

@@ -13,7 +13,7 @@ import random
 import secrets
 from dataclasses import dataclass
 
-from ._models import Status
+from ._models_control import Status
 
 
 class Verdict(enum.Enum):

@@ -8,7 +8,7 @@ import dataclasses
 
 import msgspec
 
-from ._models import _OpenEnum
+from ._models_base import _OpenEnum
 
 __all__ = ["PtyEvent", "PtyEventType", "parse_pty_message"]
 

@@ -8,8 +8,8 @@ from ._async.commands import AsyncCommands
 from ._async.files import AsyncFiles
 from ._async.git import AsyncGit
 from ._async.pty import AsyncPtySession
-from ._models import Capsule as CapsuleModel
-from ._models import Status, Template
+from ._models_control import Capsule as CapsuleModel
+from ._models_control import Status, Template
 
 __all__ = [
     "AsyncCapsule",

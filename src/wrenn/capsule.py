@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._models import Capsule as CapsuleModel
-from ._models import Status, Template
+from ._models_control import Capsule as CapsuleModel
+from ._models_control import Status, Template
 from ._sync.capsule import Capsule
 from ._sync.client import WrennClient
 from ._sync.commands import Commands

@@ -13,8 +13,8 @@ from ._constants import (
     ENV_BASE_URL,
     ENV_PROXY_DOMAIN,
 )
-from ._models import Capsule as CapsuleModel
-from ._models import CapsuleMetrics, CapsuleStats, SSEEvent, Template, UsageResponse
+from ._models_control import Capsule as CapsuleModel
+from ._models_control import CapsuleMetrics, CapsuleStats, SSEEvent, Template, UsageResponse
 from ._sync.capsules import Capsules
 from ._sync.client import WrennClient
 from ._sync.events import Events, EventStream

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._async.files import AsyncDownloadStream, AsyncFiles
-from ._models import FileEntry, ListDirResponse, MakeDirResponse
+from ._models_data import FileEntry, ListDirResponse, MakeDirResponse
 from ._sync.files import DownloadStream, Files
 
 __all__ = [

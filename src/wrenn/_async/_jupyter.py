@@ -35,7 +35,7 @@ from .._exceptions import (
     WrennTimeoutError,
 )
 from .._logs import logger
-from .._models import json_encoder
+from .._models_base import json_encoder
 from .._urls import path_param
 from ._websocket import AsyncWebSocket, DeadlineReached
 from .client import AsyncWrennClient

@@ -13,11 +13,11 @@ from .._constants import (
     SNAPSHOT_TRANSITION_TIMEOUT,
 )
 from .._dual import dual_method
-from .._exceptions import WrennCapsuleStateError
-from .._models import Capsule as CapsuleInfo
-from .._models import Status, Template
+from .._models_control import Capsule as CapsuleInfo
+from .._models_control import Status, Template
 from .._urls import proxy_url
 from .._validate import optional_int, positive_seconds, string_list, string_map
+from ._capsule_start import attach, boot, client_for
 from .client import AsyncWrennClient
 from .commands import AsyncCommands
 from .files import AsyncFiles
@@ -67,8 +67,8 @@ class AsyncCapsule:
                 )
             else:
                 # The blocking twin creates right here, as the official Capsule(...) does.
-                given, owned = _client_for(client, api_key, base_url)
-                _info = self._boot(given, owned, template, vcpus, memory_mb, timeout, wait)
+                given, owned = client_for(client, api_key, base_url)
+                _info = boot(given, owned, template, vcpus, memory_mb, timeout, wait)
                 self._setup(_info.id, given, _info, owns_client=owned)
                 return
         # The private form (as in the official SDK) hands over a client the capsule owns.
@@ -88,32 +88,6 @@ class AsyncCapsule:
         self.commands = AsyncCommands(client, capsule_id)
         self.files = AsyncFiles(client, capsule_id)
         self.git = AsyncGit(self.commands)
-
-    async def _boot(
-        self,
-        client: AsyncWrennClient,
-        owns_client: bool,
-        template: str | None,
-        vcpus: int | None,
-        memory_mb: int | None,
-        timeout: int | None,
-        wait: bool,
-    ) -> CapsuleInfo:
-        """Create the capsule; on any failure close the client if the capsule built it
-        (``create`` itself destroys a capsule whose wait failed)."""
-        try:
-            return await client.capsules.create(
-                template=template,
-                vcpus=vcpus,
-                memory_mb=memory_mb,
-                timeout_sec=optional_int(timeout, "timeout"),
-                wait=wait,
-                wait_timeout=DEFAULT_TRANSITION_TIMEOUT,
-            )
-        except BaseException:
-            if owns_client:
-                await client.aclose()
-            raise
 
     @classmethod
     async def create(
@@ -139,9 +113,9 @@ class AsyncCapsule:
         of building one; the caller keeps owning it, and ``api_key``/``base_url`` must
         then be left out (they are the client's).
         """
-        given, owned = _client_for(client, api_key, base_url)
+        given, owned = client_for(client, api_key, base_url)
         capsule = cls.__new__(cls)
-        info = await capsule._boot(given, owned, template, vcpus, memory_mb, timeout, wait)
+        info = await boot(given, owned, template, vcpus, memory_mb, timeout, wait)
         capsule._setup(info.id, given, info, owns_client=owned)
         return capsule
 
@@ -160,9 +134,9 @@ class AsyncCapsule:
         then the capsule is resumed; a snapshot finishes). One that is stopped, stopping
         or failed raises ``WrennCapsuleStateError``. ``client=`` is as for ``create``.
         """
-        given, owned = _client_for(client, api_key, base_url)
+        given, owned = client_for(client, api_key, base_url)
         try:
-            info = await _attach(given, capsule_id)
+            info = await attach(given, capsule_id)
         except BaseException:
             if owned:
                 await given.aclose()
@@ -408,48 +382,6 @@ class AsyncCapsule:
                 await _destroy_quietly(self._client, self._capsule_id)
         finally:
             await self._close_own_client()
-
-
-def _client_for(
-    client: AsyncWrennClient | None, api_key: str | None, base_url: str | None
-) -> tuple[AsyncWrennClient, bool]:
-    """The client a capsule talks through, and whether the capsule owns it (built it)."""
-    if client is None:
-        return AsyncWrennClient(api_key=api_key, base_url=base_url), True
-    if api_key is not None or base_url is not None:
-        raise ValueError(
-            "pass either client= or api_key=/base_url=, not both: "
-            "a capsule given a client uses that client's key and URL"
-        )
-    if not isinstance(client, AsyncWrennClient):
-        raise TypeError(
-            f"client must be a wrenn client (AsyncWrennClient), not {type(client).__name__}"
-        )
-    return client, False
-
-
-async def _attach(client: AsyncWrennClient, capsule_id: str) -> CapsuleInfo:
-    """Bring an existing capsule to ``running``, finishing whatever transition it is in."""
-    capsules = client.capsules
-    info = await capsules.get(capsule_id)
-    status = info.status
-    if status is Status.pausing:
-        info = await capsules.wait(capsule_id, status=("paused", "hibernated"))
-    elif status is Status.snapshotting:
-        info = await capsules.wait(capsule_id, status=("running", "paused", "hibernated"))
-    status = info.status
-    if status in (Status.paused, Status.hibernated):
-        return await capsules.resume(capsule_id)
-    if status in (Status.stopped, Status.error, Status.missing, Status.stopping):
-        raise WrennCapsuleStateError(
-            "unexpected_state",
-            f"capsule {capsule_id} is {status.value} and cannot be connected to",
-            capsule_id=capsule_id,
-            status=status.value,
-        )
-    if status is not Status.running:
-        info = await capsules.wait(capsule_id, status="running", timeout=CAPSULE_READY_TIMEOUT)
-    return info
 
 
 async def _destroy_quietly(client: AsyncWrennClient, capsule_id: str) -> None:

@@ -6,7 +6,7 @@ import builtins
 import datetime as _dt
 from collections.abc import Iterable
 
-from .._compat import AsyncCleanupScope, asleep
+from .._compat import AsyncCleanupScope
 from .._constants import (
     ABANDON_TIMEOUT,
     CREATE_READ_TIMEOUT,
@@ -16,27 +16,16 @@ from .._constants import (
     WAIT_POLL_INTERVAL,
 )
 from .._exceptions import (
-    WrennAPIStatusError,
-    WrennCapsuleStateError,
     WrennConflictError,
-    WrennConnectionError,
     WrennError,
     WrennNotFoundError,
     WrennTimeoutError,
 )
-from .._labels import (
-    CREATE_TOKEN,
-    NAME,
-    OWNER,
-    in_namespace,
-    label_value,
-    new_token,
-    owner_id,
-    stamp,
-)
+from .._labels import label_value, new_token, stamp
 from .._lifecycle import CREATE, DESTROY, KNOWN, PAUSE, RESUME, SETTLE, Transition
 from .._logs import logger
-from .._models import (
+from .._models_base import json_encoder
+from .._models_control import (
     Capsule,
     CapsuleMetrics,
     CapsuleStats,
@@ -44,7 +33,6 @@ from .._models import (
     UsageResponse,
     capsule_decoder,
     capsule_list_decoder,
-    json_encoder,
     metrics_decoder,
     stats_decoder,
     usage_decoder,
@@ -52,22 +40,12 @@ from .._models import (
 from .._responses import decode
 from .._urls import build_path, path_param
 from .._validate import optional_date, optional_int, optional_str, positive_seconds, string_map
+from ._ownership import bring_up, discard_created, may_have_created, named, reapable
 from ._resource import AsyncAPIResource
 from .lease import AsyncLease
 
 _JSON = {"Content-Type": "application/json"}
 _FAILED = frozenset({"error", "stopped", "missing"})
-# Statuses of a capsule that is over (or on its way out): neither reaped nor reused.
-_GONE = frozenset({"stopped", "stopping", "error", "missing"})
-
-
-def _may_have_created(exc: BaseException) -> bool:
-    """Whether a create that raised may still have made a capsule on the server."""
-    if isinstance(exc, WrennConnectionError):
-        return exc.request_sent
-    if isinstance(exc, WrennAPIStatusError):
-        return exc.status_code is not None and exc.status_code >= 500
-    return not isinstance(exc, (WrennError, ValueError, TypeError))  # cancelled, interrupted
 
 
 class AsyncCapsules(AsyncAPIResource):
@@ -137,8 +115,8 @@ class AsyncCapsules(AsyncAPIResource):
                 read_timeout=CREATE_READ_TIMEOUT,
             )
         except BaseException as exc:
-            if _may_have_created(exc):
-                await self._discard_created(token)
+            if may_have_created(exc):
+                await discard_created(self, token)
             raise
         capsule = decode(capsule_decoder, response)
         if not wait:
@@ -174,10 +152,10 @@ class AsyncCapsules(AsyncAPIResource):
         label_value(name, "name")
         async with self._client._name_lock(namespace, name):
             for _ in range(3):  # a capsule that fails while being brought up is replaced
-                found = await self._named(name, namespace)
+                found = await named(self, name, namespace)
                 if found is None:
                     break
-                ready = await self._bring_up(found, wait_timeout)
+                ready = await bring_up(self, found, wait_timeout)
                 if ready is not None:
                     return ready
             return await self.create(
@@ -213,72 +191,11 @@ class AsyncCapsules(AsyncAPIResource):
             older_than = older_than.total_seconds()
         if older_than is not None:
             older_than = positive_seconds(older_than, "older_than")
-        cutoff = (
-            None
-            if older_than is None
-            else _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(seconds=older_than)
-        )
-        me = owner_id()
-        doomed = []
-        for capsule in await self.list():
-            metadata = capsule.metadata
-            if not in_namespace(metadata, namespace):
-                continue
-            assert metadata is not None
-            if not include_own and metadata.get(OWNER) == me:
-                continue
-            if capsule.status is not None and capsule.status.value in _GONE:
-                continue
-            if cutoff is not None and (capsule.created_at is None or capsule.created_at > cutoff):
-                continue
-            doomed.append(capsule)
+        doomed = reapable(await self.list(), namespace, older_than, include_own)
         if not dry_run:
             for capsule in doomed:
                 await self._discard(capsule.id)
         return doomed
-
-    async def _named(self, name: str, namespace: str | None) -> Capsule | None:
-        """The oldest live capsule labelled ``name`` in ``namespace``, if any."""
-        matches = [
-            c
-            for c in await self.list()
-            if in_namespace(c.metadata, namespace)
-            and c.metadata is not None
-            and c.metadata.get(NAME) == name
-            and (c.status is None or c.status.value not in _GONE)
-        ]
-        if not matches:
-            return None
-        epoch = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
-        matches.sort(key=lambda c: c.created_at or epoch)
-        if len(matches) > 1:
-            logger.warning(
-                "%d capsules are named %r (created concurrently elsewhere?): using %s; "
-                "the others are %s",
-                len(matches),
-                name,
-                matches[0].id,
-                ", ".join(c.id for c in matches[1:]),
-            )
-        return matches[0]
-
-    async def _bring_up(self, capsule: Capsule, wait_timeout: float) -> Capsule | None:
-        """The capsule running (resumed, or its transition waited for); None if it failed."""
-        try:
-            status = capsule.status.value if capsule.status is not None else None
-            if status not in ("running", "paused", "hibernated"):
-                settled = await self._settle(capsule.id, SETTLE, capsule, wait_timeout)
-                if settled is None:
-                    return None
-                capsule = settled
-                status = capsule.status.value if capsule.status is not None else None
-            if status == "running":
-                return capsule
-            if status in ("paused", "hibernated"):
-                return await self.resume(capsule.id, wait_timeout=wait_timeout)
-        except (WrennCapsuleStateError, WrennNotFoundError, WrennConflictError) as exc:
-            logger.info("capsule %s could not be brought up (%s); looking again", capsule.id, exc)
-        return None
 
     async def list(self) -> builtins.list[Capsule]:
         """List the team's capsules, newest first (stopped and failed ones are not listed)."""
@@ -372,29 +289,6 @@ class AsyncCapsules(AsyncAPIResource):
                 logger.info("capsule %s is still stopping after %g s", id, ABANDON_TIMEOUT)
             except WrennError as exc:
                 logger.warning("could not destroy capsule %s: %s", id, exc)
-
-    async def _discard_created(self, token: str) -> None:
-        """Find and destroy the capsule of a create whose answer never arrived."""
-        # Two looks, half a second apart (the create may still be on its way in), each
-        # a single attempt: this is cleanup inside a failure, it must not linger.
-        lister = self._client.with_options(max_retries=0).capsules
-        with AsyncCleanupScope(ABANDON_TIMEOUT):
-            try:
-                for attempt in range(2):
-                    if attempt:
-                        await asleep(0.5)
-                    mine = [
-                        c
-                        for c in await lister.list()
-                        if c.metadata is not None and c.metadata.get(CREATE_TOKEN) == token
-                    ]
-                    for capsule in mine:
-                        logger.info("destroying capsule %s of an unfinished create", capsule.id)
-                        await self._discard(capsule.id)
-                    if mine:
-                        return
-            except WrennError as exc:
-                logger.warning("could not look for the capsule of a failed create: %s", exc)
 
     def lease(self, id: str, *, every: float | None = None) -> AsyncLease:
         """Keep the capsule from auto-pausing while a block runs (see ``AsyncLease``)::

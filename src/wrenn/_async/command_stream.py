@@ -14,7 +14,7 @@ from .._exceptions import (
     WrennStreamError,
     WrennStreamInterruptedError,
 )
-from .._models import json_encoder
+from .._models_base import json_encoder
 from .._process import (
     CommandResult,
     OutputBuffer,

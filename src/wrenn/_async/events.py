@@ -30,7 +30,7 @@ from .._exceptions import (
     WrennStreamInterruptedError,
     WrennStreamTimeoutError,
 )
-from .._models import SSEEvent, sse_event_decoder
+from .._models_control import SSEEvent, sse_event_decoder
 from .._reconnect import (
     Backoff,
     EventStreamGap,
@@ -44,7 +44,7 @@ from ._resource import AsyncAPIResource
 from ._stream import AsyncResponseStream
 
 if TYPE_CHECKING:
-    from .._models import Capsule
+    from .._models_control import Capsule
 
 _SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
 _CONNECTED = "connected"

@@ -20,12 +20,12 @@ from .._exceptions import (
     WrennStreamInterruptedError,
     WrennStreamTimeoutError,
 )
-from .._models import (
+from .._models_base import json_encoder
+from .._models_data import (
     FileEntry,
     ListDirRequest,
     ReadFileRequest,
     RemoveRequest,
-    json_encoder,
     list_dir_decoder,
     make_dir_decoder,
 )

@@ -14,12 +14,12 @@ from .._constants import (
 )
 from .._exceptions import WrennCapsuleStateError
 from .._lifecycle import SNAPSHOT, PollDelays, new_snapshot_name
-from .._models import (
+from .._models_base import json_encoder
+from .._models_control import (
     Capsule,
     CreateSnapshotRequest,
     Template,
     capsule_decoder,
-    json_encoder,
     template_decoder,
     template_list_decoder,
 )

@@ -30,7 +30,7 @@ from .._exceptions import (
 )
 from .._lifecycle import PollDelays, Transition, Verdict
 from .._logs import logger
-from .._models import Capsule, SSEEvent
+from .._models_control import Capsule, SSEEvent
 from .._reconnect import EventStreamGap
 
 if TYPE_CHECKING:

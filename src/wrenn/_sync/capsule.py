@@ -13,11 +13,11 @@ from .._constants import (
     SNAPSHOT_TRANSITION_TIMEOUT,
 )
 from .._dual import dual_method
-from .._exceptions import WrennCapsuleStateError
-from .._models import Capsule as CapsuleInfo
-from .._models import Status, Template
+from .._models_control import Capsule as CapsuleInfo
+from .._models_control import Status, Template
 from .._urls import proxy_url
 from .._validate import optional_int, positive_seconds, string_list, string_map
+from ._capsule_start import attach, boot, client_for
 from .client import WrennClient
 from .commands import Commands
 from .files import Files
@@ -62,8 +62,8 @@ class Capsule:
     ) -> None:
         if _capsule_id is None or _client is None:
             # The blocking twin creates right here, as the official Capsule(...) does.
-            given, owned = _client_for(client, api_key, base_url)
-            _info = self._boot(given, owned, template, vcpus, memory_mb, timeout, wait)
+            given, owned = client_for(client, api_key, base_url)
+            _info = boot(given, owned, template, vcpus, memory_mb, timeout, wait)
             self._setup(_info.id, given, _info, owns_client=owned)
             return
         # The private form (as in the official SDK) hands over a client the capsule owns.
@@ -83,32 +83,6 @@ class Capsule:
         self.commands = Commands(client, capsule_id)
         self.files = Files(client, capsule_id)
         self.git = Git(self.commands)
-
-    def _boot(
-        self,
-        client: WrennClient,
-        owns_client: bool,
-        template: str | None,
-        vcpus: int | None,
-        memory_mb: int | None,
-        timeout: int | None,
-        wait: bool,
-    ) -> CapsuleInfo:
-        """Create the capsule; on any failure close the client if the capsule built it
-        (``create`` itself destroys a capsule whose wait failed)."""
-        try:
-            return client.capsules.create(
-                template=template,
-                vcpus=vcpus,
-                memory_mb=memory_mb,
-                timeout_sec=optional_int(timeout, "timeout"),
-                wait=wait,
-                wait_timeout=DEFAULT_TRANSITION_TIMEOUT,
-            )
-        except BaseException:
-            if owns_client:
-                client.close()
-            raise
 
     @classmethod
     def create(
@@ -134,9 +108,9 @@ class Capsule:
         of building one; the caller keeps owning it, and ``api_key``/``base_url`` must
         then be left out (they are the client's).
         """
-        given, owned = _client_for(client, api_key, base_url)
+        given, owned = client_for(client, api_key, base_url)
         capsule = cls.__new__(cls)
-        info = capsule._boot(given, owned, template, vcpus, memory_mb, timeout, wait)
+        info = boot(given, owned, template, vcpus, memory_mb, timeout, wait)
         capsule._setup(info.id, given, info, owns_client=owned)
         return capsule
 
@@ -155,9 +129,9 @@ class Capsule:
         then the capsule is resumed; a snapshot finishes). One that is stopped, stopping
         or failed raises ``WrennCapsuleStateError``. ``client=`` is as for ``create``.
         """
-        given, owned = _client_for(client, api_key, base_url)
+        given, owned = client_for(client, api_key, base_url)
         try:
-            info = _attach(given, capsule_id)
+            info = attach(given, capsule_id)
         except BaseException:
             if owned:
                 given.close()
@@ -399,46 +373,6 @@ class Capsule:
                 _destroy_quietly(self._client, self._capsule_id)
         finally:
             self._close_own_client()
-
-
-def _client_for(
-    client: WrennClient | None, api_key: str | None, base_url: str | None
-) -> tuple[WrennClient, bool]:
-    """The client a capsule talks through, and whether the capsule owns it (built it)."""
-    if client is None:
-        return WrennClient(api_key=api_key, base_url=base_url), True
-    if api_key is not None or base_url is not None:
-        raise ValueError(
-            "pass either client= or api_key=/base_url=, not both: "
-            "a capsule given a client uses that client's key and URL"
-        )
-    if not isinstance(client, WrennClient):
-        raise TypeError(f"client must be a wrenn client (WrennClient), not {type(client).__name__}")
-    return client, False
-
-
-def _attach(client: WrennClient, capsule_id: str) -> CapsuleInfo:
-    """Bring an existing capsule to ``running``, finishing whatever transition it is in."""
-    capsules = client.capsules
-    info = capsules.get(capsule_id)
-    status = info.status
-    if status is Status.pausing:
-        info = capsules.wait(capsule_id, status=("paused", "hibernated"))
-    elif status is Status.snapshotting:
-        info = capsules.wait(capsule_id, status=("running", "paused", "hibernated"))
-    status = info.status
-    if status in (Status.paused, Status.hibernated):
-        return capsules.resume(capsule_id)
-    if status in (Status.stopped, Status.error, Status.missing, Status.stopping):
-        raise WrennCapsuleStateError(
-            "unexpected_state",
-            f"capsule {capsule_id} is {status.value} and cannot be connected to",
-            capsule_id=capsule_id,
-            status=status.value,
-        )
-    if status is not Status.running:
-        info = capsules.wait(capsule_id, status="running", timeout=CAPSULE_READY_TIMEOUT)
-    return info
 
 
 def _destroy_quietly(client: WrennClient, capsule_id: str) -> None:

@@ -24,8 +24,8 @@ from .._compat import CleanupScope, Lock
 from .._constants import INTERRUPT_GRACE
 from .._exceptions import WrennError, WrennNotFoundError, WrennStreamError
 from .._logs import logger
-from .._models import Capsule as CapsuleInfo
-from .._models import json_encoder
+from .._models_base import json_encoder
+from .._models_control import Capsule as CapsuleInfo
 from .._validate import positive_seconds
 from . import _jupyter
 from . import capsule as _capsule

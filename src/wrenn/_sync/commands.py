@@ -34,7 +34,8 @@ from .._exceptions import (
     WrennNotFoundError,
     WrennStreamInterruptedError,
 )
-from .._models import BackgroundExecResponse, ExecRequest, json_encoder, process_list_decoder
+from .._models_base import json_encoder
+from .._models_data import BackgroundExecResponse, ExecRequest, process_list_decoder
 from .._process import (
     CommandResult,
     OutputBuffer,

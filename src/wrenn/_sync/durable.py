@@ -33,7 +33,7 @@ from .._exceptions import (
     WrennNotFoundError,
     WrennStreamError,
 )
-from .._models import FileEntry
+from .._models_data import FileEntry
 from .._process import (
     CommandResult,
     OutputBuffer,

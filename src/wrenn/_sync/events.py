@@ -31,7 +31,7 @@ from .._exceptions import (
     WrennStreamInterruptedError,
     WrennStreamTimeoutError,
 )
-from .._models import SSEEvent, sse_event_decoder
+from .._models_control import SSEEvent, sse_event_decoder
 from .._reconnect import (
     Backoff,
     EventStreamGap,
@@ -45,7 +45,7 @@ from ._resource import APIResource
 from ._stream import ResponseStream
 
 if TYPE_CHECKING:
-    from .._models import Capsule
+    from .._models_control import Capsule
 
 _SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
 _CONNECTED = "connected"

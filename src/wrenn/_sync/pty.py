@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import WrennStreamError, WrennStreamInterruptedError
-from .._models import json_encoder
+from .._models_base import json_encoder
 from .._pty import PtyEvent, PtyEventType, parse_pty_message
 from .._urls import build_path
 from ._websocket import WebSocket

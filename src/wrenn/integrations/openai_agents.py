@@ -82,7 +82,7 @@ from .._exceptions import (
     WrennError,
     WrennNotFoundError,
 )
-from .._models import Status
+from .._models_control import Status
 
 __all__ = [
     "WrennSandboxClient",
