@@ -12,7 +12,7 @@ import pytest
 
 from wrenn import AsyncWrennClient, WrennClient
 from wrenn._config import RETRY_COUNT_HEADER, USER_AGENT
-from wrenn._netbackend import _ReadableCacheStream
+from wrenn._netbackend.sockets import _ReadableCacheStream
 from wrenn._urls import _SAFE, path_param
 from wrenn.local import LocalServer
 

@@ -1,6 +1,6 @@
 """Every httpx/httpcore internal the SDK relies on exists in the installed versions.
 
-``wrenn._netbackend`` is the only module that reaches past their public API, and it
+``wrenn._netbackend`` is the only package that reaches past their public API, and it
 lists what it uses. If an upgrade moves one of those names this test fails, instead of
 the SDK silently losing a guard (``heal_pool`` and ``pool_size`` read internals
 defensively, so they would otherwise just stop working).
@@ -108,7 +108,7 @@ def test_the_scan_sees_imports_attributes_and_names(tmp_path: Path) -> None:
 def test_no_other_module_touches_httpx_or_httpcore_internals() -> None:
     offenders = {}
     for path in sorted(SRC.rglob("*.py")):
-        if path.name == "_netbackend.py":
+        if path.is_relative_to(SRC / "_netbackend"):
             continue
         uses = _private_uses(path)
         if uses:

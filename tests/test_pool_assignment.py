@@ -1,4 +1,4 @@
-"""The linear request-to-connection assignment of the SDK's pools (``wrenn._netbackend``).
+"""The linear request-to-connection assignment of the SDK's pools (``wrenn._netbackend.assignment``).
 
 It replaces httpcore 1.0.x's ``_assign_requests_to_connections`` on the HTTP/1.1 pools
 the SDK builds. These tests drive it with stand-in connections and httpcore's own pool
@@ -15,7 +15,8 @@ import httpcore
 import httpx
 import pytest
 
-from wrenn import AsyncWrennClient, WrennClient, _netbackend
+from wrenn import AsyncWrennClient, WrennClient
+from wrenn._netbackend import assignment as _netbackend
 
 HERE = httpcore.Origin(b"http", b"127.0.0.1", 8000)
 ELSEWHERE = httpcore.Origin(b"http", b"127.0.0.2", 8000)

@@ -301,7 +301,7 @@ class CleanupScope:
 # --- the wall-clock bound of one HTTP attempt ----------------------------------------
 
 # The monotonic time by which the current thread's HTTP attempt must end, or None.
-# Read by the blocking client's network streams (``_netbackend``), which shorten every
+# Read by the blocking client's network streams (``_netbackend.sockets``), which shorten every
 # socket wait to fit it: threads cannot be cancelled, so the bound is enforced where
 # they block.
 ATTEMPT_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
