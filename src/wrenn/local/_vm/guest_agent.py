@@ -1,0 +1,186 @@
+"""The guest agent: PID 1 of a wrenn microVM, copied into the image at build time.
+
+It runs under the guest's own ``python3`` (Debian's, standard library only) and is
+never imported by the host.  The initramfs ``switch_root``s into the root disk and
+execs this file as PID 1.  PID 1 mounts the basics, forks the agent proper and
+then only reaps (orphans of background commands are re-parented to it); a
+separate process keeps ``subprocess``'s own ``waitpid`` calls free of races with
+that reaper.
+
+Protocol: JSON lines over the virtio-serial port ``wrenn.agent``.  Each request
+is ``{"id": N, "op": ..., ...}``; each answer ``{"id": N, "ok": true, ...}`` or
+``{"id": N, "ok": false, "error": "..."}``.  Requests run in threads, so a long
+exec does not block a ping.  Ops: ``ping``, ``exec`` (argv, env, cwd, timeout;
+output base64), ``set_clock`` (``unix_ns``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+PORT_NAME = "wrenn.agent"
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "USER": "root",
+    "LOGNAME": "root",
+    "LANG": "C.UTF-8",
+}
+MOUNTS = (
+    ("proc", "/proc", "proc", "nosuid,nodev,noexec"),
+    ("sysfs", "/sys", "sysfs", "nosuid,nodev,noexec"),
+    ("devpts", "/dev/pts", "devpts", "gid=5,mode=620,ptmxmode=666"),
+    ("tmpfs", "/dev/shm", "tmpfs", "nosuid,nodev"),
+    ("tmpfs", "/run", "tmpfs", "nosuid,nodev,mode=755"),
+    ("tmpfs", "/tmp", "tmpfs", "nosuid,nodev,mode=1777"),
+)
+
+
+def _mount_basics() -> None:
+    for source, target, fstype, options in MOUNTS:
+        os.makedirs(target, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", fstype, "-o", options, source, target],
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    subprocess.run(["hostname", "wrenn"], check=False, stdin=subprocess.DEVNULL)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=False, stderr=subprocess.DEVNULL)
+
+
+def _find_port(timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/sys/class/virtio-ports").glob("vport*"):
+            try:
+                name = (entry / "name").read_text().strip()
+            except OSError:
+                continue
+            if name == PORT_NAME and Path("/dev", entry.name).exists():
+                return str(Path("/dev", entry.name))
+        time.sleep(0.05)
+    raise RuntimeError(f"virtio-serial port {PORT_NAME} not found")
+
+
+class Agent:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._write_lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        with self._write_lock:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+
+    def serve(self) -> None:
+        pending = b""
+        while True:
+            chunk = os.read(self._fd, 1 << 16)
+            if not chunk:
+                # No host on the other end (before it connects, or between two QEMU
+                # processes around a restore): the port reads EOF until one shows up.
+                time.sleep(0.05)
+                continue
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    threading.Thread(target=self._handle, args=(line,), daemon=True).start()
+
+    def _handle(self, line: bytes) -> None:
+        request_id: Any = None
+        try:
+            request = json.loads(line)
+            request_id = request.get("id")
+            answer = self._dispatch(request)
+            self.send({"id": request_id, "ok": True, **answer})
+        except Exception as exc:  # every failure is answered, never fatal to the agent
+            self.send({"id": request_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+    def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "ping":
+            return {"pid": os.getpid(), "time_ns": time.time_ns()}
+        if op == "set_clock":
+            time.clock_settime_ns(time.CLOCK_REALTIME, int(request["unix_ns"]))
+            return {}
+        if op == "exec":
+            return _run(request)
+        raise ValueError(f"unknown op {op!r}")
+
+
+def _run(request: dict[str, Any]) -> dict[str, Any]:
+    argv = [str(arg) for arg in request["argv"]]
+    env = dict(BASE_ENV)
+    env.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
+    timeout = float(request.get("timeout") or 30.0)
+    proc = subprocess.Popen(
+        argv,
+        cwd=request.get("cwd") or "/root",
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+    return {
+        "exit_code": proc.returncode,
+        "timed_out": timed_out,
+        "stdout": base64.b64encode(out).decode(),
+        "stderr": base64.b64encode(err).decode(),
+    }
+
+
+def _serve_forever() -> None:
+    fd = os.open(_find_port(), os.O_RDWR)
+    Agent(fd).serve()
+
+
+def _init() -> None:
+    """PID 1: mount, start the agent, reap every child; restart the agent if it dies."""
+    _mount_basics()
+    agent_pid = 0
+    while True:
+        if agent_pid == 0:
+            agent_pid = os.fork()
+            if agent_pid == 0:
+                try:
+                    _serve_forever()
+                finally:
+                    os._exit(1)
+        try:
+            pid, _status = os.wait()
+        except ChildProcessError:
+            time.sleep(0.5)
+            continue
+        if pid == agent_pid:
+            time.sleep(0.2)
+            agent_pid = 0
+
+
+if __name__ == "__main__":
+    if os.getpid() == 1:
+        _init()
+    else:
+        _serve_forever()
