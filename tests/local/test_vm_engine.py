@@ -85,9 +85,7 @@ def test_memory_and_vcpus_are_the_vms_own(vm: MicroVm) -> None:
     assert vm.exec(["nproc"]).stdout == b"1\n"
 
 
-def test_snapshot_restores_running_processes_into_a_new_qemu(
-    image: Image, tmp_path: Path
-) -> None:
+def test_snapshot_restores_running_processes_into_a_new_qemu(image: Image, tmp_path: Path) -> None:
     source = MicroVm.boot(image, tmp_path / "source", VmSpec(vcpus=1, memory_mb=256))
     try:
         counter = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.1; done"

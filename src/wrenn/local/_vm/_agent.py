@@ -49,7 +49,9 @@ class AgentChannel:
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
                 if time.monotonic() >= deadline:
-                    raise AgentError(f"agent socket {path} did not appear within {timeout} s") from None
+                    raise AgentError(
+                        f"agent socket {path} did not appear within {timeout} s"
+                    ) from None
                 time.sleep(0.01)
 
     def handshake(self, timeout: float, interval: float = 0.2) -> dict[str, Any]:
@@ -78,7 +80,9 @@ class AgentChannel:
                 try:
                     answer = self._read_message(deadline)
                 except TimeoutError:
-                    raise AgentError(f"agent {message.get('op')}: no answer within {timeout} s") from None
+                    raise AgentError(
+                        f"agent {message.get('op')}: no answer within {timeout} s"
+                    ) from None
                 if answer.get("id") != request_id:
                     continue  # a stale answer (a late pong, or a request that timed out)
                 if not answer.get("ok"):

@@ -63,7 +63,18 @@ class MicroVm:
         """Cold-boot a VM whose disk is a fresh overlay on the image's root disk."""
         paths = _prepare(directory)
         _run_host(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image.rootfs), str(paths.disk)]
+            [
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "raw",
+                "-b",
+                str(image.rootfs),
+                str(paths.disk),
+            ]
         )
         vm = cls._spawn(image, paths, spec, incoming=False)
         deadline = time.monotonic() + timeout

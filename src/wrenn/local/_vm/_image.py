@@ -134,7 +134,9 @@ def _build_into(work: Path, kernel: _kernel.HostKernel, suite: str) -> None:
     log.info("vm image: initramfs with busybox and %d modules", len(modules))
     (work / "initramfs.cpio").write_bytes(_initramfs.build_initramfs(BUSYBOX, modules))
     tree = work / "tree"
-    log.info("vm image: mmdebstrap %s minbase + %s (about 20-60 s)", suite, ",".join(GUEST_PACKAGES))
+    log.info(
+        "vm image: mmdebstrap %s minbase + %s (about 20-60 s)", suite, ",".join(GUEST_PACKAGES)
+    )
     argv = [
         "mmdebstrap",
         "--quiet",

@@ -35,7 +35,9 @@ class HostKernel:
     modules_dir: Path  # /lib/modules/<release>
 
 
-def find_kernel(boot_dir: Path = Path("/boot"), modules_root: Path = Path("/lib/modules")) -> HostKernel:
+def find_kernel(
+    boot_dir: Path = Path("/boot"), modules_root: Path = Path("/lib/modules")
+) -> HostKernel:
     """The newest installed kernel that has both a vmlinuz and its modules."""
     candidates: list[HostKernel] = []
     for vmlinuz in boot_dir.glob("vmlinuz-*"):

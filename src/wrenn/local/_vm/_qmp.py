@@ -51,7 +51,9 @@ class QmpClient:
             raise
         return client
 
-    def execute(self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float = 10.0) -> Any:
+    def execute(
+        self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float = 10.0
+    ) -> Any:
         message: dict[str, Any] = {"execute": command}
         if arguments:
             message["arguments"] = arguments
