@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from wrenn.local._vm import Image, MicroVm, VmSpec, build_image
+from wrenn.local._vm import AgentError, Image, MicroVm, VmSpec, build_image
 
 _TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mke2fs")
 _MISSING = [tool for tool in _TOOLS if shutil.which(tool) is None]
@@ -66,6 +66,14 @@ def test_boot_and_exec_with_env_and_cwd(vm: MicroVm) -> None:
 def test_exit_code_and_stderr(vm: MicroVm) -> None:
     result = vm.exec(["sh", "-c", "echo oops >&2; exit 3"])
     assert (result.exit_code, result.stdout, result.stderr) == (3, b"", b"oops\n")
+
+
+def test_a_missing_program_or_cwd_is_an_agent_error(vm: MicroVm) -> None:
+    with pytest.raises(AgentError, match="FileNotFoundError"):
+        vm.exec(["/no/such/program"])
+    with pytest.raises(AgentError, match="FileNotFoundError"):
+        vm.exec(["true"], cwd="/no/such/dir")
+    assert vm.exec(["true"]).exit_code == 0  # the agent carries on
 
 
 def test_exec_timeout_kills_the_command(vm: MicroVm) -> None:
