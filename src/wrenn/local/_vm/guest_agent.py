@@ -83,11 +83,14 @@ class Agent:
                 written = os.write(self._fd, view)
                 view = view[written:]
 
-    def serve(self) -> None:
+    def serve(self, *, return_on_eof: bool = False) -> None:
+        """Answer requests for ever (``return_on_eof``: until EOF, for host-side tests)."""
         pending = b""
         while True:
             chunk = os.read(self._fd, 1 << 16)
             if not chunk:
+                if return_on_eof:
+                    return
                 # No host on the other end (before it connects, or between two QEMU
                 # processes around a restore): the port reads EOF until one shows up.
                 time.sleep(0.05)
