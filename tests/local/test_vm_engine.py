@@ -130,3 +130,12 @@ def _wait_count(vm: MicroVm, above: int, timeout: float = 30.0) -> int:
             return int(text)
         time.sleep(0.2)
     raise AssertionError(f"the counter did not pass {above} within {timeout} s")
+
+
+def test_build_image_command_prints_the_cached_image(
+    image: Image, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wrenn.local._vm.__main__ import main
+
+    assert main(["build-image", "--cache-dir", str(image.directory.parent)]) == 0
+    assert capsys.readouterr().out.strip() == str(image.directory)
