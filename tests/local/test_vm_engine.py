@@ -102,6 +102,8 @@ def test_snapshot_restores_running_processes_into_a_new_qemu(image: Image, tmp_p
         before = _wait_count(source, above=3)
         snapshot = source.snapshot(tmp_path / "snap")
         assert source.status() == "postmigrate"
+        source.resume()  # the source may carry on after its snapshot
+        assert source.exec(["cat", "/proc/uptime"]).exit_code == 0
     finally:
         source.destroy()
     assert _gone(source.pid)
@@ -117,9 +119,19 @@ def test_snapshot_restores_running_processes_into_a_new_qemu(image: Image, tmp_p
         assert after > before
         guest_now = float(restored.exec(["date", "+%s.%N"]).stdout)
         assert abs(guest_now - time.time()) < 2.0
+        restored.exec(["sh", "-c", "echo changed > /root/marker; sync"])
     finally:
         restored.destroy()
     assert _gone(restored.pid)
+
+    # A restore works on copies: the snapshot restores again as it was taken.
+    again = MicroVm.restore(image, snapshot, tmp_path / "again")
+    try:
+        check = again.exec(["sh", "-c", f"test -d /proc/{counter_pid} && ls /root"])
+        assert (check.exit_code, check.stdout) == (0, b"")
+    finally:
+        again.destroy()
+    assert _gone(again.pid)
 
 
 def _wait_count(vm: MicroVm, above: int, timeout: float = 30.0) -> int:
