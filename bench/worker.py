@@ -122,7 +122,7 @@ def _ms(samples: list[float], cpu: list[float] | None = None) -> dict[str, Any]:
 def _decoder(library: str) -> Any:
     """bytes -> list of models, exactly as each client turns a list body into models."""
     if library == "ours":
-        from wrenn._models_control import capsule_list_decoder
+        from wrenn._models import capsule_list_decoder  # also where older trees keep it
         from wrenn._responses import RawResponse, decode
 
         headers = {"content-type": "application/json"}

@@ -125,6 +125,19 @@ def test_import_is_lazy() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_client_classes_load_no_transport_or_websocket_code() -> None:
+    """httpcore (a pool's code) and wsproto (WebSockets) load when first used: together
+    they were ~25 ms of importing the clients (bench/, cold import)."""
+    code = (
+        "import sys, wrenn; wrenn.AsyncWrennClient, wrenn.WrennClient; "
+        "print(sorted(m for m in ('httpcore', 'wsproto', 'h11') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def test_deprecated_names_in_all_resolve_with_a_warning_each_time() -> None:
     import wrenn
 

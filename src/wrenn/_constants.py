@@ -14,8 +14,8 @@ Plain numbers only, no imports: the pure modules that read them (output budgets,
 reconnect policy) stay free of httpx; ``_config`` builds the ``httpx.Timeout`` and
 ``httpx.Limits`` from them.
 
-The code runner (``_code_runner.py``, ``_async/code_runner.py``) and the embedded server
-(``wrenn.local``, which has its own) keep theirs for now.
+The code runner's are here too (its section below); only the embedded server
+(``wrenn.local``) keeps its own, beside the code that uses them.
 """
 
 from __future__ import annotations

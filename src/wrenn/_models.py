@@ -72,6 +72,8 @@ from ._models_data import list_dir_decoder as list_dir_decoder
 from ._models_data import make_dir_decoder as make_dir_decoder
 from ._models_data import process_list_decoder as process_list_decoder
 
+# Spelled out, not summed from the three modules' lists: mypy follows `wrenn.models`'
+# star import only through a literal list (a summed one hid every model from it).
 __all__ = [
     "Actor",
     "ActorType",

@@ -53,9 +53,11 @@ class AsyncSlotStream(httpx.AsyncByteStream):
         self._slots: AsyncSemaphore | None = slots
 
     def __aiter__(self) -> AsyncIterator[bytes]:
+        """The body's chunks, straight from the wrapped stream."""
         return self._stream.__aiter__()
 
     async def aclose(self) -> None:
+        """Close the wrapped stream, then give the slot back (once)."""
         try:
             await self._stream.aclose()
         finally:

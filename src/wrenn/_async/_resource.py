@@ -18,9 +18,9 @@ import httpx
 
 from .._config import NOT_GIVEN, ClientOptions, updated_options
 from .._responses import RawResponse
-from ._websocket import AsyncWebSocket, aconnect_websocket
 
 if TYPE_CHECKING:
+    from ._websocket import AsyncWebSocket
     from .client import AsyncWrennClient
 
 
@@ -138,6 +138,10 @@ class AsyncAPIResource:
         timeout: float | httpx.Timeout | None = NOT_GIVEN,
     ) -> AsyncWebSocket:
         """Upgrade ``GET path`` to a WebSocket, with the same retries and errors as any GET."""
+        # Loaded on first use: with it come httpcore and wsproto, which would otherwise
+        # add ~25 ms to importing the client classes (bench/, cold import).
+        from ._websocket import aconnect_websocket
+
         return await aconnect_websocket(
             self._client._requester, self._call_options(timeout, None), path, params=params
         )
@@ -191,6 +195,8 @@ class AsyncAPIResource:
         self, base_url: str, path: str, *, deadline: float, headers: Mapping[str, str]
     ) -> AsyncWebSocket:
         """A WebSocket to a capsule's port, opened by ``deadline``, as ``_port_request``."""
+        from ._websocket import aconnect_websocket  # on first use, as in _ws
+
         return await aconnect_websocket(
             self._client._requester,
             self._port_options(base_url, None),

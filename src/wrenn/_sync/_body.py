@@ -54,9 +54,11 @@ class SlotStream(httpx.SyncByteStream):
         self._slots: Semaphore | None = slots
 
     def __iter__(self) -> Iterator[bytes]:
+        """The body's chunks, straight from the wrapped stream."""
         return self._stream.__iter__()
 
     def close(self) -> None:
+        """Close the wrapped stream, then give the slot back (once)."""
         try:
             self._stream.close()
         finally:

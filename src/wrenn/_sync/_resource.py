@@ -19,9 +19,9 @@ import httpx
 
 from .._config import NOT_GIVEN, ClientOptions, updated_options
 from .._responses import RawResponse
-from ._websocket import WebSocket, connect_websocket
 
 if TYPE_CHECKING:
+    from ._websocket import WebSocket
     from .client import WrennClient
 
 
@@ -139,6 +139,10 @@ class APIResource:
         timeout: float | httpx.Timeout | None = NOT_GIVEN,
     ) -> WebSocket:
         """Upgrade ``GET path`` to a WebSocket, with the same retries and errors as any GET."""
+        # Loaded on first use: with it come httpcore and wsproto, which would otherwise
+        # add ~25 ms to importing the client classes (bench/, cold import).
+        from ._websocket import connect_websocket
+
         return connect_websocket(
             self._client._requester, self._call_options(timeout, None), path, params=params
         )
@@ -192,6 +196,8 @@ class APIResource:
         self, base_url: str, path: str, *, deadline: float, headers: Mapping[str, str]
     ) -> WebSocket:
         """A WebSocket to a capsule's port, opened by ``deadline``, as ``_port_request``."""
+        from ._websocket import connect_websocket  # on first use, as in _ws
+
         return connect_websocket(
             self._client._requester,
             self._port_options(base_url, None),
