@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from wrenn.local._vm import AgentError, Image, MicroVm, VmSpec, build_image
+from wrenn.local._vm._agent import MAX_EXEC_OUTPUT
 
 _TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mke2fs")
 _MISSING = [tool for tool in _TOOLS if shutil.which(tool) is None]
@@ -91,6 +92,16 @@ def test_memory_and_vcpus_are_the_vms_own(vm: MicroVm) -> None:
     # host's own memory (24 GiB on the test machine) is far above it.
     assert 0.6 * 256 * 1024 < total_kib <= 256 * 1024
     assert vm.exec(["nproc"]).stdout == b"1\n"
+
+
+def test_output_past_the_cap_comes_back_truncated(vm: MicroVm) -> None:
+    script = f"head -c {3 * MAX_EXEC_OUTPUT} /dev/zero; head -c {MAX_EXEC_OUTPUT + 1} /dev/zero >&2"
+    result = vm.exec(["sh", "-c", script], timeout=60.0)
+    assert (result.exit_code, result.truncated) == (0, True)
+    assert result.stdout == result.stderr == bytes(MAX_EXEC_OUTPUT)
+    after = vm.exec(["echo", "still here"])  # the agent and the channel carry on
+    assert (after.stdout, after.truncated) == (b"still here\n", False)
+    assert vm.ping()["ok"]
 
 
 def test_snapshot_restores_running_processes_into_a_new_qemu(image: Image, tmp_path: Path) -> None:

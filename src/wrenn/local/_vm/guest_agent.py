@@ -10,8 +10,9 @@ that reaper.
 Protocol: JSON lines over the virtio-serial port ``wrenn.agent``.  Each request
 is ``{"id": N, "op": ..., ...}``; each answer ``{"id": N, "ok": true, ...}`` or
 ``{"id": N, "ok": false, "error": "..."}``.  Requests run in threads, so a long
-exec does not block a ping.  Ops: ``ping``, ``exec`` (argv, env, cwd, timeout;
-output base64), ``set_clock`` (``unix_ns``).
+exec does not block a ping.  Ops: ``ping``, ``exec`` (argv, env, cwd, timeout,
+max_output; output base64, cut at the cap with ``truncated``), ``set_clock``
+(``unix_ns``).
 """
 
 from __future__ import annotations
@@ -19,14 +20,19 @@ from __future__ import annotations
 import base64
 import json
 import os
+import selectors
 import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 PORT_NAME = "wrenn.agent"
+# The host's cap (``_agent.py``), kept here too: this file runs alone in the guest.
+# The host asks for them in each request and enforces them again on the answers.
+MAX_OUTPUT_BYTES = 1024 * 1024  # of stdout, and of stderr, of one exec
+KILL_GRACE = 2.0  # seconds the pipes are still read after a timeout's kill
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": "/root",
@@ -128,6 +134,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
     env = dict(BASE_ENV)
     env.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
     timeout = float(request.get("timeout") or 30.0)
+    limit = min(int(request.get("max_output") or MAX_OUTPUT_BYTES), MAX_OUTPUT_BYTES)
     proc = subprocess.Popen(
         argv,
         cwd=request.get("cwd") or "/root",
@@ -137,22 +144,63 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    timed_out = False
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, err = proc.communicate()
+    assert proc.stdout is not None and proc.stderr is not None
+    outputs, truncated, timed_out = _collect(proc, [proc.stdout, proc.stderr], timeout, limit)
     return {
         "exit_code": proc.returncode,
         "timed_out": timed_out,
-        "stdout": base64.b64encode(out).decode(),
-        "stderr": base64.b64encode(err).decode(),
+        "truncated": truncated,
+        "stdout": base64.b64encode(outputs[0]).decode(),
+        "stderr": base64.b64encode(outputs[1]).decode(),
     }
+
+
+def _collect(
+    proc: subprocess.Popen[bytes], pipes: list[IO[bytes]], timeout: float, limit: int
+) -> tuple[list[bytes], bool, bool]:
+    """Read the pipes to EOF keeping ``limit`` bytes of each (the rest is read and
+    dropped, so the command never blocks on a full pipe); kill the process group
+    at ``timeout``.  (outputs, truncated, timed_out)."""
+    kept = [bytearray() for _ in pipes]
+    truncated = timed_out = False
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        for index, pipe in enumerate(pipes):
+            selector.register(pipe, selectors.EVENT_READ, index)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if timed_out:
+                    break  # a process that left the group holds a pipe: stop reading
+                timed_out = True
+                _kill_group(proc.pid)
+                deadline = time.monotonic() + KILL_GRACE
+                continue
+            for key, _ in selector.select(remaining):
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                buffer = kept[key.data]
+                room = limit - len(buffer)
+                if len(chunk) > room:
+                    truncated = True
+                buffer += chunk[: max(room, 0)]
+    try:
+        proc.wait(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.wait()
+    for pipe in pipes:
+        pipe.close()
+    return [bytes(buffer) for buffer in kept], truncated, timed_out
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _serve_forever() -> None:
