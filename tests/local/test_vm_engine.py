@@ -9,6 +9,7 @@ destroyed before its restore starts).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -102,6 +103,29 @@ def test_output_past_the_cap_comes_back_truncated(vm: MicroVm) -> None:
     after = vm.exec(["echo", "still here"])  # the agent and the channel carry on
     assert (after.stdout, after.truncated) == (b"still here\n", False)
     assert vm.ping()["ok"]
+
+
+def test_files_round_trip_in_the_guest(vm: MicroVm) -> None:
+    files = vm.files
+    files.mkdir("/root/data/sub", parents=True)
+    payload = os.urandom(5 * 1024 * 1024)
+    assert files.write_bytes("/root/data/big.bin", payload) == len(payload)
+    assert files.read_bytes("/root/data/big.bin") == payload
+    digest = vm.exec(["sha256sum", "/root/data/big.bin"]).stdout.split()[0]
+    assert digest.decode() == hashlib.sha256(payload).hexdigest()  # the guest's own disk
+    files.write_bytes("/root/data/note.txt", b"hello guest\n", mode=0o600)
+    assert [(e.name, e.type) for e in files.list_dir("/root/data")] == [
+        ("big.bin", "file"),
+        ("note.txt", "file"),
+        ("sub", "dir"),
+    ]
+    note = files.stat("/root/data/note.txt")
+    assert (note.type, note.size, note.mode) == ("file", 12, 0o600)
+    files.remove("/root/data/note.txt")
+    with pytest.raises(AgentError, match="FileNotFoundError"):
+        files.stat("/root/data/note.txt")
+    files.remove("/root/data", recursive=True)
+    assert vm.exec(["ls", "/root"]).stdout == b""
 
 
 def test_snapshot_restores_running_processes_into_a_new_qemu(image: Image, tmp_path: Path) -> None:

@@ -28,11 +28,14 @@ from __future__ import annotations
 
 from ._agent import AgentError, ExecResult
 from ._engine import MicroVm, VmError, VmSpec
+from ._guest_files import GuestEntry, GuestFiles
 from ._image import Image, ImageError, build_image, default_cache_dir
 
 __all__ = [
     "AgentError",
     "ExecResult",
+    "GuestEntry",
+    "GuestFiles",
     "Image",
     "ImageError",
     "MicroVm",

@@ -22,6 +22,7 @@ from typing import Any
 
 from ._agent import AgentChannel, ExecResult
 from ._argv import VmPaths, qemu_argv, qemu_binary
+from ._guest_files import GuestFiles
 from ._image import Image
 from ._qmp import QmpClient, QmpError
 
@@ -172,6 +173,11 @@ class MicroVm:
         timeout: float = 30.0,
     ) -> ExecResult:
         return self.agent.exec(argv, env=env, cwd=cwd, timeout=timeout)
+
+    @property
+    def files(self) -> GuestFiles:
+        """The guest's own filesystem, through the agent (paths are the guest's)."""
+        return GuestFiles(self.agent)
 
     def ping(self, timeout: float = 5.0) -> dict[str, Any]:
         return self.agent.request({"op": "ping"}, timeout)
