@@ -179,17 +179,20 @@ def test_a_guest_that_stops_reading_cannot_block_a_send(
     assert channel.broken  # part of a line may be out: the stream is out of step
 
 
-def test_a_request_waits_for_the_lock_only_until_its_deadline(
+def test_a_request_without_answer_does_not_hold_up_the_others(
     hostile: Callable[..., AgentChannel],
 ) -> None:
-    channel = hostile(lambda request, _: None)
+    # The channel is multiplexed: a request waits on its own answer, not on a lock.
+    def answer_all_but_the_first(request: Request, _: socket.socket) -> bytes | None:
+        return None if request["id"] == 1 else _answer(request, pid=7)
+
+    channel = hostile(answer_all_but_the_first)
     holder = threading.Thread(target=_swallow, args=(channel.request, {"op": "ping"}, 3.0))
     holder.start()
     time.sleep(0.2)
     started = time.monotonic()
-    with pytest.raises(AgentError, match="held the channel"):
-        channel.request({"op": "ping"}, timeout=0.5)
-    assert time.monotonic() - started < 2.0
+    assert channel.request({"op": "ping"}, timeout=2.0)["pid"] == 7
+    assert time.monotonic() - started < 1.0
     holder.join(timeout=10.0)
 
 
@@ -240,3 +243,41 @@ def test_the_handshake_skips_junk_and_still_finds_its_pong(
 ) -> None:
     channel = hostile(lambda request, _: line + _answer(request, pid=1, time_ns=0))
     assert channel.handshake(timeout=5.0)["pid"] == 1
+
+
+def test_a_broken_channel_fails_every_waiter_at_once(
+    hostile: Callable[..., AgentChannel],
+) -> None:
+    seen = threading.Semaphore(0)
+    guests: list[socket.socket] = []
+
+    def never_answer(request: Request, guest: socket.socket) -> None:
+        guests.append(guest)
+        seen.release()
+
+    channel = hostile(never_answer)
+    errors: list[str] = []
+    waiters = [
+        threading.Thread(target=_record, args=(errors, channel.request, {"op": "ping"}, 60.0))
+        for _ in range(3)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    for _ in waiters:
+        assert seen.acquire(timeout=5.0)
+    started = time.monotonic()
+    guests[0].shutdown(socket.SHUT_RDWR)  # QEMU went away
+    for waiter in waiters:
+        waiter.join(timeout=5.0)
+    assert time.monotonic() - started < 2.0
+    assert errors == ["agent connection closed by QEMU"] * 3
+    assert channel.broken
+    with pytest.raises(AgentError, match="broken"):
+        channel.request({"op": "ping"}, timeout=5.0)
+
+
+def _record(errors: list[str], call: Callable[..., object], *args: object) -> None:
+    try:
+        call(*args)
+    except AgentError as exc:
+        errors.append(str(exc))

@@ -1,17 +1,25 @@
 """The host end of the guest agent's virtio-serial port (a unix socket QEMU serves).
 
+The port is one byte stream carrying JSON lines, multiplexed: the host may have
+many requests (``{"id": N, "op": ...}``) and notifications (no id, no answer) in
+flight, and the guest sends answers (``{"id": N, "ok": ...}``) in any order plus
+unsolicited events (``{"event": ..., "proc": P, ...}``: process output and
+exit, see ``_guest_processes``).  One reader thread per channel reads the
+frames and dispatches them: an answer wakes the request waiting on its id (each
+waits with its own deadline), an event goes to the channel's event sink.  Frames
+are sent whole under a send lock.  A broken channel (EOF, a frame over the cap, a
+send cut short, a frame that cannot be routed) fails every waiter at once.
+
 QEMU drops whatever is written to the port before the guest agent has opened it
-(MICROVM-NOTES), so ``handshake()`` repeats a ping until one is answered; only
-then are real requests sent.  Answers are matched by id: a late pong from an
-earlier ping, or the answer to a request that timed out, is skipped.  One
-request at a time (a lock), every wait bounded.
+(MICROVM-NOTES), so ``handshake()`` repeats a ping until one is answered.  Until
+then, lines that cannot be routed are skipped (the tail of a line the agent was
+writing when a snapshot was taken can come first after a restore); afterwards
+they break the channel.  An answer to a request that timed out is skipped.
 
 The guest runs untrusted code, so everything read from it is hostile input: one
-line (frame) is capped, every wait has a total deadline (a guest dripping one
-byte at a time cannot stretch it), and answers are checked for shape before use,
-so a bad answer is an ``AgentError``, never a ``TypeError`` or ``KeyError`` in
-the server.  A frame over the cap, or a send that cannot finish, leaves the byte
-stream out of step, so the channel is then broken for good.
+frame is capped, every wait has a total deadline (a guest dripping one byte at a
+time cannot stretch it), and answers are checked for shape before use, so a bad
+answer is an ``AgentError``, never a ``TypeError`` or ``KeyError`` in the server.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 # One line from the agent, newline excluded.  It must hold an exec answer at the
 # output cap (two base64 streams, 4/3 each) or a file chunk, plus the JSON around.
@@ -33,12 +43,22 @@ MAX_FRAME_BYTES = 4 * 1024 * 1024
 # the guest agent cuts them itself, and the host cuts again whatever it is sent.
 MAX_EXEC_OUTPUT = 1024 * 1024
 _RECV_BYTES = 1 << 16
+# How often the reader looks up from a silent socket to see whether it was closed.
+_READER_POLL_SECONDS = 0.5
 # An exit code is 0..255, or minus the signal that killed the command.
-_EXIT_CODE_RANGE = range(-255, 256)
+EXIT_CODE_RANGE = range(-255, 256)
 
 
 class AgentError(RuntimeError):
     pass
+
+
+class EventSink(Protocol):
+    """Where the reader thread hands events; neither call may block."""
+
+    def event(self, frame: dict[str, Any]) -> None: ...
+
+    def broken(self, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -76,14 +96,32 @@ def _output(answer: dict[str, Any], name: str) -> tuple[bytes, bool]:
     return decode_base64(field(answer, name, str, "exec"), MAX_EXEC_OUTPUT, "exec")
 
 
+class _Waiter:
+    """One request in flight: woken by its answer or by the channel breaking."""
+
+    def __init__(self, on_answer: Callable[[dict[str, Any]], None] | None) -> None:
+        self.done = threading.Event()
+        self.answer: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.on_answer = on_answer
+
+
 class AgentChannel:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, *, synced: bool = True) -> None:
         self._sock = sock
+        # Timeout mode, so the reader looks up now and then; sends poll on their own.
+        sock.settimeout(_READER_POLL_SECONDS)
         self._buffer = bytearray()
         self._scanned = 0  # bytes of the buffer already known to hold no newline
         self._next_id = 1
-        self._lock = threading.Lock()
+        self._state = threading.Lock()  # ids, waiters, broken
+        self._send_lock = threading.Lock()
+        self._waiters: dict[int, _Waiter] = {}
         self._broken: str | None = None
+        self._synced = synced  # False: skip lines that cannot be routed (before a pong)
+        self._sink: EventSink | None = None
+        self._reader = threading.Thread(target=self._read_loop, name="wrenn-agent", daemon=True)
+        self._reader.start()
 
     @classmethod
     def connect(cls, path: Path, timeout: float) -> AgentChannel:
@@ -92,7 +130,7 @@ class AgentChannel:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.connect(str(path))
-                return cls(sock)
+                return cls(sock, synced=False)
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
                 if time.monotonic() >= deadline:
@@ -106,52 +144,87 @@ class AgentChannel:
         """Why the channel can no longer be used, or None."""
         return self._broken
 
-    def handshake(self, timeout: float, interval: float = 0.2) -> dict[str, Any]:
-        """Ping until the agent answers; the answer (its pid and clock).
+    def set_event_sink(self, sink: EventSink) -> None:
+        self._sink = sink
 
-        Lines that are not JSON are skipped here: the tail of a line the agent was
-        writing when a snapshot was taken can come first after a restore.
-        """
+    # -- requests ---------------------------------------------------------------
+
+    def handshake(self, timeout: float, interval: float = 0.2) -> dict[str, Any]:
+        """Ping every ``interval`` until the agent answers any of the pings; the answer
+        (its pid and clock).  A slow guest's late pong to an earlier ping counts."""
         deadline = time.monotonic() + timeout
-        with self._locked(deadline, "ping"):
-            sent: set[int] = set()
+        self._synced = False
+        ponged = threading.Event()
+        pongs: list[dict[str, Any]] = []
+
+        def pong(answer: dict[str, Any]) -> None:
+            pongs.append(answer)
+            ponged.set()
+
+        sent: list[int] = []
+        try:
             while time.monotonic() < deadline:
-                sent.add(self._send({"op": "ping"}, deadline))
-                wait_until = min(deadline, time.monotonic() + interval)
-                try:
-                    while True:
-                        answer = self._read_message(wait_until, "ping", skip_invalid=True)
-                        if answer is None or answer.get("ok") is not True:
-                            continue
-                        answer_id = answer.get("id")
-                        if isinstance(answer_id, int) and answer_id in sent:
-                            return answer
-                except TimeoutError:
-                    continue
+                sent.append(self._submit({"op": "ping"}, deadline, _Waiter(pong)))
+                if ponged.wait(max(0.0, min(interval, deadline - time.monotonic()))):
+                    self._synced = True
+                    return pongs[0]
+        finally:
+            self._forget(sent)
         raise AgentError(f"the guest agent did not answer a ping within {timeout} s")
 
-    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def request(
+        self,
+        message: dict[str, Any],
+        timeout: float,
+        on_answer: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Send one request and wait for its answer until ``timeout``.
+
+        ``on_answer`` runs in the reader thread before any later frame is read
+        (so a started process is known before its first event); it must not block.
+        """
         op = str(message.get("op"))
         deadline = time.monotonic() + timeout
-        with self._locked(deadline, op):
-            request_id = self._send(message, deadline)
-            while True:
-                try:
-                    answer = self._read_message(deadline, op)
-                except TimeoutError:
-                    raise AgentError(f"agent {op}: no answer within {timeout} s") from None
-                assert answer is not None
-                answer_id = answer.get("id")
-                if not isinstance(answer_id, int) or isinstance(answer_id, bool):
-                    raise AgentError(f"agent {op}: bad answer, 'id' is not an int")
-                if not 0 < answer_id <= request_id:
-                    raise AgentError(f"agent {op}: answer to id {str(answer_id)[:40]}, never sent")
-                if answer_id != request_id:
-                    continue  # a stale answer (a late pong, or a request that timed out)
-                if answer.get("ok") is not True:
-                    error = answer.get("error")
-                    raise AgentError(f"agent {op}: {str(error)[:1000]}")
-                return answer
+        waiter = _Waiter(on_answer)
+        request_id = self._submit(message, deadline, waiter)
+        try:
+            if not waiter.done.wait(max(0.0, deadline - time.monotonic())):
+                raise AgentError(f"agent {op}: no answer within {timeout} s")
+        finally:
+            self._forget([request_id])
+        if waiter.error is not None:
+            raise AgentError(waiter.error)
+        answer = waiter.answer
+        assert answer is not None
+        if answer.get("ok") is not True:
+            raise AgentError(f"agent {op}: {str(answer.get('error'))[:1000]}")
+        return answer
+
+    def _submit(self, message: dict[str, Any], deadline: float, waiter: _Waiter) -> int:
+        """Register ``waiter`` under a new id and send the request; the id."""
+        with self._state:
+            if self._broken:
+                raise AgentError(f"agent channel broken: {self._broken}")
+            request_id = self._next_id
+            self._next_id += 1
+            self._waiters[request_id] = waiter
+        try:
+            self._send({"id": request_id, **message}, deadline, str(message.get("op")))
+        except BaseException:
+            self._forget([request_id])
+            raise
+        return request_id
+
+    def _forget(self, request_ids: list[int]) -> None:
+        with self._state:
+            for request_id in request_ids:
+                self._waiters.pop(request_id, None)
+
+    def notify(self, message: dict[str, Any], timeout: float) -> None:
+        """Send a message the agent does not answer (an output acknowledgement)."""
+        if self._broken:
+            raise AgentError(f"agent channel broken: {self._broken}")
+        self._send(message, time.monotonic() + timeout, str(message.get("op")))
 
     def exec(
         self,
@@ -172,7 +245,7 @@ class AgentChannel:
         # and the trip back through a slow (emulated) guest.
         answer = self.request(message, timeout + 10.0)
         exit_code = field(answer, "exit_code", int, "exec")
-        if exit_code not in _EXIT_CODE_RANGE:
+        if exit_code not in EXIT_CODE_RANGE:
             raise AgentError(
                 f"agent exec: bad answer, exit code {str(exit_code)[:40]} out of range"
             )
@@ -189,93 +262,121 @@ class AgentChannel:
     def set_clock(self, unix_ns: int | None = None, timeout: float = 5.0) -> None:
         self.request({"op": "set_clock", "unix_ns": unix_ns or time.time_ns()}, timeout)
 
-    def _locked(self, deadline: float, op: str) -> _Held:
-        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise AgentError(f"agent {op}: another request held the channel past the deadline")
-        return _Held(self._lock)
-
-    def _fail(self, reason: str) -> AgentError:
-        """Mark the channel broken (the stream is out of step) and say why."""
-        self._broken = reason
-        self._buffer.clear()
-        return AgentError(reason)
-
-    def _send(self, message: dict[str, Any], deadline: float) -> int:
-        if self._broken:
-            raise AgentError(f"agent channel broken: {self._broken}")
-        request_id = self._next_id
-        self._next_id += 1
-        data = json.dumps({"id": request_id, **message}).encode() + b"\n"
-        # A guest that stops reading its port fills the socket; sendall's timeout
-        # is the total for all the data (Python >= 3.5).
-        self._sock.settimeout(max(0.001, deadline - time.monotonic()))
+    def _send(self, message: dict[str, Any], deadline: float, op: str) -> None:
+        data = memoryview(json.dumps(message).encode() + b"\n")
+        if not self._send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise AgentError(f"agent {op}: another send held the channel past the deadline")
         try:
-            self._sock.sendall(data)
+            poller = select.poll()
+            poller.register(self._sock.fileno(), select.POLLOUT)
+            while data:
+                if self._broken:
+                    raise AgentError(f"agent channel broken: {self._broken}")
+                # A guest that stops reading its port fills the socket: wait for room
+                # only until the deadline.
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not poller.poll(remaining * 1000):
+                    raise TimeoutError("no room in the socket before the deadline")
+                sent = self._sock.send(data)
+                data = data[sent:]
         except OSError as exc:  # TimeoutError included: part of a line may be out
-            raise self._fail(f"agent {message.get('op')}: send failed ({exc!r})") from None
-        return request_id
+            reason = f"agent {op}: send failed ({exc!r})"
+            self._break(reason)
+            raise AgentError(reason) from None
+        finally:
+            self._send_lock.release()
 
-    def _read_message(
-        self, deadline: float, op: str, *, skip_invalid: bool = False
-    ) -> dict[str, Any] | None:
-        """The next line as a JSON object; TimeoutError at ``deadline``.
+    # -- the reader thread --------------------------------------------------------
 
-        ``skip_invalid``: None for a line that is not a JSON object, instead of
-        an AgentError.
-        """
-        line = self._read_line(deadline, op)
+    def _read_loop(self) -> None:
         try:
-            decoded = json.loads(line)
-        except (ValueError, RecursionError):  # RecursionError: ``[[[[...`` nested deep
-            decoded = None
-        if isinstance(decoded, dict):
-            return decoded
-        if skip_invalid:
+            while not self._broken:
+                line = self._read_line()
+                if line is not None:
+                    self._dispatch(line)
+        except AgentError as exc:
+            self._break(str(exc))
+        except Exception as exc:  # a bug here must still fail the waiters, not hang them
+            self._break(f"agent reader failed: {exc!r}")
+        finally:
+            self._buffer.clear()
+
+    def _read_line(self) -> bytes | None:
+        """The next line, or None when the socket was silent for a while."""
+        newline = self._buffer.find(b"\n", self._scanned)
+        if newline >= 0:
+            line = bytes(self._buffer[:newline])
+            del self._buffer[: newline + 1]
+            self._scanned = 0
+            return line
+        self._scanned = len(self._buffer)
+        if len(self._buffer) > MAX_FRAME_BYTES:
+            raise AgentError(f"agent: a line from the guest is over {MAX_FRAME_BYTES} bytes")
+        try:
+            chunk = self._sock.recv(_RECV_BYTES)
+        except TimeoutError:
             return None
-        raise AgentError(f"agent {op}: bad answer, not a JSON object")
-
-    def _read_line(self, deadline: float, op: str) -> bytes:
-        while True:
-            if self._broken:
-                raise AgentError(f"agent channel broken: {self._broken}")
-            newline = self._buffer.find(b"\n", self._scanned)
-            if newline >= 0:
-                line = bytes(self._buffer[:newline])
-                del self._buffer[: newline + 1]
-                self._scanned = 0
-                return line
-            self._scanned = len(self._buffer)
-            if len(self._buffer) > MAX_FRAME_BYTES:
-                raise self._fail(
-                    f"agent {op}: a line from the guest is over {MAX_FRAME_BYTES} bytes"
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            self._sock.settimeout(remaining)
-            try:
-                chunk = self._sock.recv(_RECV_BYTES)
-            except TimeoutError:
-                raise
-            except OSError as exc:
-                raise self._fail(f"agent {op}: connection failed ({exc!r})") from None
-            if not chunk:
-                raise self._fail("agent connection closed by QEMU")
-            self._buffer += chunk
-
-    def close(self) -> None:
-        self._broken = self._broken or "closed"
-        self._sock.close()
-
-
-class _Held:
-    """Releases the channel's lock on exit (it was acquired with a timeout)."""
-
-    def __init__(self, lock: threading.Lock) -> None:
-        self._lock = lock
-
-    def __enter__(self) -> None:
+        except OSError as exc:
+            raise AgentError(f"agent connection failed ({exc!r})") from None
+        if not chunk:
+            raise AgentError("agent connection closed by QEMU")
+        self._buffer += chunk
         return None
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._lock.release()
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            frame = json.loads(line)
+        except (ValueError, RecursionError):  # RecursionError: ``[[[[...`` nested deep
+            frame = None
+        if not isinstance(frame, dict):
+            return self._unroutable("bad answer, not a JSON object")
+        if "event" in frame:
+            if self._sink is not None:
+                self._sink.event(frame)
+            return None
+        answer_id = frame.get("id")
+        if not isinstance(answer_id, int) or isinstance(answer_id, bool):
+            return self._unroutable("bad answer, 'id' is not an int")
+        with self._state:
+            waiter = self._waiters.pop(answer_id, None)
+            sent = 0 < answer_id < self._next_id
+        if waiter is None:
+            if sent:
+                return None  # a stale answer (a late pong, or a request that timed out)
+            return self._unroutable(f"answer to id {str(answer_id)[:40]}, never sent")
+        if waiter.on_answer is not None and frame.get("ok") is True:
+            try:
+                waiter.on_answer(frame)
+            except AgentError as exc:
+                waiter.error = str(exc)
+        waiter.answer = frame
+        waiter.done.set()
+        return None
+
+    def _unroutable(self, what: str) -> None:
+        if self._synced:
+            raise AgentError(f"agent: {what}")
+
+    def _break(self, reason: str) -> None:
+        """Mark the channel broken (the stream is out of step) and fail every waiter."""
+        with self._state:
+            if self._broken:
+                return
+            self._broken = reason
+            waiters = list(self._waiters.values())
+            self._waiters.clear()
+        self._buffer.clear()
+        for waiter in waiters:
+            waiter.error = reason
+            waiter.done.set()
+        if self._sink is not None:
+            self._sink.broken(reason)
+
+    def close(self) -> None:
+        self._break("closed")
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._reader.join(timeout=2 * _READER_POLL_SECONDS)
+        self._sock.close()
