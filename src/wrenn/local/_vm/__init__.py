@@ -29,6 +29,7 @@ from __future__ import annotations
 from ._agent import AgentError, ExecResult
 from ._engine import MicroVm, VmError, VmSpec
 from ._guest_files import GuestEntry, GuestFiles
+from ._guest_processes import GuestProcess, GuestProcesses, OutputChunk
 from ._image import Image, ImageError, build_image, default_cache_dir
 
 __all__ = [
@@ -36,9 +37,12 @@ __all__ = [
     "ExecResult",
     "GuestEntry",
     "GuestFiles",
+    "GuestProcess",
+    "GuestProcesses",
     "Image",
     "ImageError",
     "MicroVm",
+    "OutputChunk",
     "VmError",
     "VmSpec",
     "build_image",

@@ -23,6 +23,7 @@ from typing import Any
 from ._agent import AgentChannel, ExecResult
 from ._argv import VmPaths, qemu_argv, qemu_binary
 from ._guest_files import GuestFiles
+from ._guest_processes import GuestProcesses
 from ._image import Image
 from ._qmp import QmpClient, QmpError
 
@@ -52,6 +53,7 @@ class MicroVm:
         self.image = image
         self._qmp: QmpClient | None = None
         self._agent: AgentChannel | None = None
+        self._processes: GuestProcesses | None = None
 
     @property
     def pid(self) -> int:
@@ -143,6 +145,7 @@ class MicroVm:
     def _connect(self, timeout: float) -> None:
         self._qmp = QmpClient.connect(self.paths.qmp, timeout)
         self._agent = AgentChannel.connect(self.paths.agent, timeout)
+        self._processes = GuestProcesses(self._agent)
 
     def _console_tail(self, lines: int = 15) -> str:
         try:
@@ -178,6 +181,13 @@ class MicroVm:
     def files(self) -> GuestFiles:
         """The guest's own filesystem, through the agent (paths are the guest's)."""
         return GuestFiles(self.agent)
+
+    @property
+    def processes(self) -> GuestProcesses:
+        """Long-running processes in the guest, with streamed output (``start``)."""
+        if self._processes is None:
+            raise VmError("the VM is not running")
+        return self._processes
 
     def ping(self, timeout: float = 5.0) -> dict[str, Any]:
         return self.agent.request({"op": "ping"}, timeout)
@@ -260,6 +270,7 @@ class MicroVm:
                 channel.close()
         self._qmp = None
         self._agent = None
+        self._processes = None
 
     def __enter__(self) -> MicroVm:
         return self
