@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from wrenn.local._vm import guest_agent
+from wrenn.local._vm import guest_agent, guest_processes
 from wrenn.local._vm._agent import AgentChannel, AgentError
 from wrenn.local._vm._guest_processes import (
     CHUNK_COST,
@@ -296,3 +296,10 @@ def test_a_broken_channel_fails_every_waiting_process(fake: Callable[..., FakeAg
         thread.join(timeout=5.0)
     assert time.monotonic() - started < 2.0
     assert len(errors) == 6 and all("broken" in error for error in errors)
+
+
+def test_the_two_ends_agree_on_the_caps() -> None:
+    assert guest_processes.MAX_PROCESSES == MAX_PROCESSES
+    assert guest_processes.MAX_EVENT_CHUNK == MAX_CHUNK_BYTES
+    assert guest_processes.CREDIT_WINDOW == CREDIT_WINDOW
+    assert guest_processes.CHUNK_COST == CHUNK_COST

@@ -4,7 +4,7 @@
 ``<cache>/<version hash>/``, is built in a temporary sibling directory and renamed
 into place when complete, so a half-built image is never used and a second
 build of the same version is a no-op.  The hash covers everything that goes in
-(the agent's source, the init script, the kernel, busybox, the suite and the
+(the agent's source and its modules, the init script, the kernel, busybox, the suite and the
 package list), so changing any of them builds a new image beside the old one.
 
 Why a Debian root disk rather than a busybox initramfs only: the guest agent is
@@ -35,6 +35,8 @@ ROOTFS_SIZE_MB = 2048  # sparse; the guest's writes go to a per-VM qcow2 overlay
 _TRIM = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 BUSYBOX = Path("/bin/busybox")
 SOURCE = Path(__file__).with_name("guest_agent.py")
+# Modules the agent imports, copied next to it in the guest under the same names.
+GUEST_MODULES = (Path(__file__).with_name("guest_processes.py"),)
 
 
 class ImageError(RuntimeError):
@@ -68,7 +70,8 @@ def _version(kernel: _kernel.HostKernel, suite: str) -> str:
     digest = hashlib.sha256()
     digest.update(f"format {FORMAT}\nsuite {suite}\npackages {GUEST_PACKAGES}\n".encode())
     digest.update(f"rootfs {ROOTFS_SIZE_MB}\ntrim {_TRIM}\n".encode())
-    digest.update(SOURCE.read_bytes())
+    for source in (SOURCE, *GUEST_MODULES):
+        digest.update(source.read_bytes())
     digest.update(_initramfs.INIT_SCRIPT.encode())
     for path in (kernel.vmlinuz, BUSYBOX):
         info = path.stat()
@@ -150,6 +153,8 @@ def _build_into(work: Path, kernel: _kernel.HostKernel, suite: str) -> None:
     agent = tree / _initramfs.AGENT_PATH_IN_GUEST.lstrip("/")
     agent.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SOURCE, agent)
+    for module in GUEST_MODULES:
+        shutil.copyfile(module, agent.with_name(module.name))
     (tree / "etc" / "hostname").write_text("wrenn\n")
     for cache in ("var/cache/apt", "var/lib/apt/lists"):
         shutil.rmtree(tree / cache, ignore_errors=True)
