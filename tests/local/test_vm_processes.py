@@ -118,6 +118,7 @@ def test_a_host_that_does_not_read_stops_the_guest(processes: GuestProcesses) ->
     flood = processes.start(["head", "-c", str(size), "/dev/urandom"], cwd="/tmp")
     time.sleep(1.0)  # not reading: the guest may send one window, no more
     assert flood._in_flight <= CREDIT_WINDOW
+    assert flood.exit_code is None  # blocked on its full pipe, not finished
     digest, total, chunks = hashlib.sha256(), 0, 0
     while (chunk := flood.read(20.0)) is not None:
         assert len(chunk.data) <= MAX_CHUNK_BYTES and flood._in_flight <= CREDIT_WINDOW

@@ -1,7 +1,8 @@
 """A microVM engine for ``wrenn.local``: QEMU ``-M microvm`` guests with a Python agent.
 
 Not wired into the server yet: this package is the engine a VM backend will use.
-It boots a guest, runs commands in it through an agent on virtio-serial, writes
+It boots a guest, runs commands and long-running processes (streamed output,
+stdin, signals, a pty) in it through an agent on virtio-serial, writes
 memory snapshots (running processes included) and restores them into a new QEMU
 process.  It uses the software CPU (TCG) because the KVM of the machines it was
 built on is a software scheme stock guest kernels do not survive (see

@@ -134,9 +134,12 @@ class GuestProcess:
             if self._to_ack >= CREDIT_WINDOW // 4 or not self._queue:
                 ack, self._to_ack = self._to_ack, 0
         if ack and self._exit_code is None:
-            self._channel.notify(
-                {"op": "ack", "proc": self.id, "bytes": ack}, self._processes.timeout
-            )
+            try:
+                self._channel.notify(
+                    {"op": "ack", "proc": self.id, "bytes": ack}, self._processes.timeout
+                )
+            except AgentError:
+                pass  # the channel broke: the next read says so; this chunk is still good
         return chunk
 
     def wait(self, timeout: float) -> int:
