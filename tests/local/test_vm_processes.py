@@ -8,6 +8,7 @@ import hashlib
 import json
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -127,6 +128,19 @@ def test_a_host_that_does_not_read_stops_the_guest(processes: GuestProcesses) ->
         chunks += 1
     assert total == size and chunks >= size // MAX_CHUNK_BYTES
     assert flood.wait(5.0) == 0
+
+
+def test_tiny_chunks_are_bounded_by_their_cost_too(processes: GuestProcesses) -> None:
+    # One byte per write, slowly enough that each is its own event: 3000 of them
+    # cost more than a window, so the guest stops after about 2,040.
+    code = "import os, time\nfor _ in range(3000):\n    os.write(1, b'x'); time.sleep(0.0005)"
+    dribble = processes.start([sys.executable, "-c", code], cwd="/tmp")
+    time.sleep(3.0)  # not reading
+    assert dribble._in_flight <= CREDIT_WINDOW
+    assert len(dribble._queue) <= CREDIT_WINDOW // (1 + CHUNK_COST)
+    assert dribble.exit_code is None  # blocked for want of credit
+    assert read_all(dribble) == {"stdout": b"x" * 3000}
+    assert dribble.wait(5.0) == 0
 
 
 def test_at_most_max_processes_at_once(processes: GuestProcesses) -> None:

@@ -187,11 +187,13 @@ class AgentChannel:
         deadline = time.monotonic() + timeout
         waiter = _Waiter(on_answer)
         request_id = self._submit(message, deadline, waiter)
-        try:
-            if not waiter.done.wait(max(0.0, deadline - time.monotonic())):
+        if not waiter.done.wait(max(0.0, deadline - time.monotonic())):
+            with self._state:
+                claimed = self._waiters.pop(request_id, None) is None
+            # Claimed: the reader took the answer at the deadline and is handing it
+            # over (``on_answer`` does not block), so it is not lost half-applied.
+            if not (claimed and waiter.done.wait(1.0)):
                 raise AgentError(f"agent {op}: no answer within {timeout} s")
-        finally:
-            self._forget([request_id])
         if waiter.error is not None:
             raise AgentError(waiter.error)
         answer = waiter.answer
