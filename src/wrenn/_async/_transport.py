@@ -114,10 +114,10 @@ class AsyncTransport:
         # Imported here: it needs httpcore, which httpx itself loads only for a transport.
         from .._netbackend import (
             bound_attempts,
-            cache_readable_socket,
             environment_proxies,
             linear_assignment,
             skip_cookie_extraction,
+            speak_asyncio_natively,
         )
 
         verify = self._verify
@@ -136,7 +136,7 @@ class AsyncTransport:
             limits=self._limits,
             socket_options=keepalive_socket_options(),
         )
-        cache_readable_socket(transport)
+        speak_asyncio_natively(transport)
         bound_attempts(transport)
         linear_assignment(transport)
         # httpx reads HTTP(S)_PROXY/ALL_PROXY/NO_PROXY only when it builds its own
