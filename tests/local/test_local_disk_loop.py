@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from wrenn.local import LocalServer
 from wrenn.local._runtime import _disk, _loop
 
 from .conftest import needs_bwrap
-from .helpers import create, destroy, sh
+from .helpers import create, destroy, sh, wait_status
 
 needs_disks = pytest.mark.skipif(
     _disk.why_unavailable() is not None, reason=str(_disk.why_unavailable())
@@ -221,29 +222,71 @@ def test_the_tools_are_required_only_without_the_syscall_path(
     assert _disk.why_unavailable() == "losetup not found"
 
 
+def _api(server: LocalServer) -> httpx.Client:
+    return httpx.Client(base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=60)
+
+
 @pytest.mark.local
 @needs_bwrap
 @needs_disks
 def test_a_capsules_disk_device_goes_with_the_capsule(tmp_path: Path) -> None:
+    with (
+        LocalServer(
+            state_dir=tmp_path / "state", isolation="bwrap", disk_size_mb=DISK_MB
+        ) as server,
+        _api(server) as api,
+    ):
+        capsule_id = create(api, template="minimal")
+        capsule_dir = server.state_dir / "capsules" / capsule_id
+        try:
+            assert sh(api, capsule_id, "echo hi")["stdout"] == "hi\n"
+            mount = _mount_of(capsule_dir / "rw")
+            assert mount is not None
+            assert _loop_attrs(mount[1]) == {
+                "backing_file": str(capsule_dir / _disk.IMAGE_NAME),
+                "autoclear": "1",
+                "dio": "1",
+            }
+        finally:
+            destroy(api, capsule_id)
+        assert _none_bound_to(capsule_dir / _disk.IMAGE_NAME)
+
+
+@pytest.mark.local
+@needs_bwrap
+@needs_disks
+def test_a_disk_that_fails_while_the_sandbox_starts_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    """The sandbox's host-side shim joins the capsule's cgroups while the new disk is
+    mounted; when the mount fails, the shim exits without starting the sandbox."""
     with LocalServer(
         state_dir=tmp_path / "state", isolation="bwrap", disk_size_mb=DISK_MB
     ) as server:
-        import httpx
+        manager = server._manager
+        assert manager is not None
+        tree = manager.backend.cgroups
+        if tree is None:
+            pytest.skip("no cgroups: the sandbox is started after the disk, not beside it")
+        attach = manager.disks.attach
 
-        with httpx.Client(
-            base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=60
-        ) as api:
-            capsule_id = create(api, template="minimal")
-            capsule_dir = server.state_dir / "capsules" / capsule_id
+        def failing_attach(capsule_dir: Path) -> None:
+            raise _disk.DiskError("injected disk failure")
+
+        manager.disks.attach = failing_attach  # type: ignore[method-assign]
+        with _api(server) as api:
+            r = api.post("/v1/capsules", json={"template": "minimal"})
+            assert r.status_code == 202, r.text
+            capsule_id = r.json()["id"]
+            assert wait_status(api, capsule_id)["status"] == "error"
+            cgroup = tree.capsule(capsule_id)
+            assert [d for d in cgroup.dirs if d.exists()] == []
+            boot_log = server.state_dir / "capsules" / capsule_id / "boot.log"
+            assert not boot_log.exists() or b"bwrap" not in boot_log.read_bytes()
+            manager.disks.attach = attach  # type: ignore[method-assign]
+            healthy = create(api, template="minimal")
             try:
-                assert sh(api, capsule_id, "echo hi")["stdout"] == "hi\n"
-                mount = _mount_of(capsule_dir / "rw")
-                assert mount is not None
-                assert _loop_attrs(mount[1]) == {
-                    "backing_file": str(capsule_dir / _disk.IMAGE_NAME),
-                    "autoclear": "1",
-                    "dio": "1",
-                }
+                assert sh(api, healthy, "echo hi")["stdout"] == "hi\n"
             finally:
-                destroy(api, capsule_id)
-            assert _none_bound_to(capsule_dir / _disk.IMAGE_NAME)
+                destroy(api, healthy)
+            api.delete(f"/v1/capsules/{capsule_id}")

@@ -338,6 +338,10 @@ class Disks:
             os.close(fd)
         return False
 
+    def has_image(self, capsule_dir: Path) -> bool:
+        """The capsule has a disk image already (its files may be on it)."""
+        return self.enabled and (capsule_dir / IMAGE_NAME).exists()
+
     def attach(self, capsule_dir: Path) -> None:
         """Mount the capsule's image over ``rw/`` (made on first use); idempotent."""
         if not self.enabled:
