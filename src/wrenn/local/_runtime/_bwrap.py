@@ -30,7 +30,7 @@ import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from . import _procfs
+from . import _fsconfig, _procfs
 from ._base import (
     DEFAULT_PATH,
     HOST_ENV,
@@ -341,15 +341,25 @@ class BwrapSandbox(Sandbox):
         """Remount the capsule's devpts with ``max=PTY_MAX`` before any command runs.
 
         As root this runs without joining the sandbox's user namespace (host root
-        may remount any mount), and a failure fails the boot: a capsule without
-        the bound is not started.  Unprivileged, the server is root only inside
+        may remount any mount), in-process where the kernel offers fspick (see
+        ``_fsconfig``), and a failure fails the boot: a capsule without the bound
+        is not started.  Unprivileged, the server is root only inside
         that namespace, which owns the devpts; if the kernel still refuses, the
         capsule runs without the bound and the log says so.
         """
         assert self._root_fd is not None
+        as_root = os.geteuid() == 0
+        if as_root:
+            options = dict(o.split("=", 1) for o in _DEVPTS_OPTIONS.split(","))
+            try:
+                _fsconfig.reconfigure(self._root_fd, "dev/pts", {**options, "max": str(PTY_MAX)})
+                return
+            except _fsconfig.Unavailable:
+                pass  # the classic remount below
+            except OSError as exc:
+                raise BootError(f"could not bound the capsule's terminals: {exc}") from exc
         ns = self._ns_fds
         cmd = [self._nsenter]
-        as_root = os.geteuid() == 0
         if self._join_userns and not as_root:
             cmd += [f"--user=/proc/self/fd/{ns['user']}", "--preserve-credentials"]
         cmd += [
