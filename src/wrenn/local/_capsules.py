@@ -216,10 +216,14 @@ class Manager:
         # The capsule's cgroup enforces its own request's vcpus and memory_mb.
         limits = Limits(vcpus=row.vcpus, memory_mb=row.memory_mb) if row is not None else None
         capsule_dir = self._capsule_dir(capsule_id)
-        await asyncio.to_thread(self.disks.attach, capsule_dir)
+        if self.disks.has_image(capsule_dir):
+            # Its root's uid is read from its files (ids_for): mounted first.
+            await asyncio.to_thread(self.disks.attach, capsule_dir)
         ids = await asyncio.to_thread(self.ids_for, capsule_id, binds)
         sandbox = self.backend.sandbox(capsule_id, capsule_dir, binds, limits, ids)
-        await sandbox.boot()
+        # A new capsule's disk is made and mounted while the sandbox starts
+        # (Sandbox.boot); a mounted one is left as it is.
+        await sandbox.boot(lambda: asyncio.to_thread(self.disks.attach, capsule_dir))
         live = Live(sandbox, CapsuleFS(sandbox.open_root, ids=ids))
         self.live[capsule_id] = live
         return live

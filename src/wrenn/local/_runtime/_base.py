@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -186,9 +187,10 @@ class Sandbox(abc.ABC):
                 self.cgroup.remove(timeout=0)
                 raise BootError(f"capsule cgroup: {exc}") from exc
 
-    def in_cgroup(self, argv: list[str]) -> list[str]:
-        """``argv`` prefixed so that it starts inside the capsule's cgroups."""
-        return argv if self.cgroup is None else [*self.cgroup.join_argv(), *argv]
+    def in_cgroup(self, argv: list[str], *, held: bool = False) -> list[str]:
+        """``argv`` prefixed so that it starts inside the capsule's cgroups;
+        ``held``: it then waits for a line on its stdin (see HELD_JOIN_SCRIPT)."""
+        return argv if self.cgroup is None else [*self.cgroup.join_argv(held=held), *argv]
 
     def remove_cgroup(self) -> None:
         """Synchronous teardown of the cgroups (boot failures)."""
@@ -238,13 +240,23 @@ class Sandbox(abc.ABC):
         """
         return 0
 
-    async def boot(self) -> None:
-        """Make the writable layer's skeleton, then start the sandbox."""
+    async def boot(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Start the sandbox.
+
+        ``prepare`` readies the writable layer (mounts the capsule's disk over
+        ``rw/``).  A backend runs it, then makes the layer's skeleton, before
+        anything uses the layer; it may start what does not need the layer
+        first, so that the two overlap.
+        """
+        await self._boot(prepare)
+
+    async def _ready_layer(self, prepare: Callable[[], Awaitable[None]] | None) -> None:
+        if prepare is not None:
+            await prepare()
         await asyncio.to_thread(ensure_rw_skeleton, self.rw_dir, self.ids.owner)
-        await self._boot()
 
     @abc.abstractmethod
-    async def _boot(self) -> None: ...
+    async def _boot(self, prepare: Callable[[], Awaitable[None]] | None) -> None: ...
 
     @abc.abstractmethod
     def launch(
@@ -295,12 +307,19 @@ def ensure_rw_skeleton(rw_dir: Path, owner: tuple[int, int] | None = None) -> No
     """The writable dirs and the run dir, owned by the capsule's root when ``owner``."""
     for name in WRITABLE_DIRS:
         (rw_dir / name).mkdir(parents=True, exist_ok=True)
-    (rw_dir.parent / "run").mkdir(exist_ok=True)
+    ensure_run_dir(rw_dir.parent, owner)
     if owner is not None:
-        for path in (rw_dir, *(rw_dir / name for name in WRITABLE_DIRS), rw_dir.parent / "run"):
+        for path in (rw_dir, *(rw_dir / name for name in WRITABLE_DIRS)):
             os.chown(path, *owner, follow_symlinks=False)
     os.chmod(rw_dir / "tmp", 0o1777)
     os.chmod(rw_dir / "root", 0o700)
+
+
+def ensure_run_dir(capsule_dir: Path, owner: tuple[int, int] | None = None) -> None:
+    """The capsule's run dir (beside ``rw/``, not on its disk), owned by its root when ``owner``."""
+    (capsule_dir / "run").mkdir(parents=True, exist_ok=True)
+    if owner is not None:
+        os.chown(capsule_dir / "run", *owner, follow_symlinks=False)
 
 
 def open_pty_from(dir_fd: int, ptmx: str) -> tuple[int, int]:

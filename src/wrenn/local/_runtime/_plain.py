@@ -12,6 +12,7 @@ import contextlib
 import os
 import pwd
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from . import _procfs
@@ -66,7 +67,8 @@ class PlainSandbox(Sandbox):
         super().on_spawn(host_pid)
         self._sessions.add(host_pid)
 
-    async def _boot(self) -> None:
+    async def _boot(self, prepare: Callable[[], Awaitable[None]] | None) -> None:
+        await self._ready_layer(prepare)
         # No isolation here, but the cgroup limits still hold.
         self.make_cgroup()
         self._alive = True
