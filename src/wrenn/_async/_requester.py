@@ -365,21 +365,28 @@ class AsyncRequester(AsyncTransport):
                 try:
                     sent = True  # from here on the server may see the request
                     try:
-                        response = await client.send(
-                            request,
-                            # The SDK's own URLs are built on base_url: no origin check.
-                            # None: no auth at all, not even the httpx client's own.
-                            auth=APIKeyAuth(options.api_key, None) if credentials else None,
-                            stream=True,
-                            follow_redirects=False,
-                        )
+                        direct = self.direct
+                        if direct is not None:
+                            if credentials:
+                                request.headers["X-API-Key"] = options.api_key.reveal()
+                            response = await direct.handle_async_request(request)
+                            response.request = request
+                        else:
+                            response = await client.send(
+                                request,
+                                # The SDK's own URLs are built on base_url: no origin
+                                # check. None: no auth at all, not the client's either.
+                                auth=APIKeyAuth(options.api_key, None) if credentials else None,
+                                stream=True,
+                                follow_redirects=False,
+                            )
                     except BaseException as exc:
                         self.heal(client)
                         if isinstance(request.stream, AsyncBodyStream):
                             with AsyncCleanupScope(1.0):
                                 await request.stream.aclose()
                         if isinstance(exc, httpx.TransportError):
-                            raise transport_error(exc, method, path, scrub) from exc
+                            raise transport_error(exc, method, path, scrub, request) from exc
                         raise
                     if ok is not None and response.status_code in ok:
                         if slots is not None:
@@ -396,7 +403,7 @@ class AsyncRequester(AsyncTransport):
                             attempt_deadline=attempt_deadline,
                         )
                     except httpx.TransportError as exc:
-                        raise transport_error(exc, method, path, scrub) from exc
+                        raise transport_error(exc, method, path, scrub, request) from exc
                     finally:
                         await response.aclose()
                         unlink_stream(response)

@@ -104,6 +104,10 @@ class Transport:
         self._api_key = api_key
         self._base_url = base_url
         self._owns_client = http_client is None
+        # The pool the SDK's own calls go to without passing through the httpx client
+        # (see ``direct``); None: through the client.
+        self._direct: httpx.HTTPTransport | None = None
+        self._own_request_hooks: list[Any] = []
         self._client = http_client if http_client is not None else self._new_client()
         self._pid = os.getpid()
         self._loop_guard = LoopGuard()
@@ -176,6 +180,8 @@ class Transport:
             event_hooks=hooks,
         )
         skip_cookie_extraction(client)
+        self._direct = None if mounts else transport
+        self._own_request_hooks = list(client.event_hooks["request"])
         return client
 
     def _new_slots(self) -> Semaphore | None:
@@ -190,6 +196,23 @@ class Transport:
     @property
     def http(self) -> httpx.Client:
         return self._client
+
+    @property
+    def direct(self) -> httpx.HTTPTransport | None:
+        """The transport to hand the SDK's own requests to, skipping the httpx client.
+
+        Only for a client the SDK built, and only while every URL goes to that one
+        transport (no proxy mounted from the environment): then ``client.send`` adds
+        nothing the SDK wants. Its auth flow and request hook exist for ``client.http``
+        (our requests carry the key only when we add it), it keeps no cookies, and its
+        layers (auth, redirects, hooks, a stream wrapper that times the body) cost a
+        tenth of a small call. Once someone adds an event hook to ``client.http``,
+        calls go through it again, so the hook sees them, as in the official SDK.
+        """
+        hooks = self._client.event_hooks
+        if hooks["response"] or hooks["request"] != self._own_request_hooks:
+            return None
+        return self._direct
 
     def ensure_usable(self) -> httpx.Client:
         """Return the client to send with, after checking closed, event loop and fork."""
