@@ -213,6 +213,28 @@ class AsyncTransport:
             return None
         return self._direct
 
+    async def send_request(
+        self, client: httpx.AsyncClient, request: httpx.Request, api_key: Secret | None
+    ) -> httpx.Response:
+        """Send one request of the SDK's own; the response comes back with its body unread.
+
+        ``api_key``: added as ``X-API-Key`` whatever the origin (the SDK's own URLs are
+        built on ``base_url``); None sends no key at all, not even the httpx client's.
+        """
+        direct = self.direct
+        if direct is not None:
+            if api_key is not None:
+                request.headers["X-API-Key"] = api_key.reveal()
+            response = await direct.handle_async_request(request)
+            response.request = request
+            return response
+        return await client.send(
+            request,
+            auth=APIKeyAuth(api_key, None) if api_key is not None else None,
+            stream=True,
+            follow_redirects=False,
+        )
+
     def ensure_usable(self) -> httpx.AsyncClient:
         """Return the client to send with, after checking closed, event loop and fork."""
         if self.closed:

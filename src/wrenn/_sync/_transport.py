@@ -214,6 +214,28 @@ class Transport:
             return None
         return self._direct
 
+    def send_request(
+        self, client: httpx.Client, request: httpx.Request, api_key: Secret | None
+    ) -> httpx.Response:
+        """Send one request of the SDK's own; the response comes back with its body unread.
+
+        ``api_key``: added as ``X-API-Key`` whatever the origin (the SDK's own URLs are
+        built on ``base_url``); None sends no key at all, not even the httpx client's.
+        """
+        direct = self.direct
+        if direct is not None:
+            if api_key is not None:
+                request.headers["X-API-Key"] = api_key.reveal()
+            response = direct.handle_request(request)
+            response.request = request
+            return response
+        return client.send(
+            request,
+            auth=APIKeyAuth(api_key, None) if api_key is not None else None,
+            stream=True,
+            follow_redirects=False,
+        )
+
     def ensure_usable(self) -> httpx.Client:
         """Return the client to send with, after checking closed, event loop and fork."""
         if self.closed:
