@@ -243,7 +243,7 @@ class Sandbox(abc.ABC):
         return HostProcess(self, argv, env, cwd, tty_slave=tty_slave, want_pid=want_pid)
 
     def on_spawn(self, host_pid: int) -> None:
-        """Called for every process launched for this capsule."""
+        """Called (by its ``HostProcess``) for every process launched for this capsule."""
         self.wrappers.add(host_pid)
 
     def on_exit(self, host_pid: int) -> None:
@@ -280,8 +280,10 @@ class Sandbox(abc.ABC):
     def launch(
         self, argv: list[str], env: dict[str, str], cwd: str, *, tty: bool, want_pid: bool
     ) -> Launch:
-        """``want_pid``: the caller needs the pid the capsule sees, even for a
-        command that exits at once (background, streams, PTY)."""
+        """How ``start_process`` runs a command on the host (the backend's own:
+        code outside ``_runtime`` starts processes only through ``start_process``).
+        ``want_pid``: the caller needs the pid the capsule sees, even for a command
+        that exits at once (background, streams, PTY)."""
 
     @abc.abstractmethod
     def visible_pid(self, host_pid: int) -> int: ...
