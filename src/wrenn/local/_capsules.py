@@ -29,9 +29,9 @@ from ._fs import CapsuleFS, FsError
 from ._lifecycle import LISTED, Lifecycle, settled_after_restart
 from ._live import Live, Tracked
 from ._metrics import METRIC_RANGES, Metrics
-from ._proc import ManagedProcess, OutputBuffer
+from ._proc import OutputBuffer
 from ._pty import PtySession
-from ._runtime import Backend, BootError, _procfs
+from ._runtime import Backend, BootError, CapsuleProcess, _procfs
 from ._runtime._cgroup import Limits
 from ._runtime._disk import DEFAULT_DISK_SIZE_MB, Disks
 from ._runtime._ids import SERVER_IDS, Ids, allow_search, capsule_uid, unreachable
@@ -355,7 +355,7 @@ class Manager:
         self,
         capsule_id: str,
         live: Live,
-        proc: ManagedProcess,
+        proc: CapsuleProcess,
         pid: int,
         tag: str | None,
         cmd: str,
@@ -402,10 +402,10 @@ class Manager:
 
     def _spawn(
         self, live: Live, argv: list[str], env: dict[str, str], cwd: str, *, want_pid: bool = True
-    ) -> ManagedProcess:
+    ) -> CapsuleProcess:
         self._precheck(live, argv[0], env, cwd)
         try:
-            return ManagedProcess(live.sandbox, argv, env, cwd, want_pid=want_pid)
+            return live.sandbox.start_process(argv, env, cwd, want_pid=want_pid)
         except OSError as exc:
             raise agent_error(f"start process: {exc}") from None
 
@@ -425,7 +425,7 @@ class Manager:
         # A foreground exec never reports its pid, so it skips the pid-reporting shim.
         proc = self._spawn(live, [cmd, *args], env, cwd, want_pid=background)
         if background:
-            _, pid = await proc.resolve()
+            pid = await proc.resolve()
             tag = tag or f"proc-{_wire.hex8()}"
             self._track(capsule_id, live, proc, pid, tag, cmd, args)
             return 202, {"sandbox_id": capsule_id, "cmd": cmd, "pid": pid, "tag": tag}
@@ -477,7 +477,7 @@ class Manager:
         env, cwd = self._env_cwd(live, envs, cwd)
         proc = self._spawn(live, [cmd, *args], env, cwd)
         remove = proc.listen(listener)
-        _, pid = await proc.resolve()
+        pid = await proc.resolve()
         return self._track(capsule_id, live, proc, pid, None, cmd, args), remove
 
     def processes(self, capsule_id: str) -> dict[str, Any]:
@@ -537,7 +537,7 @@ class Manager:
                 ) from None
             raise agent_error(f"start pty: {exc}") from None
         remove = session.listen(listener)  # before any await: keep the first prompt
-        _, pid = await session.proc.resolve()
+        pid = await session.proc.resolve()
         live.ptys[tag] = session
         self._track(capsule_id, live, session.proc, pid, tag, argv[0], argv[1:])
 

@@ -28,7 +28,9 @@ from ._contract import (
     Usage,
 )
 from ._freeze import Freezer
+from ._host_process import HostProcess
 from ._ids import SERVER_IDS, Ids
+from ._process import CapsuleProcess
 
 # Directories a capsule may write; each is a per-capsule host directory.
 WRITABLE_DIRS = ("root", "tmp", "home", "workspace")
@@ -64,11 +66,8 @@ INTERFACE = frozenset(
         "freeze",
         "thaw",
         "is_frozen",
-        # processes
-        "launch",
-        "on_spawn",
-        "on_exit",
-        "visible_pid",
+        # processes (a ``CapsuleProcess``, used through ``PROCESS_INTERFACE``)
+        "start_process",
         "home_env",
         "run_dir_for_processes",
         "open_pty",
@@ -202,7 +201,7 @@ class Sandbox(abc.ABC):
         """Kill what is left in the capsule's cgroups and remove them.
 
         Waits on the loop, not in a sleep: the killed host-side wrappers are our
-        children, reaped by their ManagedProcess callbacks on this very loop.
+        children, reaped by their HostProcess callbacks on this very loop.
         """
         if self.cgroup is None:
             return
@@ -224,8 +223,27 @@ class Sandbox(abc.ABC):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+    def start_process(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        *,
+        tty_slave: int | None = None,
+        want_pid: bool = True,
+    ) -> CapsuleProcess:
+        """Start ``argv`` in the capsule (``env`` is its whole environment, ``cwd`` a
+        capsule path).  ``tty_slave``: the terminal (from ``open_pty``) that is its
+        stdin, stdout and stderr; the caller closes its own copy.  ``want_pid``: the
+        caller will ask ``resolve()`` for its pid.  A failed start raises ``OSError``.
+
+        Here a host process run from ``launch()``; a backend whose processes are not
+        host processes overrides this.
+        """
+        return HostProcess(self, argv, env, cwd, tty_slave=tty_slave, want_pid=want_pid)
+
     def on_spawn(self, host_pid: int) -> None:
-        """Called for every process launched for this capsule."""
+        """Called (by its ``HostProcess``) for every process launched for this capsule."""
         self.wrappers.add(host_pid)
 
     def on_exit(self, host_pid: int) -> None:
@@ -262,8 +280,10 @@ class Sandbox(abc.ABC):
     def launch(
         self, argv: list[str], env: dict[str, str], cwd: str, *, tty: bool, want_pid: bool
     ) -> Launch:
-        """``want_pid``: the caller needs the pid the capsule sees, even for a
-        command that exits at once (background, streams, PTY)."""
+        """How ``start_process`` runs a command on the host (the backend's own:
+        code outside ``_runtime`` starts processes only through ``start_process``).
+        ``want_pid``: the caller needs the pid the capsule sees, even for a command
+        that exits at once (background, streams, PTY)."""
 
     @abc.abstractmethod
     def visible_pid(self, host_pid: int) -> int: ...

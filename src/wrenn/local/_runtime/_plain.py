@@ -132,7 +132,7 @@ class PlainSandbox(Sandbox):
         me = os.getpid()
         reaped = 0
         for pid in _procfs.session_members(self._sessions):
-            # Our own Popen children (pid == sid) are reaped by their ManagedProcess.
+            # Our own Popen children (pid == sid) are reaped by their HostProcess.
             if (
                 pid not in self.wrappers
                 and _procfs.ppid_of(pid) == me
