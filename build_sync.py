@@ -95,6 +95,7 @@ REPLACEMENTS = {
     # httpx and httpx-ws
     "AsyncClient": "Client",
     "AsyncHTTPTransport": "HTTPTransport",
+    "handle_async_request": "handle_request",
     "AsyncBaseTransport": "BaseTransport",
     "aiter_bytes": "iter_bytes",
     "aclose": "close",

@@ -80,6 +80,13 @@ DEFAULT_MAX_KEEPALIVE = 20
 # Idle connections older than this are closed rather than reused (the server may have
 # dropped them meanwhile).
 DEFAULT_KEEPALIVE_EXPIRY = 30.0
+# A host name may resolve to IPv6 and IPv4 addresses: under asyncio the next address is
+# tried this many seconds after the previous one (anyio's delay too; trio's own backend
+# keeps its own). An address literal is connected to directly.
+HAPPY_EYEBALLS_DELAY = 0.25
+# Bytes a connection buffers from the server before it stops reading from the socket
+# (back-pressure; httpcore reads 64 KiB at a time).
+CONNECTION_READ_BUFFER = 256 * 1024
 
 # --- Request and response bodies -----------------------------------------------------
 

@@ -47,9 +47,23 @@ __all__ = [
 
 
 def transport_error(
-    exc: httpx.TransportError, method: str, path: str, scrub: Callable[[str], str]
+    exc: httpx.TransportError,
+    method: str,
+    path: str,
+    scrub: Callable[[str], str],
+    request: httpx.Request | None = None,
 ) -> WrennConnectionError:
-    """Map an httpx transport failure to our error, noting whether the request left."""
+    """Map an httpx transport failure to our error, noting whether the request left.
+
+    ``request``: the request that failed, for the httpx error (our error's cause) to
+    name when it does not yet, as it does when it comes through httpx's client; an
+    error from the SDK's own transport (``AsyncTransport.direct``) comes without it.
+    """
+    if request is not None:
+        try:
+            exc.request  # noqa: B018 (httpx raises RuntimeError when it has none)
+        except RuntimeError:
+            exc.request = request
     where = f"{method} {path}"
     detail = scrub(str(exc)) or type(exc).__name__
     if isinstance(exc, httpx.ConnectTimeout):

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from wrenn.local import _proc
-from wrenn.local._proc import ManagedProcess
+from wrenn.local._runtime import _host_process
+from wrenn.local._runtime._host_process import HostProcess
 
 
-def ended(exit_code: int, death_signal: int | None) -> ManagedProcess:
-    proc = object.__new__(ManagedProcess)  # only the fields the description reads
+def ended(exit_code: int, death_signal: int | None) -> HostProcess:
+    proc = object.__new__(HostProcess)  # only the fields the description reads
     proc.exit_code = exit_code
     proc.death_signal = death_signal
     return proc
@@ -37,7 +37,7 @@ def test_a_reaped_process_is_never_signalled(monkeypatch: pytest.MonkeyPatch) ->
     # which ``exited`` is not set yet): its pid is free for the host to hand out again.
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    proc = object.__new__(ManagedProcess)
+    proc = object.__new__(HostProcess)
     proc.exited = asyncio.Event()
     proc._popen = child
     proc.host_pid = child.pid
@@ -48,7 +48,7 @@ def test_a_reaped_process_is_never_signalled(monkeypatch: pytest.MonkeyPatch) ->
         killpg=lambda pid, sig: sent.append(("killpg", pid, sig)),
         kill=lambda pid, sig: sent.append(("kill", pid, sig)),
     )
-    monkeypatch.setattr(_proc, "os", fake_os)
+    monkeypatch.setattr(_host_process, "os", fake_os)
     asyncio.run(proc.send_signal(signal.SIGKILL))
     proc.kill_now()
     assert sent == []

@@ -9,6 +9,7 @@ Names with an ``a`` prefix have a blocking twin without it (``agather``/``gather
 from __future__ import annotations
 
 import concurrent.futures
+import gzip
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -140,11 +141,13 @@ class StubServer:
     Used as the self-signed TLS server and as the HTTP proxy of SE-06.
     """
 
-    def __init__(self, ssl_context: Any = None) -> None:
+    def __init__(self, ssl_context: Any = None, *, gzip_body: bool = False) -> None:
         import socket
         import threading
 
         self._ssl = ssl_context
+        self._gzip = gzip_body
+        self.heads: list[bytes] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self.port = self._listener.getsockname()[1]
@@ -186,12 +189,16 @@ class StubServer:
                     data += chunk
                 if data:
                     self.request_lines.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
+                    self.heads.append(data.split(b"\r\n\r\n", 1)[0])
+                    body = gzip.compress(CAPSULE_JSON) if self._gzip else CAPSULE_JSON
+                    encoding = b"Content-Encoding: gzip\r\n" if self._gzip else b""
                     stream.sendall(
                         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                        b"Connection: close\r\nContent-Length: "
-                        + str(len(CAPSULE_JSON)).encode()
+                        + encoding
+                        + b"Connection: close\r\nContent-Length: "
+                        + str(len(body)).encode()
                         + b"\r\n\r\n"
-                        + CAPSULE_JSON
+                        + body
                     )
                 if stream is not conn:
                     stream.close()

@@ -7,8 +7,8 @@ streams, an open ``httpx.Response`` whose status is already known to be good.
 What is decided here is decided elsewhere, in plain modules tested once: the request
 (``wrenn/_request.py``), every timeout and deadline (``wrenn/_deadline.py``), whether
 and when to retry (``wrenn/_retry.py``) and which exception a failure becomes
-(``wrenn/_error_mapping.py``). The pool, proxies, TLS and the fork and loop guards are
-``_transport.py``'s; the bodies ``_body.py``'s.
+(``wrenn/_error_mapping.py``). The pool, proxies, TLS, the fork and loop guards and the
+hand-over of a request to the pool are ``_transport.py``'s; the bodies ``_body.py``'s.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from .._responses import RawResponse
 from .._retry import parse_retry_after, status_retry_delay, transport_retry_delay
 from .._tracing import call_span
 from ._body import AsyncBodyStream, keep_slot_until_closed, read_body, unlink_stream
-from ._transport import APIKeyAuth, AsyncTransport
+from ._transport import AsyncTransport
 
 
 class AsyncRequester(AsyncTransport):
@@ -365,13 +365,8 @@ class AsyncRequester(AsyncTransport):
                 try:
                     sent = True  # from here on the server may see the request
                     try:
-                        response = await client.send(
-                            request,
-                            # The SDK's own URLs are built on base_url: no origin check.
-                            # None: no auth at all, not even the httpx client's own.
-                            auth=APIKeyAuth(options.api_key, None) if credentials else None,
-                            stream=True,
-                            follow_redirects=False,
+                        response = await self.send_request(
+                            client, request, options.api_key if credentials else None
                         )
                     except BaseException as exc:
                         self.heal(client)
@@ -379,7 +374,7 @@ class AsyncRequester(AsyncTransport):
                             with AsyncCleanupScope(1.0):
                                 await request.stream.aclose()
                         if isinstance(exc, httpx.TransportError):
-                            raise transport_error(exc, method, path, scrub) from exc
+                            raise transport_error(exc, method, path, scrub, request) from exc
                         raise
                     if ok is not None and response.status_code in ok:
                         if slots is not None:
@@ -396,7 +391,7 @@ class AsyncRequester(AsyncTransport):
                             attempt_deadline=attempt_deadline,
                         )
                     except httpx.TransportError as exc:
-                        raise transport_error(exc, method, path, scrub) from exc
+                        raise transport_error(exc, method, path, scrub, request) from exc
                     finally:
                         await response.aclose()
                         unlink_stream(response)

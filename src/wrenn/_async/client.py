@@ -5,18 +5,24 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import httpx
 
 from .._compat import AsyncLock
 from .._config import NOT_GIVEN, ClientOptions, resolve_options, updated_options
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
+from .._first_access import on_first_access
 from ._requester import AsyncRequester
 from ._resource import AsyncAPIResource
-from ._transitions import AsyncTransitionWaiter
-from .capsules import AsyncCapsules
-from .events import AsyncEvents
-from .snapshots import AsyncSnapshots
+
+if TYPE_CHECKING:
+    # Imported when first read (the attributes below), so that importing the client
+    # loads none of them: tests/test_public_api.py lists the modules it must not load.
+    from ._transitions import AsyncTransitionWaiter
+    from .capsules import AsyncCapsules
+    from .events import AsyncEvents
+    from .snapshots import AsyncSnapshots
 
 
 class AsyncWrennClient:
@@ -91,19 +97,46 @@ class AsyncWrennClient:
     def _init_resources(self, original: AsyncWrennClient | None = None) -> None:
         # How the objects that hold only a client (a command stream, a terminal) send.
         self._api = AsyncAPIResource(self)
-        self.capsules = AsyncCapsules(self)
-        self.snapshots = AsyncSnapshots(self)
-        self.events = AsyncEvents(self)
+        # The resources and the transition waiter are built on first access (below).
+        # A client initialised again (tests aim a view at another pool) builds them anew.
+        for name in ("capsules", "snapshots", "events", "_transitions"):
+            self.__dict__.pop(name, None)
         if original is None:
-            self._transitions = AsyncTransitionWaiter(self)
+            self._original: AsyncWrennClient | None = None
             self._name_locks: dict[tuple[str | None, str], AsyncLock] = {}
         else:
             # A with_options() copy waits through the original's waiter, so copies
             # and their original hold one event subscription, not one each; and
             # they share its name locks, so get_or_create on a copy and on the
             # original still cannot create one name twice.
-            self._transitions = original._transitions
+            self._original = original._original or original
             self._name_locks = original._name_locks
+
+    @on_first_access
+    def capsules(self) -> AsyncCapsules:
+        from .capsules import AsyncCapsules
+
+        return AsyncCapsules(self)
+
+    @on_first_access
+    def snapshots(self) -> AsyncSnapshots:
+        from .snapshots import AsyncSnapshots
+
+        return AsyncSnapshots(self)
+
+    @on_first_access
+    def events(self) -> AsyncEvents:
+        from .events import AsyncEvents
+
+        return AsyncEvents(self)
+
+    @on_first_access
+    def _transitions(self) -> AsyncTransitionWaiter:
+        if self._original is not None:
+            return self._original._transitions
+        from ._transitions import AsyncTransitionWaiter
+
+        return AsyncTransitionWaiter(self)
 
     def _name_lock(self, namespace: str | None, name: str) -> AsyncLock:
         """One lock per capsule name: concurrent ``get_or_create`` calls of this client

@@ -9,7 +9,8 @@ public API. What it does with them:
 * reads the proxy environment variables the way httpx does (``environment_proxies``);
 * reads a pool's size and drops its ownerless connections (``pool_size``, ``heal_pool``);
 * stops the clients the SDK builds from parsing ``Set-Cookie`` (``skip_cookie_extraction``);
-* wraps the network backends of the pools the SDK builds (``sockets.py``);
+* wraps the network backends of the pools the SDK builds (``sockets.py``): native
+  asyncio connections (``asyncio_streams.py``), an attempt's bound for the blocking pool;
 * gives those pools a linear request-to-connection assignment (``assignment.py``).
 """
 
@@ -21,14 +22,11 @@ from httpx._utils import get_environment_proxies
 from .._logs import logger
 from .assignment import linear_assignment as linear_assignment
 from .sockets import bound_attempts as bound_attempts
-from .sockets import cache_readable_socket as cache_readable_socket
+from .sockets import speak_asyncio_natively as speak_asyncio_natively
 
 # (module, dotted attribute) of every private name used here; instance attributes are
 # checked on a freshly built transport by the test.
-PRIVATE_API = (
-    ("httpx._utils", "get_environment_proxies"),
-    ("httpcore._utils", "is_socket_readable"),
-)
+PRIVATE_API = (("httpx._utils", "get_environment_proxies"),)
 # Attributes of an httpx transport and its httpcore pool (and pool requests/connections).
 TRANSPORT_ATTRIBUTES = ("_pool",)
 POOL_ATTRIBUTES = (

@@ -95,7 +95,7 @@ def read_body(
         raise too_large(response.status_code, limit)
     chunks: list[bytes] = []
     size = 0
-    iterator = response.iter_bytes()
+    iterator = body_chunks(response)
     try:
         for chunk in iterator:
             size += len(chunk)
@@ -114,6 +114,26 @@ def read_body(
             finish_iterator(iterator)
         raise
     return b"".join(chunks)
+
+
+def body_chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The body's chunks as they arrive, decoded if the server compressed them.
+
+    A body sent as it is (no ``Content-Encoding``, as every API answer we have seen) is
+    read straight from the response's stream: ``iter_bytes`` would add two generator
+    layers, a decoder and a chunker that pass every chunk through unchanged, a sixth of
+    a small call's cost. Both raise httpx's own errors. A response whose body httpx has
+    read already (one a caller's transport built from bytes) has it only in
+    ``iter_bytes``.
+    """
+    encoding = response.headers.get("content-encoding")
+    if not response.is_stream_consumed and (
+        encoding is None or encoding.strip().lower() == "identity"
+    ):
+        stream = response.stream
+        assert isinstance(stream, httpx.SyncByteStream)  # what the client's responses carry
+        return stream.__iter__()
+    return response.iter_bytes()
 
 
 _SPENT_STREAM = httpx.ByteStream(b"")

@@ -8,8 +8,8 @@ streams, an open ``httpx.Response`` whose status is already known to be good.
 What is decided here is decided elsewhere, in plain modules tested once: the request
 (``wrenn/_request.py``), every timeout and deadline (``wrenn/_deadline.py``), whether
 and when to retry (``wrenn/_retry.py``) and which exception a failure becomes
-(``wrenn/_error_mapping.py``). The pool, proxies, TLS and the fork and loop guards are
-``_transport.py``'s; the bodies ``_body.py``'s.
+(``wrenn/_error_mapping.py``). The pool, proxies, TLS, the fork and loop guards and the
+hand-over of a request to the pool are ``_transport.py``'s; the bodies ``_body.py``'s.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from .._responses import RawResponse
 from .._retry import parse_retry_after, status_retry_delay, transport_retry_delay
 from .._tracing import call_span
 from ._body import BodyStream, keep_slot_until_closed, read_body, unlink_stream
-from ._transport import APIKeyAuth, Transport
+from ._transport import Transport
 
 
 class Requester(Transport):
@@ -366,13 +366,8 @@ class Requester(Transport):
                 try:
                     sent = True  # from here on the server may see the request
                     try:
-                        response = client.send(
-                            request,
-                            # The SDK's own URLs are built on base_url: no origin check.
-                            # None: no auth at all, not even the httpx client's own.
-                            auth=APIKeyAuth(options.api_key, None) if credentials else None,
-                            stream=True,
-                            follow_redirects=False,
+                        response = self.send_request(
+                            client, request, options.api_key if credentials else None
                         )
                     except BaseException as exc:
                         self.heal(client)
@@ -380,7 +375,7 @@ class Requester(Transport):
                             with CleanupScope(1.0):
                                 request.stream.close()
                         if isinstance(exc, httpx.TransportError):
-                            raise transport_error(exc, method, path, scrub) from exc
+                            raise transport_error(exc, method, path, scrub, request) from exc
                         raise
                     if ok is not None and response.status_code in ok:
                         if slots is not None:
@@ -397,7 +392,7 @@ class Requester(Transport):
                             attempt_deadline=attempt_deadline,
                         )
                     except httpx.TransportError as exc:
-                        raise transport_error(exc, method, path, scrub) from exc
+                        raise transport_error(exc, method, path, scrub, request) from exc
                     finally:
                         response.close()
                         unlink_stream(response)

@@ -104,6 +104,10 @@ class Transport:
         self._api_key = api_key
         self._base_url = base_url
         self._owns_client = http_client is None
+        # The pool the SDK's own calls go to without passing through the httpx client
+        # (see ``direct``); None: through the client.
+        self._direct: httpx.HTTPTransport | None = None
+        self._own_request_hooks: list[Any] = []
         self._client = http_client if http_client is not None else self._new_client()
         self._pid = os.getpid()
         self._loop_guard = LoopGuard()
@@ -115,10 +119,10 @@ class Transport:
         # Imported here: it needs httpcore, which httpx itself loads only for a transport.
         from .._netbackend import (
             bound_attempts,
-            cache_readable_socket,
             environment_proxies,
             linear_assignment,
             skip_cookie_extraction,
+            speak_asyncio_natively,
         )
 
         verify = self._verify
@@ -137,7 +141,7 @@ class Transport:
             limits=self._limits,
             socket_options=keepalive_socket_options(),
         )
-        cache_readable_socket(transport)
+        speak_asyncio_natively(transport)
         bound_attempts(transport)
         linear_assignment(transport)
         # httpx reads HTTP(S)_PROXY/ALL_PROXY/NO_PROXY only when it builds its own
@@ -176,6 +180,8 @@ class Transport:
             event_hooks=hooks,
         )
         skip_cookie_extraction(client)
+        self._direct = None if mounts else transport
+        self._own_request_hooks = list(client.event_hooks["request"])
         return client
 
     def _new_slots(self) -> Semaphore | None:
@@ -190,6 +196,45 @@ class Transport:
     @property
     def http(self) -> httpx.Client:
         return self._client
+
+    @property
+    def direct(self) -> httpx.HTTPTransport | None:
+        """The transport to hand the SDK's own requests to, skipping the httpx client.
+
+        Only for a client the SDK built, and only while every URL goes to that one
+        transport (no proxy mounted from the environment): then ``client.send`` adds
+        nothing the SDK wants. Its auth flow and request hook exist for ``client.http``
+        (our requests carry the key only when we add it), it keeps no cookies, and its
+        layers (auth, redirects, hooks, a stream wrapper that times the body) cost a
+        tenth of a small call. Once someone adds an event hook to ``client.http``,
+        calls go through it again, so the hook sees them, as in the official SDK.
+        """
+        hooks = self._client.event_hooks
+        if hooks["response"] or hooks["request"] != self._own_request_hooks:
+            return None
+        return self._direct
+
+    def send_request(
+        self, client: httpx.Client, request: httpx.Request, api_key: Secret | None
+    ) -> httpx.Response:
+        """Send one request of the SDK's own; the response comes back with its body unread.
+
+        ``api_key``: added as ``X-API-Key`` whatever the origin (the SDK's own URLs are
+        built on ``base_url``); None sends no key at all, not even the httpx client's.
+        """
+        direct = self.direct
+        if direct is not None:
+            if api_key is not None:
+                request.headers["X-API-Key"] = api_key.reveal()
+            response = direct.handle_request(request)
+            response.request = request
+            return response
+        return client.send(
+            request,
+            auth=APIKeyAuth(api_key, None) if api_key is not None else None,
+            stream=True,
+            follow_redirects=False,
+        )
 
     def ensure_usable(self) -> httpx.Client:
         """Return the client to send with, after checking closed, event loop and fork."""

@@ -6,18 +6,24 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import httpx
 
 from .._compat import Lock
 from .._config import NOT_GIVEN, ClientOptions, resolve_options, updated_options
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TOTAL_TIMEOUT
+from .._first_access import on_first_access
 from ._requester import Requester
 from ._resource import APIResource
-from ._transitions import TransitionWaiter
-from .capsules import Capsules
-from .events import Events
-from .snapshots import Snapshots
+
+if TYPE_CHECKING:
+    # Imported when first read (the attributes below), so that importing the client
+    # loads none of them: tests/test_public_api.py lists the modules it must not load.
+    from ._transitions import TransitionWaiter
+    from .capsules import Capsules
+    from .events import Events
+    from .snapshots import Snapshots
 
 
 class WrennClient:
@@ -92,19 +98,46 @@ class WrennClient:
     def _init_resources(self, original: WrennClient | None = None) -> None:
         # How the objects that hold only a client (a command stream, a terminal) send.
         self._api = APIResource(self)
-        self.capsules = Capsules(self)
-        self.snapshots = Snapshots(self)
-        self.events = Events(self)
+        # The resources and the transition waiter are built on first access (below).
+        # A client initialised again (tests aim a view at another pool) builds them anew.
+        for name in ("capsules", "snapshots", "events", "_transitions"):
+            self.__dict__.pop(name, None)
         if original is None:
-            self._transitions = TransitionWaiter(self)
+            self._original: WrennClient | None = None
             self._name_locks: dict[tuple[str | None, str], Lock] = {}
         else:
             # A with_options() copy waits through the original's waiter, so copies
             # and their original hold one event subscription, not one each; and
             # they share its name locks, so get_or_create on a copy and on the
             # original still cannot create one name twice.
-            self._transitions = original._transitions
+            self._original = original._original or original
             self._name_locks = original._name_locks
+
+    @on_first_access
+    def capsules(self) -> Capsules:
+        from .capsules import Capsules
+
+        return Capsules(self)
+
+    @on_first_access
+    def snapshots(self) -> Snapshots:
+        from .snapshots import Snapshots
+
+        return Snapshots(self)
+
+    @on_first_access
+    def events(self) -> Events:
+        from .events import Events
+
+        return Events(self)
+
+    @on_first_access
+    def _transitions(self) -> TransitionWaiter:
+        if self._original is not None:
+            return self._original._transitions
+        from ._transitions import TransitionWaiter
+
+        return TransitionWaiter(self)
 
     def _name_lock(self, namespace: str | None, name: str) -> Lock:
         """One lock per capsule name: concurrent ``get_or_create`` calls of this client

@@ -29,9 +29,9 @@ from ._fs import CapsuleFS, FsError
 from ._lifecycle import LISTED, Lifecycle, settled_after_restart
 from ._live import Live, Tracked
 from ._metrics import METRIC_RANGES, Metrics
-from ._proc import ManagedProcess, OutputBuffer
+from ._proc import OutputBuffer
 from ._pty import PtySession
-from ._runtime import Backend, BootError, _procfs
+from ._runtime import Backend, BootError, CapsuleProcess, _procfs
 from ._runtime._cgroup import Limits
 from ._runtime._disk import DEFAULT_DISK_SIZE_MB, Disks
 from ._runtime._ids import SERVER_IDS, Ids, allow_search, capsule_uid, unreachable
@@ -216,10 +216,14 @@ class Manager:
         # The capsule's cgroup enforces its own request's vcpus and memory_mb.
         limits = Limits(vcpus=row.vcpus, memory_mb=row.memory_mb) if row is not None else None
         capsule_dir = self._capsule_dir(capsule_id)
-        await asyncio.to_thread(self.disks.attach, capsule_dir)
+        if self.disks.has_image(capsule_dir):
+            # Its root's uid is read from its files (ids_for): mounted first.
+            await asyncio.to_thread(self.disks.attach, capsule_dir)
         ids = await asyncio.to_thread(self.ids_for, capsule_id, binds)
         sandbox = self.backend.sandbox(capsule_id, capsule_dir, binds, limits, ids)
-        await sandbox.boot()
+        # A new capsule's disk is made and mounted while the sandbox starts
+        # (Sandbox.boot); a mounted one is left as it is.
+        await sandbox.boot(lambda: asyncio.to_thread(self.disks.attach, capsule_dir))
         live = Live(sandbox, CapsuleFS(sandbox.open_root, ids=ids))
         self.live[capsule_id] = live
         return live
@@ -351,7 +355,7 @@ class Manager:
         self,
         capsule_id: str,
         live: Live,
-        proc: ManagedProcess,
+        proc: CapsuleProcess,
         pid: int,
         tag: str | None,
         cmd: str,
@@ -398,10 +402,10 @@ class Manager:
 
     def _spawn(
         self, live: Live, argv: list[str], env: dict[str, str], cwd: str, *, want_pid: bool = True
-    ) -> ManagedProcess:
+    ) -> CapsuleProcess:
         self._precheck(live, argv[0], env, cwd)
         try:
-            return ManagedProcess(live.sandbox, argv, env, cwd, want_pid=want_pid)
+            return live.sandbox.start_process(argv, env, cwd, want_pid=want_pid)
         except OSError as exc:
             raise agent_error(f"start process: {exc}") from None
 
@@ -421,7 +425,7 @@ class Manager:
         # A foreground exec never reports its pid, so it skips the pid-reporting shim.
         proc = self._spawn(live, [cmd, *args], env, cwd, want_pid=background)
         if background:
-            _, pid = await proc.resolve()
+            pid = await proc.resolve()
             tag = tag or f"proc-{_wire.hex8()}"
             self._track(capsule_id, live, proc, pid, tag, cmd, args)
             return 202, {"sandbox_id": capsule_id, "cmd": cmd, "pid": pid, "tag": tag}
@@ -473,7 +477,7 @@ class Manager:
         env, cwd = self._env_cwd(live, envs, cwd)
         proc = self._spawn(live, [cmd, *args], env, cwd)
         remove = proc.listen(listener)
-        _, pid = await proc.resolve()
+        pid = await proc.resolve()
         return self._track(capsule_id, live, proc, pid, None, cmd, args), remove
 
     def processes(self, capsule_id: str) -> dict[str, Any]:
@@ -533,7 +537,7 @@ class Manager:
                 ) from None
             raise agent_error(f"start pty: {exc}") from None
         remove = session.listen(listener)  # before any await: keep the first prompt
-        _, pid = await session.proc.resolve()
+        pid = await session.proc.resolve()
         live.ptys[tag] = session
         self._track(capsule_id, live, session.proc, pid, tag, argv[0], argv[1:])
 

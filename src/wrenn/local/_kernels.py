@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._proc import ManagedProcess
-from ._runtime import Sandbox
+from ._runtime import CapsuleProcess, Sandbox
 
 log = logging.getLogger("wrenn.local")
 
@@ -85,7 +84,7 @@ class Kernel:
 
     id: str
     name: str
-    proc: ManagedProcess
+    proc: CapsuleProcess
     key: bytes
     # O_PATH fds of the kernel's sockets, checked to be sockets when opened.
     socket_fds: dict[str, int]
@@ -154,7 +153,7 @@ async def start_kernel(sandbox: Sandbox, name: str) -> Kernel:
     env.pop("JPY_PARENT_PID", None)
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", f"{inside}/{stem}.json"]
-    proc = ManagedProcess(sandbox, argv, env, "/root", want_pid=False)
+    proc = sandbox.start_process(argv, env, "/root", want_pid=False)
     stderr = bytearray()
 
     def keep_stderr(kind: str, data: bytes) -> None:
@@ -183,7 +182,7 @@ class KernelStartError(RuntimeError):
     pass
 
 
-async def _open_sockets(run_dir: Path, stem: str, proc: ManagedProcess) -> dict[str, int]:
+async def _open_sockets(run_dir: Path, stem: str, proc: CapsuleProcess) -> dict[str, int]:
     dir_fd = os.open(run_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     fds: dict[str, int] = {}
     try:

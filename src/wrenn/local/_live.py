@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 
 from ._fs import CapsuleFS
 from ._kernels import Kernel
-from ._proc import ManagedProcess
 from ._pty import PtySession
-from ._runtime import Sandbox
+from ._runtime import CapsuleProcess, Sandbox
 
 
 @dataclass
 class Tracked:
-    proc: ManagedProcess
+    proc: CapsuleProcess
     pid: int
     tag: str | None
     cmd: str

@@ -16,7 +16,6 @@ import struct
 import termios
 from collections.abc import Callable
 
-from ._proc import ManagedProcess
 from ._runtime import Sandbox
 
 Listener = Callable[[str, bytes], None]  # ("output", data) | ("exit", b"")
@@ -42,7 +41,7 @@ class PtySession:
         self._master: int | None = master
         try:
             self._set_size(cols, rows)
-            self.proc = ManagedProcess(sandbox, argv, env, cwd, tty_slave=slave)
+            self.proc = sandbox.start_process(argv, env, cwd, tty_slave=slave)
         except BaseException:
             os.close(master)
             self._master = None

@@ -279,7 +279,7 @@ async def pty(ws: WebSocket) -> None:
         session = found
         manager.touch(capsule_id)
         remove = session.listen(enqueue)
-        _, pid = await session.proc.resolve()
+        pid = await session.proc.resolve()
     else:
         await _fail(ws, "first message must be 'start' or 'connect'", fatal=True)
         return

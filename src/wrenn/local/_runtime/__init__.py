@@ -1,20 +1,25 @@
 """Isolation backends for local capsules, behind one interface (``Sandbox``).
 
 Code outside this package uses a sandbox only through the members in
-``INTERFACE``, and picks a backend only through the registry (``_registry``).
+``INTERFACE`` and a process it started (a ``CapsuleProcess``) only through
+those in ``PROCESS_INTERFACE``, and picks a backend only through the registry
+(``_registry``).
 """
 
 from __future__ import annotations
 
 from ._base import INTERFACE, Sandbox
 from ._contract import BootError, Capabilities, HostPaths, Launch, Probe, Unsupported, Usage
+from ._process import PROCESS_INTERFACE, CapsuleProcess
 from ._registry import Backend, choose_backend, isolation_choices, lookup, register
 
 __all__ = [
     "INTERFACE",
+    "PROCESS_INTERFACE",
     "Backend",
     "BootError",
     "Capabilities",
+    "CapsuleProcess",
     "HostPaths",
     "Launch",
     "Probe",

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -27,7 +28,9 @@ from ._contract import (
     Usage,
 )
 from ._freeze import Freezer
+from ._host_process import HostProcess
 from ._ids import SERVER_IDS, Ids
+from ._process import CapsuleProcess
 
 # Directories a capsule may write; each is a per-capsule host directory.
 WRITABLE_DIRS = ("root", "tmp", "home", "workspace")
@@ -63,11 +66,8 @@ INTERFACE = frozenset(
         "freeze",
         "thaw",
         "is_frozen",
-        # processes
-        "launch",
-        "on_spawn",
-        "on_exit",
-        "visible_pid",
+        # processes (a ``CapsuleProcess``, used through ``PROCESS_INTERFACE``)
+        "start_process",
         "home_env",
         "run_dir_for_processes",
         "open_pty",
@@ -186,9 +186,10 @@ class Sandbox(abc.ABC):
                 self.cgroup.remove(timeout=0)
                 raise BootError(f"capsule cgroup: {exc}") from exc
 
-    def in_cgroup(self, argv: list[str]) -> list[str]:
-        """``argv`` prefixed so that it starts inside the capsule's cgroups."""
-        return argv if self.cgroup is None else [*self.cgroup.join_argv(), *argv]
+    def in_cgroup(self, argv: list[str], *, held: bool = False) -> list[str]:
+        """``argv`` prefixed so that it starts inside the capsule's cgroups;
+        ``held``: it then waits for a line on its stdin (see HELD_JOIN_SCRIPT)."""
+        return argv if self.cgroup is None else [*self.cgroup.join_argv(held=held), *argv]
 
     def remove_cgroup(self) -> None:
         """Synchronous teardown of the cgroups (boot failures)."""
@@ -200,7 +201,7 @@ class Sandbox(abc.ABC):
         """Kill what is left in the capsule's cgroups and remove them.
 
         Waits on the loop, not in a sleep: the killed host-side wrappers are our
-        children, reaped by their ManagedProcess callbacks on this very loop.
+        children, reaped by their HostProcess callbacks on this very loop.
         """
         if self.cgroup is None:
             return
@@ -222,8 +223,27 @@ class Sandbox(abc.ABC):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+    def start_process(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        *,
+        tty_slave: int | None = None,
+        want_pid: bool = True,
+    ) -> CapsuleProcess:
+        """Start ``argv`` in the capsule (``env`` is its whole environment, ``cwd`` a
+        capsule path).  ``tty_slave``: the terminal (from ``open_pty``) that is its
+        stdin, stdout and stderr; the caller closes its own copy.  ``want_pid``: the
+        caller will ask ``resolve()`` for its pid.  A failed start raises ``OSError``.
+
+        Here a host process run from ``launch()``; a backend whose processes are not
+        host processes overrides this.
+        """
+        return HostProcess(self, argv, env, cwd, tty_slave=tty_slave, want_pid=want_pid)
+
     def on_spawn(self, host_pid: int) -> None:
-        """Called for every process launched for this capsule."""
+        """Called (by its ``HostProcess``) for every process launched for this capsule."""
         self.wrappers.add(host_pid)
 
     def on_exit(self, host_pid: int) -> None:
@@ -238,20 +258,32 @@ class Sandbox(abc.ABC):
         """
         return 0
 
-    async def boot(self) -> None:
-        """Make the writable layer's skeleton, then start the sandbox."""
+    async def boot(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Start the sandbox.
+
+        ``prepare`` readies the writable layer (mounts the capsule's disk over
+        ``rw/``).  A backend runs it, then makes the layer's skeleton, before
+        anything uses the layer; it may start what does not need the layer
+        first, so that the two overlap.
+        """
+        await self._boot(prepare)
+
+    async def _ready_layer(self, prepare: Callable[[], Awaitable[None]] | None) -> None:
+        if prepare is not None:
+            await prepare()
         await asyncio.to_thread(ensure_rw_skeleton, self.rw_dir, self.ids.owner)
-        await self._boot()
 
     @abc.abstractmethod
-    async def _boot(self) -> None: ...
+    async def _boot(self, prepare: Callable[[], Awaitable[None]] | None) -> None: ...
 
     @abc.abstractmethod
     def launch(
         self, argv: list[str], env: dict[str, str], cwd: str, *, tty: bool, want_pid: bool
     ) -> Launch:
-        """``want_pid``: the caller needs the pid the capsule sees, even for a
-        command that exits at once (background, streams, PTY)."""
+        """How ``start_process`` runs a command on the host (the backend's own:
+        code outside ``_runtime`` starts processes only through ``start_process``).
+        ``want_pid``: the caller needs the pid the capsule sees, even for a command
+        that exits at once (background, streams, PTY)."""
 
     @abc.abstractmethod
     def visible_pid(self, host_pid: int) -> int: ...
@@ -295,12 +327,19 @@ def ensure_rw_skeleton(rw_dir: Path, owner: tuple[int, int] | None = None) -> No
     """The writable dirs and the run dir, owned by the capsule's root when ``owner``."""
     for name in WRITABLE_DIRS:
         (rw_dir / name).mkdir(parents=True, exist_ok=True)
-    (rw_dir.parent / "run").mkdir(exist_ok=True)
+    ensure_run_dir(rw_dir.parent, owner)
     if owner is not None:
-        for path in (rw_dir, *(rw_dir / name for name in WRITABLE_DIRS), rw_dir.parent / "run"):
+        for path in (rw_dir, *(rw_dir / name for name in WRITABLE_DIRS)):
             os.chown(path, *owner, follow_symlinks=False)
     os.chmod(rw_dir / "tmp", 0o1777)
     os.chmod(rw_dir / "root", 0o700)
+
+
+def ensure_run_dir(capsule_dir: Path, owner: tuple[int, int] | None = None) -> None:
+    """The capsule's run dir (beside ``rw/``, not on its disk), owned by its root when ``owner``."""
+    (capsule_dir / "run").mkdir(parents=True, exist_ok=True)
+    if owner is not None:
+        os.chown(capsule_dir / "run", *owner, follow_symlinks=False)
 
 
 def open_pty_from(dir_fd: int, ptmx: str) -> tuple[int, int]:

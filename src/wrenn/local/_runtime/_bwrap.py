@@ -27,15 +27,17 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from . import _procfs
+from . import _fsconfig, _procfs
 from ._base import (
     DEFAULT_PATH,
     HOST_ENV,
     RUN_DIR_IN_CAPSULE,
     WRITABLE_DIRS,
     Sandbox,
+    ensure_run_dir,
     log,
     open_pty_from,
     read_until,
@@ -230,9 +232,19 @@ class BwrapSandbox(Sandbox):
         self._prlimit = _tool("prlimit")
         self._mount = _tool("mount")
 
-    async def _boot(self) -> None:
+    async def _boot(self, prepare: Callable[[], Awaitable[None]] | None) -> None:
+        # With cgroups, the init's host-side shim is started first: it joins the
+        # capsule's cgroups (see HELD_JOIN_SCRIPT) while ``prepare`` mounts the
+        # disk, and runs bwrap once it is told the writable layer is ready.
+        held = self.cgroup is not None
+        if held:
+            # Beside the disk, and bound by the argv below only if it exists.
+            await asyncio.to_thread(ensure_run_dir, self.dir, self.ids.owner)
+        else:
+            await self._ready_layer(prepare)
         info_r, info_w = os.pipe()
         out_r, out_w = os.pipe()
+        go_r, go_w = os.pipe() if held else (subprocess.DEVNULL, -1)
         argv = bwrap_argv(
             _tool("bwrap"),
             self.rw_dir,
@@ -249,24 +261,28 @@ class BwrapSandbox(Sandbox):
             fd = os.open(self.dir / "boot.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with open(fd, "ab") as log:
                 self._bwrap = subprocess.Popen(
-                    self.in_cgroup(as_capsule_root(self.ids, argv)),
+                    self.in_cgroup(as_capsule_root(self.ids, argv), held=held),
                     env=HOST_ENV,
                     cwd="/",
-                    stdin=subprocess.DEVNULL,
+                    stdin=go_r,
                     stdout=out_w,
                     stderr=log,
                     pass_fds=(info_w,),
                     start_new_session=True,
                 )
         except BaseException:
-            os.close(info_r)
-            os.close(out_r)
+            for end in (info_r, out_r, go_w):
+                if end >= 0:
+                    os.close(end)
             self.remove_cgroup()
             raise
         finally:
-            os.close(info_w)
-            os.close(out_w)
+            for end in (info_w, out_w, go_r):
+                if end >= 0:
+                    os.close(end)
         try:
+            if held:
+                await self._release_held_shim(prepare, go_w)
             out = await read_until(out_r, b"ready\n", BOOT_TIMEOUT)
             if b"ready\n" not in out:
                 raise BootError(f"sandbox init did not start: {self._boot_log_tail()}")
@@ -289,6 +305,22 @@ class BwrapSandbox(Sandbox):
             os.close(out_r)
             os.close(info_r)
 
+    async def _release_held_shim(
+        self, prepare: Callable[[], Awaitable[None]] | None, go_w: int
+    ) -> None:
+        """Ready the writable layer, then let the shim run bwrap.  On any failure the
+        pipe closes unwritten, and the shim exits without running it."""
+        try:
+            try:
+                await self._ready_layer(prepare)
+            except OSError as exc:
+                raise BootError(f"capsule layer: {exc}") from exc
+            # A shim that already failed (its boot.log says why) left no reader.
+            with contextlib.suppress(BrokenPipeError):
+                os.write(go_w, b"go\n")
+        finally:
+            os.close(go_w)
+
     def _hold(self, pid_ns_inode: int) -> None:
         """Pin the init (pidfd), its namespaces and its root as fds."""
         self._init_pidfd = os.pidfd_open(self.init_pid)
@@ -309,15 +341,25 @@ class BwrapSandbox(Sandbox):
         """Remount the capsule's devpts with ``max=PTY_MAX`` before any command runs.
 
         As root this runs without joining the sandbox's user namespace (host root
-        may remount any mount), and a failure fails the boot: a capsule without
-        the bound is not started.  Unprivileged, the server is root only inside
+        may remount any mount), in-process where the kernel offers fspick (see
+        ``_fsconfig``), and a failure fails the boot: a capsule without the bound
+        is not started.  Unprivileged, the server is root only inside
         that namespace, which owns the devpts; if the kernel still refuses, the
         capsule runs without the bound and the log says so.
         """
         assert self._root_fd is not None
+        as_root = os.geteuid() == 0
+        if as_root:
+            options = dict(o.split("=", 1) for o in _DEVPTS_OPTIONS.split(","))
+            try:
+                _fsconfig.reconfigure(self._root_fd, "dev/pts", {**options, "max": str(PTY_MAX)})
+                return
+            except _fsconfig.Unavailable:
+                pass  # the classic remount below
+            except OSError as exc:
+                raise BootError(f"could not bound the capsule's terminals: {exc}") from exc
         ns = self._ns_fds
         cmd = [self._nsenter]
-        as_root = os.geteuid() == 0
         if self._join_userns and not as_root:
             cmd += [f"--user=/proc/self/fd/{ns['user']}", "--preserve-credentials"]
         cmd += [

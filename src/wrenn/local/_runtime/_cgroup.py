@@ -43,10 +43,16 @@ _LIMIT_CONTROLLERS = ("memory", "pids", "cpu")
 # paths), then execs the real command in place, so the command and everything it
 # forks start inside the capsule's cgroups.  A failed write aborts the launch
 # (exit 125) rather than running the command outside its limits.
-JOIN_SCRIPT = (
-    'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1" || exit 125; '
-    'shift; n=$((n - 1)); done; exec "$@"'
+_JOIN = (
+    'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1" || exit 125; shift; n=$((n - 1)); done; '
 )
+JOIN_SCRIPT = _JOIN + 'exec "$@"'
+# The same, held: once in the cgroups, the shim waits for a line on its stdin
+# (EOF aborts, exit 125) before the command runs, with stdin from /dev/null.
+# A sandbox boot starts it first and gets the capsule's disk ready meanwhile:
+# the first move into a cgroup after a quiet spell waits for an RCU grace
+# period (~10 ms here), which then overlaps the disk's mount.
+HELD_JOIN_SCRIPT = _JOIN + 'read -r _ || exit 125; exec "$@" </dev/null'
 
 
 @dataclass(frozen=True)
@@ -272,10 +278,11 @@ class CapsuleCgroup:
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs]
 
-    def join_argv(self) -> list[str]:
+    def join_argv(self, *, held: bool = False) -> list[str]:
         """The argv prefix that starts a command inside these cgroups (see JOIN_SCRIPT)."""
         files = self.procs_files
-        return ["/bin/sh", "-c", JOIN_SCRIPT, "sh", str(len(files)), *files]
+        script = HELD_JOIN_SCRIPT if held else JOIN_SCRIPT
+        return ["/bin/sh", "-c", script, "sh", str(len(files)), *files]
 
     def create(self, limits: Limits) -> None:
         """Make the directories and apply ``limits``; raises OSError if a limit cannot be set."""

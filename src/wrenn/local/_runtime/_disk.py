@@ -26,6 +26,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from . import _loop
 from ._base import HOST_ENV
 
 log = logging.getLogger("wrenn.local")
@@ -115,14 +116,35 @@ def _run(argv: list[str]) -> str:
     return proc.stdout.decode("utf-8", "replace")
 
 
-def _mount(image: Path, mount_point: Path) -> None:
+def _mount_by_syscall(image: Path, mount_point: Path) -> None:
     """Mount ``image`` through a loop device of its own that does direct I/O.
 
     Direct I/O keeps a capsule's writes out of the host's page cache: without
     it, a capsule that rewrites its disk fills the host's dirty pages and every
     fsync on the host filesystem (the server's own database among them) waits
     behind that writeback. Its writes are then paced by its own cgroup instead.
+
+    In-process ioctls and mount(2) (see ``_loop``); ``LoopUnsupported`` where
+    this kernel cannot, and then ``_mount_by_tools`` does the same.
     """
+    try:
+        fd, device = _loop.bind(image)
+    except OSError as exc:
+        raise DiskError(f"loop device for {image.name}: {exc}") from exc
+    try:
+        _loop.mount(device, mount_point, "ext4", _MOUNT_OPTIONS)
+    except BaseException as exc:
+        # Our descriptor is the device's only user: unbound now, nothing leaks.
+        _loop.unbind(fd)
+        if isinstance(exc, OSError):
+            raise DiskError(str(exc)) from exc
+        raise
+    # The mount holds the device now; autoclear unbinds it with the mount.
+    os.close(fd)
+
+
+def _mount_by_tools(image: Path, mount_point: Path) -> None:
+    """``_mount_by_syscall`` with losetup and mount, for kernels without LOOP_CONFIGURE."""
     device = _run([_tool("losetup"), "--find", "--show", "--direct-io=on", str(image)]).strip()
     if not device.startswith("/dev/loop"):
         raise DiskError(f"losetup gave no loop device: {device!r}")
@@ -199,7 +221,12 @@ def why_unavailable() -> str | None:
         return "the server is not root (mounting a capsule's disk image needs root)"
     if not os.path.exists("/dev/loop-control"):
         return "no loop devices (/dev/loop-control is missing)"
-    for name in ("mkfs.ext4", "losetup", "mount", "umount"):
+    # losetup and mount only for kernels without LOOP_CONFIGURE (see ``_loop``);
+    # the trial mount at start-up finds out which way works.
+    needed = ["mkfs.ext4", "umount"]
+    if not _loop.available():
+        needed += ["losetup", "mount"]
+    for name in needed:
         if shutil.which(name, path=HOST_ENV["PATH"]) is None:
             return f"{name} not found"
     return None
@@ -215,6 +242,8 @@ class Disks:
         self._blank = Path()
         # Capsule dirs whose image this server mounted (and has not detached).
         self._attached: set[Path] = set()
+        # Loop devices by ioctl and mount(2) in-process, else the host tools.
+        self.by_syscall = _loop.available()
         self.reason = why_unavailable()
         if self.reason is None:
             try:
@@ -255,10 +284,20 @@ class Disks:
         (trial / "mnt").mkdir(parents=True)
         try:
             _sparse_copy(self._blank, trial / IMAGE_NAME)
-            _mount(trial / IMAGE_NAME, trial / "mnt")
+            self._mount(trial / IMAGE_NAME, trial / "mnt")
             _detach(str(trial / "mnt"))
         finally:
             shutil.rmtree(trial, ignore_errors=True)
+
+    def _mount(self, image: Path, mount_point: Path) -> None:
+        if self.by_syscall:
+            try:
+                _mount_by_syscall(image, mount_point)
+                return
+            except _loop.LoopUnsupported as exc:
+                log.info("wrenn.local: capsule disks are mounted with losetup and mount: %s", exc)
+                self.by_syscall = False
+        _mount_by_tools(image, mount_point)
 
     def sweep_stale(self) -> int:
         """Detach capsule disks of servers that died; how many were detached."""
@@ -299,6 +338,10 @@ class Disks:
             os.close(fd)
         return False
 
+    def has_image(self, capsule_dir: Path) -> bool:
+        """The capsule has a disk image already (its files may be on it)."""
+        return self.enabled and (capsule_dir / IMAGE_NAME).exists()
+
     def attach(self, capsule_dir: Path) -> None:
         """Mount the capsule's image over ``rw/`` (made on first use); idempotent."""
         if not self.enabled:
@@ -315,7 +358,7 @@ class Disks:
                 log.warning("capsule dir %s predates disk images: no quota", capsule_dir)
                 return
             _sparse_copy(self._blank, image)
-        _mount(image, rw)
+        self._mount(image, rw)
         self._attached.add(capsule_dir)
         # ext4's fresh root holds lost+found, which no capsule expects in its rw layer.
         with contextlib.suppress(OSError):

@@ -12,6 +12,7 @@ import contextlib
 import os
 import pwd
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from . import _procfs
@@ -66,7 +67,8 @@ class PlainSandbox(Sandbox):
         super().on_spawn(host_pid)
         self._sessions.add(host_pid)
 
-    async def _boot(self) -> None:
+    async def _boot(self, prepare: Callable[[], Awaitable[None]] | None) -> None:
+        await self._ready_layer(prepare)
         # No isolation here, but the cgroup limits still hold.
         self.make_cgroup()
         self._alive = True
@@ -130,7 +132,7 @@ class PlainSandbox(Sandbox):
         me = os.getpid()
         reaped = 0
         for pid in _procfs.session_members(self._sessions):
-            # Our own Popen children (pid == sid) are reaped by their ManagedProcess.
+            # Our own Popen children (pid == sid) are reaped by their HostProcess.
             if (
                 pid not in self.wrappers
                 and _procfs.ppid_of(pid) == me
