@@ -10,8 +10,8 @@
 - Back-pressure: while output is held (``hold_output``, counted) the pump does not
   call ``read()``, so nothing is acknowledged to the guest, whose credit runs out:
   the guest process blocks on its next write, as a host process does on a full
-  pipe.  At most ``POSTED_LIMIT`` bytes are handed to the loop and not yet
-  delivered, so a busy loop is a reader that does not read, too.  Chunks already
+  pipe.  At most ``POSTED_LIMIT`` bytes (plus the chunk read last) are handed to
+  the loop and not yet delivered, so a busy loop is a reader that does not read, too.  Chunks already
   handed over when a hold starts wait on the loop side until the release.
 - The exit: a guest's exit status is negative for a signal death; like
   ``HostProcess`` that becomes ``exit_code`` -1 with ``death_signal`` set.  The
