@@ -16,7 +16,7 @@ import pytest
 
 from wrenn.local._runtime import PROCESS_INTERFACE, CapsuleProcess, Unsupported
 from wrenn.local._vm._agent import AgentChannel
-from wrenn.local._vm._guest_processes import CREDIT_WINDOW, MAX_CHUNK_BYTES, GuestProcesses
+from wrenn.local._vm._guest_processes import CREDIT_WINDOW, GuestProcesses
 from wrenn.local._vm._process import POSTED_LIMIT, VmProcess, start_vm_process
 
 from .test_vm_processes import FakeAgent, _output, fake, processes  # noqa: F401
@@ -133,7 +133,9 @@ def test_held_output_blocks_the_guest_process_until_released(processes: GuestPro
     size = 8 * 1024 * 1024
 
     async def scenario() -> None:
-        proc = start_vm_process(processes, ["head", "-c", str(size), "/dev/zero"], {}, "/tmp")
+        # It writes only after the hold is surely in place.
+        script = f"sleep 0.3; exec head -c {size} /dev/zero"
+        proc = start_vm_process(processes, ["sh", "-c", script], {}, "/tmp")
         proc.hold_output()
         proc.hold_output()  # counted: one release is not enough
         events, _ = record(proc)
@@ -144,8 +146,7 @@ def test_held_output_blocks_the_guest_process_until_released(processes: GuestPro
         assert events == []  # nothing delivered while held
         assert guest.exit_code is None and not proc.exited.is_set()  # blocked, not done
         assert guest._in_flight <= CREDIT_WINDOW and proc._posted <= POSTED_LIMIT
-        # The pump stopped reading: at most the chunk it took before the hold.
-        assert proc._posted <= MAX_CHUNK_BYTES and guest._queue
+        assert proc._posted == 0 and guest._queue  # the pump read nothing
         proc.release_output()
         assert await asyncio.wait_for(proc.wait(), 30.0) == 0
         assert sum(len(data) for kind, data in events if kind == "stdout") == size
@@ -155,25 +156,29 @@ def test_held_output_blocks_the_guest_process_until_released(processes: GuestPro
 
 
 def test_a_hold_taken_in_a_listener_stops_the_next_chunk(processes: GuestProcesses) -> None:  # noqa: F811
-    code = "head -c 2000000 /dev/zero"
+    # Slow output, so the pump is never ahead of the loop: after the hold it takes
+    # at most the one line it was reading, and the rest waits in the guest's queue.
+    script = "for i in $(seq 10 49); do echo line$i; sleep 0.05; done"
+    expected = b"".join(b"line%d\n" % i for i in range(10, 50))
 
     async def scenario() -> None:
-        proc = start_vm_process(processes, ["sh", "-c", code], {}, "/tmp")
-        chunks: list[int] = []
+        proc = start_vm_process(processes, ["sh", "-c", script], {}, "/tmp")
+        chunks: list[bytes] = []
 
         def listener(kind: str, data: bytes) -> None:
             if kind == "stdout":
-                chunks.append(len(data))
+                chunks.append(data)
                 if len(chunks) == 1:
                     proc.hold_output()
 
         proc.listen(listener)
         await asyncio.sleep(1.0)
         assert len(chunks) == 1 and not proc.exited.is_set()
-        assert proc._posted <= 2 * MAX_CHUNK_BYTES  # no reads while held
+        assert proc._posted <= len(b"line10\n")  # no reads while held
+        assert len(proc._guest._queue) >= 5
         proc.release_output()
         assert await asyncio.wait_for(proc.wait(), 30.0) == 0
-        assert sum(chunks) == 2_000_000
+        assert b"".join(chunks) == expected
 
     run(scenario)
 
@@ -217,6 +222,7 @@ def test_a_broken_channel_ends_with_the_output_then_exit(
         while not events:
             await asyncio.sleep(0.01)
         proc.hold_output()  # a failure delivers what was read, holds or not
+        await asyncio.sleep(0.5)  # the pump is waiting for the release, not reading
         agent.guest.shutdown(socket.SHUT_RDWR)
         assert await asyncio.wait_for(proc.wait(), 5.0) == -1
         assert proc.failure is not None and "broken" in proc.failure
@@ -243,13 +249,16 @@ def test_an_unanswered_signal_ends_the_process_as_failed() -> None:
     thread = threading.Thread(target=answer_only_the_start, daemon=True)
     thread.start()
     channel = AgentChannel(host)
-    processes = GuestProcesses(channel, timeout=0.5)  # noqa: F811
+    processes = GuestProcesses(channel, timeout=1.5)  # noqa: F811
 
     async def scenario() -> None:
         proc = start_vm_process(processes, ["x"], {}, "/")
         assert await proc.resolve() == 42
         await proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
         assert await asyncio.wait_for(proc.wait(), 5.0) == -1
+        # Ended at once, not after the pump's detach request times out too.
+        assert time.monotonic() - started < 1.0
         assert proc.failure is not None and "no answer" in proc.failure
         assert proc.join(5.0)
 

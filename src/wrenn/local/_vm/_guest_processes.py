@@ -163,6 +163,11 @@ class GuestProcess:
     def exit_code(self) -> int | None:
         return self._exit_code
 
+    @property
+    def error(self) -> str | None:
+        """Why the process failed here (a broken channel, a protocol error, closed), or None."""
+        return self._error
+
     def write_stdin(self, data: bytes) -> None:
         view = memoryview(data)
         for start in range(0, len(view), STDIN_CHUNK_BYTES):

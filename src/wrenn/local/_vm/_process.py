@@ -19,7 +19,7 @@
   process that still has output to send does not report its exit until released.
 - Failure: if the channel breaks or the guest breaks the protocol for this process
   (an ``AgentError`` from ``read``), or the agent does not answer a signal, the
-  process ends as failed: output already read is delivered (holds or not), then
+  process ends as failed, held or not: output already read is delivered (holds or not), then
   ("exit", b"") with ``exit_code`` -1, ``death_signal`` None and ``failure`` set
   to the reason.  Nothing waits on a guest that is gone.
 - ``close()`` (server shutdown, tests) stops the pump within a slice and ends the
@@ -126,14 +126,22 @@ class VmProcess(CapsuleProcess):
             failure = str(exc)
         except BaseException as exc:  # a bug must still end the process for its waiters
             failure = f"pump failed: {exc!r}"
+        # The end first: telling a hung agent to detach takes up to its request timeout.
+        self._post(self._on_end, -1, None, failure)
         with contextlib.suppress(AgentError):
             self._guest.close()  # forget it here; the guest drops its output
-        self._post(self._on_end, -1, None, failure)
 
     def _wait_for_room(self) -> str | None:
-        """Wait, a slice at a time, until output may be read; the close reason if closing."""
+        """Wait, a slice at a time, until output may be read; the close reason if closing.
+
+        A failed guest process ends the wait too (its next read raises), so a broken
+        channel ends the process even while its output is held."""
         with self._gate:
-            while self._closing is None and (self._holds or self._posted >= POSTED_LIMIT):
+            while (
+                self._closing is None
+                and self._guest.error is None
+                and (self._holds or self._posted >= POSTED_LIMIT)
+            ):
                 self._gate.wait(READ_SLICE)
             return self._closing
 
