@@ -1,14 +1,17 @@
-"""The interface every isolation backend implements, plus shared helpers."""
+"""The interface every isolation backend implements, plus shared helpers.
+
+``Sandbox`` is what every backend provides; the machinery of backends whose
+capsule processes are host processes (launch argv, host pids, freezer, host
+usage) is ``HostSandbox`` in ``_host``.
+"""
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -22,13 +25,10 @@ from ._contract import (
     BootError,
     Capabilities,
     HostPaths,
-    Launch,
     Probe,
     Unsupported,
     Usage,
 )
-from ._freeze import Freezer
-from ._host_process import HostProcess
 from ._ids import SERVER_IDS, Ids
 from ._process import CapsuleProcess
 
@@ -87,10 +87,6 @@ TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
 
 
-def _measure(pids: list[int], rw_dir: str) -> Usage:
-    return Usage(_procfs.cpu_seconds(pids), _procfs.rss_bytes(pids), _procfs.disk_usage(rw_dir))
-
-
 class Sandbox(abc.ABC):
     """One capsule's live isolation context: the interface of every backend.
 
@@ -98,6 +94,8 @@ class Sandbox(abc.ABC):
     (tests/test_runtime_boundary.py checks it); everything else is the backend's own.
     A backend subclasses this, sets ``kind`` and ``CAPABILITIES``, implements
     ``probe`` and the abstract methods, and is registered in ``_registry``.
+    Nothing here assumes that capsule processes are host processes: a backend
+    whose processes are subclasses ``HostSandbox`` (``_host``) instead.
     """
 
     # The name the registry knows the backend by (``LocalServer(isolation=...)``).
@@ -127,14 +125,12 @@ class Sandbox(abc.ABC):
         self.run_dir = capsule_dir / "run"
         # Host directories shown read-only at the same path inside the capsule.
         self.ro_binds = ro_binds
-        self.wrappers: set[int] = set()
         # The capsule's own cgroups (limits, freeze, kill); None when the server
         # may not create cgroups, and then nothing is limited.
         self.cgroup = cgroup
         self.limits = limits or Limits()
-        self.freezer = Freezer(
-            self.member_pids, cgroup if freeze_by_cgroup else None, lambda: list(self.wrappers)
-        )
+        # Pause by the cgroup freezer rather than by signals (the registry's choice).
+        self.freeze_by_cgroup = freeze_by_cgroup
 
     @classmethod
     @abc.abstractmethod
@@ -152,11 +148,6 @@ class Sandbox(abc.ABC):
     def _require_host_filesystem(self) -> None:
         if not self.capabilities.host_filesystem:
             raise Unsupported(f"the {self.kind} backend has no host filesystem")
-
-    async def usage(self) -> Usage:
-        """CPU seconds and RSS of every capsule process, and its writable layer's size."""
-        pids = self.member_pids()
-        return await asyncio.to_thread(_measure, pids, str(self.rw_dir))
 
     # The writable layer at rest (running, paused or stopped): by capsule directory,
     # since a paused capsule of an earlier server has no sandbox.  Blocking calls.
@@ -215,14 +206,11 @@ class Sandbox(abc.ABC):
             self.reap_orphans()
             await asyncio.sleep(0.01)
 
+    @abc.abstractmethod
     def kill_now(self) -> None:
         """SIGKILL every process of the capsule, synchronously (last resort at shutdown)."""
-        if self.cgroup is not None:
-            self.cgroup.kill()
-        for pid in [*self.member_pids(), *self.wrappers]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
+    @abc.abstractmethod
     def start_process(
         self,
         argv: list[str],
@@ -236,25 +224,13 @@ class Sandbox(abc.ABC):
         capsule path).  ``tty_slave``: the terminal (from ``open_pty``) that is its
         stdin, stdout and stderr; the caller closes its own copy.  ``want_pid``: the
         caller will ask ``resolve()`` for its pid.  A failed start raises ``OSError``.
-
-        Here a host process run from ``launch()``; a backend whose processes are not
-        host processes overrides this.
         """
-        return HostProcess(self, argv, env, cwd, tty_slave=tty_slave, want_pid=want_pid)
-
-    def on_spawn(self, host_pid: int) -> None:
-        """Called (by its ``HostProcess``) for every process launched for this capsule."""
-        self.wrappers.add(host_pid)
-
-    def on_exit(self, host_pid: int) -> None:
-        """Called once a launched process has been reaped."""
-        self.wrappers.discard(host_pid)
 
     def reap_orphans(self) -> int:
         """Reap capsule processes re-parented to the server (subreaper); returns how many.
 
         Nothing to do by default: inside a pid namespace the capsule's own init
-        adopts and reaps orphans.
+        adopts and reaps orphans, and a backend without host processes has none.
         """
         return 0
 
@@ -268,32 +244,12 @@ class Sandbox(abc.ABC):
         """
         await self._boot(prepare)
 
-    async def _ready_layer(self, prepare: Callable[[], Awaitable[None]] | None) -> None:
-        if prepare is not None:
-            await prepare()
-        await asyncio.to_thread(ensure_rw_skeleton, self.rw_dir, self.ids.owner)
-
     @abc.abstractmethod
     async def _boot(self, prepare: Callable[[], Awaitable[None]] | None) -> None: ...
 
     @abc.abstractmethod
-    def launch(
-        self, argv: list[str], env: dict[str, str], cwd: str, *, tty: bool, want_pid: bool
-    ) -> Launch:
-        """How ``start_process`` runs a command on the host (the backend's own:
-        code outside ``_runtime`` starts processes only through ``start_process``).
-        ``want_pid``: the caller needs the pid the capsule sees, even for a command
-        that exits at once (background, streams, PTY)."""
-
-    @abc.abstractmethod
-    def visible_pid(self, host_pid: int) -> int: ...
-
-    @abc.abstractmethod
     def open_root(self) -> int:
         """A directory fd of ``/`` as the capsule sees it; the caller closes it."""
-
-    @abc.abstractmethod
-    def member_pids(self) -> list[int]: ...
 
     @abc.abstractmethod
     async def destroy(self) -> None: ...
@@ -309,18 +265,25 @@ class Sandbox(abc.ABC):
         """The path under which processes of this capsule see ``run_dir``."""
         return RUN_DIR_IN_CAPSULE
 
+    @abc.abstractmethod
     def open_pty(self) -> tuple[int, int]:
-        return os.openpty()
+        """A terminal pair (master, slave) for ``start_process(tty_slave=)``; at
+        most ``pty_max`` at once when that is set."""
 
+    @abc.abstractmethod
+    async def usage(self) -> Usage:
+        """CPU seconds and RSS of every capsule process, and its writable layer's size."""
+
+    @abc.abstractmethod
     def freeze(self) -> None:
-        self.freezer.freeze()
+        """Pause every process of the capsule (``thaw`` resumes them)."""
 
-    def thaw(self) -> None:
-        self.freezer.thaw()
+    @abc.abstractmethod
+    def thaw(self) -> None: ...
 
     @property
-    def is_frozen(self) -> bool:
-        return self.freezer.frozen
+    @abc.abstractmethod
+    def is_frozen(self) -> bool: ...
 
 
 def ensure_rw_skeleton(rw_dir: Path, owner: tuple[int, int] | None = None) -> None:

@@ -36,7 +36,6 @@ from ._base import (
     HOST_ENV,
     RUN_DIR_IN_CAPSULE,
     WRITABLE_DIRS,
-    Sandbox,
     ensure_run_dir,
     log,
     open_pty_from,
@@ -44,6 +43,7 @@ from ._base import (
 )
 from ._cgroup import CapsuleCgroup, Limits
 from ._contract import BootError, Capabilities, Launch, Probe
+from ._host import HostSandbox
 from ._ids import SERVER_IDS, Ids
 
 BOOT_TIMEOUT = 10.0
@@ -176,7 +176,7 @@ def _assignments(env: dict[str, str]) -> list[str]:
     return out
 
 
-class BwrapSandbox(Sandbox):
+class BwrapSandbox(HostSandbox):
     kind = "bwrap"
     CAPABILITIES = Capabilities(
         isolated=True,

@@ -1,6 +1,6 @@
 """A capsule process that is a host process (the bubblewrap and plain backends).
 
-``Sandbox.start_process`` builds one from the backend's ``launch()`` argv.  No
+``HostSandbox.start_process`` builds one from the backend's ``launch()`` argv.  No
 asyncio subprocess transport is used: the server is a child subreaper and reaps
 specific pids itself, and a pidfd on the loop tells us when a process exits
 without a watcher thread per child.
@@ -23,7 +23,7 @@ from ._process import CapsuleProcess, Listener
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._base import Sandbox
+    from ._host import HostSandbox
 
 # Output after the wrapper exits is drained for at most this long: a background
 # daemon that inherited the pipe would otherwise keep the stream open forever.
@@ -33,7 +33,7 @@ EOF_GRACE = 0.2
 class HostProcess(CapsuleProcess):
     def __init__(
         self,
-        sandbox: Sandbox,
+        sandbox: HostSandbox,
         argv: list[str],
         env: dict[str, str],
         cwd: str,

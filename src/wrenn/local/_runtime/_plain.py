@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from . import _procfs
-from ._base import DEFAULT_PATH, WRITABLE_DIRS, Sandbox
+from ._base import DEFAULT_PATH, WRITABLE_DIRS
 from ._cgroup import CapsuleCgroup, Limits
 from ._contract import Capabilities, Launch, Probe
+from ._host import HostSandbox
 from ._ids import SERVER_IDS, Ids
 
 
-class PlainSandbox(Sandbox):
+class PlainSandbox(HostSandbox):
     kind = "none"
     CAPABILITIES = Capabilities(
         isolated=False,

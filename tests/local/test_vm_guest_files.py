@@ -1,0 +1,173 @@
+"""Files through the agent without QEMU: the real guest agent over a socketpair
+(its "guest filesystem" is a temporary directory here), and hostile answers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from wrenn.local._vm import _guest_files, guest_agent
+from wrenn.local._vm._agent import AgentChannel, AgentError
+from wrenn.local._vm._guest_files import CHUNK_BYTES, GuestFiles
+
+
+@pytest.fixture
+def files() -> Iterator[GuestFiles]:
+    host, guest = socket.socketpair()
+    agent = guest_agent.Agent(guest.fileno())
+    thread = threading.Thread(target=agent.serve, kwargs={"return_on_eof": True}, daemon=True)
+    thread.start()
+    channel = AgentChannel(host)
+    try:
+        yield GuestFiles(channel)
+    finally:
+        host.shutdown(socket.SHUT_WR)
+        thread.join(timeout=10.0)
+        channel.close()
+        guest.close()
+
+
+def test_write_read_stat_list_remove(files: GuestFiles, tmp_path: Path) -> None:
+    folder = f"{tmp_path}/a/b"
+    files.mkdir(folder, parents=True)
+    data = os.urandom(2 * CHUNK_BYTES + 12345)  # three chunks, the last one short
+    assert files.write_bytes(f"{folder}/f.bin", data, mode=0o600) == len(data)
+    assert (tmp_path / "a/b/f.bin").read_bytes() == data
+    assert files.read_bytes(f"{folder}/f.bin") == data
+    assert [len(c) for c in files.iter_read(f"{folder}/f.bin")] == [CHUNK_BYTES] * 2 + [12345]
+    entry = files.stat(f"{folder}/f.bin")
+    assert (entry.name, entry.type, entry.size, entry.mode) == ("f.bin", "file", len(data), 0o600)
+    os.symlink("f.bin", tmp_path / "a/b/link")
+    listing = files.list_dir(folder)
+    assert [(e.name, e.type, e.target) for e in listing] == [
+        ("f.bin", "file", None),
+        ("link", "symlink", "f.bin"),
+    ]
+    # Rewriting replaces the whole file (a shorter one leaves no tail), empty too.
+    assert files.write_bytes(f"{folder}/f.bin", [b"ab", b"cd"]) == 4
+    assert files.read_bytes(f"{folder}/f.bin") == b"abcd"
+    assert files.write_bytes(f"{folder}/f.bin", b"") == 0
+    assert files.read_bytes(f"{folder}/f.bin") == b""
+    files.write_bytes(f"{folder}/f.bin", b"abcd")
+    with pytest.raises(AgentError, match="over 3 bytes"):
+        files.read_bytes(f"{folder}/f.bin", limit=3)
+    with pytest.raises(AgentError, match="OSError"):  # not empty
+        files.remove(f"{tmp_path}/a")
+    files.remove(f"{tmp_path}/a", recursive=True)
+    with pytest.raises(AgentError, match="FileNotFoundError"):
+        files.stat(folder)
+
+
+def test_only_regular_files_are_read_and_a_fifo_never_blocks(
+    files: GuestFiles, tmp_path: Path
+) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(AgentError, match="not a regular file"):
+        files.read_bytes(str(tmp_path / "pipe"))
+    with pytest.raises(AgentError, match="No such device or address"):
+        files.write_bytes(str(tmp_path / "pipe"), b"x")
+    with pytest.raises(AgentError, match="not a regular file"):
+        files.read_bytes(str(tmp_path))
+
+
+def test_a_listing_comes_in_pages(
+    files: GuestFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_guest_files, "LIST_PAGE", 7)
+    for index in range(20):
+        (tmp_path / f"n{index:02}").write_bytes(b"x" * index)
+    listing = files.list_dir(str(tmp_path))
+    assert [(e.name, e.size) for e in listing] == [(f"n{i:02}", i) for i in range(20)]
+
+
+def test_paths_are_checked_not_resolved_on_the_host(files: GuestFiles) -> None:
+    for bad in ("", "a\0b", "x" * 5000):
+        with pytest.raises(AgentError, match="not a guest path"):
+            files.stat(bad)
+
+
+def _hostile_files(answer: dict[str, object]) -> tuple[GuestFiles, Callable[[], None]]:
+    """Files over an agent that answers every request with ``answer``; and a closer."""
+    host, guest = socket.socketpair()
+    channel = AgentChannel(host)
+
+    def close() -> None:
+        channel.close()
+        guest.close()
+
+    def serve() -> None:
+        try:
+            with guest.makefile("rb") as lines:
+                for line in lines:
+                    request = json.loads(line)
+                    guest.sendall(
+                        json.dumps({"id": request["id"], "ok": True, **answer}).encode() + b"\n"
+                    )
+        except OSError:
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return GuestFiles(channel, timeout=5.0), close
+
+
+@pytest.mark.parametrize(
+    ("op", "answer", "error"),
+    [
+        (
+            "read",
+            {"data": base64.b64encode(bytes(CHUNK_BYTES + 1)).decode(), "eof": True},
+            "a chunk over",
+        ),
+        ("read", {"data": 7, "eof": True}, "'data' is not a str"),
+        ("read", {"data": "", "eof": "yes"}, "'eof' is not a bool"),
+        ("write", {"size": "3"}, "'size' is not a int"),
+        (
+            "stat",
+            {"name": "f", "type": "socket!", "size": 0, "mode": 0, "mtime_ns": 0},
+            "unknown entry type",
+        ),
+        ("stat", {"name": "f", "type": "file", "mode": 0, "mtime_ns": 0}, "'size' is not a int"),
+        (
+            "stat",
+            {"name": "f", "type": "symlink", "size": 0, "mode": 0, "mtime_ns": 0, "target": 1},
+            "'target'",
+        ),
+        ("list", {"entries": [1], "total": 1}, "an entry is not an object"),
+        ("list", {"entries": {}, "total": 1}, "'entries' is not a list"),
+        ("list", {"entries": [], "total": 10**9}, "over 100000 entries"),
+    ],
+)
+def test_a_hostile_files_answer_is_an_agent_error(
+    op: str, answer: dict[str, object], error: str
+) -> None:
+    files, close = _hostile_files(answer)
+    try:
+        with pytest.raises(AgentError, match=error):
+            if op == "read":
+                files.read_bytes("/f")
+            elif op == "write":
+                files.write_bytes("/f", b"abc")
+            elif op == "stat":
+                files.stat("/f")
+            else:
+                files.list_dir("/")
+    finally:
+        close()
+
+
+def test_a_guest_that_never_ends_a_file_is_stopped_by_the_read_limit() -> None:
+    # Full chunks and never eof: read_bytes stops at its limit, not at memory's.
+    chunk = base64.b64encode(bytes(CHUNK_BYTES)).decode()
+    files, close = _hostile_files({"data": chunk, "eof": False})
+    try:
+        with pytest.raises(AgentError, match=f"over {3 * CHUNK_BYTES} bytes"):
+            files.read_bytes("/dev/zero", limit=3 * CHUNK_BYTES)
+    finally:
+        close()
