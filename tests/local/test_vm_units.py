@@ -125,6 +125,10 @@ def test_the_qemu_argv_carries_the_shape_and_the_tsc_fix(tmp_path: Path) -> None
     for option in ("tsc_early_khz=", "lpj=", "tsc=reliable", "no_timer_check"):
         assert option in cmdline
     assert "-incoming" not in argv
+    # The console is a ring in QEMU's memory: no host file a guest could fill.
+    assert argv[argv.index("-serial") + 1] == "chardev:console"
+    assert "ringbuf,id=console,size=65536" in argv
+    assert not [arg for arg in argv if "file:" in arg]
     # A restore must match the booted VM's machine exactly, plus the incoming options.
     assert argv_for(incoming=True) == [*argv, "-incoming", "defer", "-S"]
 

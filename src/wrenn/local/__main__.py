@@ -1,4 +1,8 @@
-"""``python -m wrenn.local``: run the embedded server until Ctrl-C or SIGTERM."""
+"""``python -m wrenn.local``: run the embedded server until Ctrl-C or SIGTERM.
+
+``python -m wrenn.local build-image [--cache-dir DIR]`` builds the microVM
+backend's guest image once instead (``isolation="microvm"`` needs it).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,15 @@ from ._server import LocalServer
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["build-image"]:
+        from ._vm.__main__ import main as vm_main
+
+        return vm_main(args_in)
     parser = argparse.ArgumentParser(
         prog="python -m wrenn.local",
-        description="Run a local Wrenn-compatible server whose capsules are local sandboxes.",
+        description="Run a local Wrenn-compatible server whose capsules are local sandboxes "
+        "(or `python -m wrenn.local build-image` to build the microVM guest image).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (default: a free port)")
@@ -32,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="how long each transitional status (starting, pausing, ...) lasts (default 0)",
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()

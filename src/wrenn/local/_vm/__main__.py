@@ -1,7 +1,7 @@
-"""``python -m wrenn.local._vm build-image [--cache-dir DIR]``: build (or find) the VM image.
+"""``build-image [--cache-dir DIR]``: build (or find) the VM image.
 
-Kept apart from ``python -m wrenn.local``, whose command line starts the server
-and has no subcommands.
+Reached as ``python -m wrenn.local build-image`` (the server's command line hands
+it over) or ``python -m wrenn.local._vm build-image``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ._image import ImageError, build_image, default_cache_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wrenn.local._vm")
+    parser = argparse.ArgumentParser(prog="python -m wrenn.local")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build-image", help="build the microVM base image if missing")
     build.add_argument(

@@ -13,31 +13,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 AGENT_PORT = "wrenn.agent"  # the guest agent looks its port up by this name
+CONSOLE_CHARDEV = "console"
+CONSOLE_RING_BYTES = 64 * 1024  # the guest console's last bytes, kept by QEMU (a power of 2)
 QEMU_BINARY = "qemu-system-x86_64"
 _KERNEL_HZ = 250  # CONFIG_HZ of Debian's amd64 kernels
 
 
 @dataclass(frozen=True)
 class VmPaths:
-    """The per-VM files: sockets, disk overlay and console log, all in one directory."""
+    """The per-VM files: sockets and disk overlay, in one directory.
+
+    ``sockets``: a short private directory for the two unix sockets instead, when
+    their paths under ``directory`` would not fit in ``sun_path``.
+    """
 
     directory: Path
+    sockets: Path | None = None
 
     @property
     def qmp(self) -> Path:
-        return self.directory / "qmp.sock"
+        return (self.sockets or self.directory) / "qmp.sock"
 
     @property
     def agent(self) -> Path:
-        return self.directory / "agent.sock"
+        return (self.sockets or self.directory) / "agent.sock"
 
     @property
     def disk(self) -> Path:
         return self.directory / "disk.qcow2"
-
-    @property
-    def console(self) -> Path:
-        return self.directory / "console.log"
 
 
 @functools.cache
@@ -101,7 +104,10 @@ def qemu_argv(
         "-kernel", str(vmlinux),
         "-initrd", str(initramfs),
         "-append", kernel_cmdline(),
-        "-serial", f"file:{paths.console}",
+        # The console goes to a ring in QEMU's memory, never to a host file: guest
+        # code can write to it without end (the engine reads it after a failed boot).
+        "-chardev", f"ringbuf,id={CONSOLE_CHARDEV},size={CONSOLE_RING_BYTES}",
+        "-serial", f"chardev:{CONSOLE_CHARDEV}",
         "-qmp", f"unix:{paths.qmp},server=on,wait=off",
         "-device", "virtio-serial-device",
         "-chardev", f"socket,id=agent,path={paths.agent},server=on,wait=off",

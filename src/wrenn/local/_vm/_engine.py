@@ -2,26 +2,30 @@
 
 Blocking code, every wait bounded; callers in asyncio or trio run it in a worker
 thread.  The VM's files (QMP and agent sockets, the qcow2 overlay on the image's
-root disk, the console log) live in its own directory.  A snapshot is a
+root disk) live in its own directory; the guest console is a 64 KiB ring in QEMU's
+memory (guest code could write to a console file without end).  A snapshot is a
 directory with the memory stream (``memory``), a copy of the overlay taken while
 the guest was stopped (``disk.qcow2``) and the VM's shape (``vm.json``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._agent import AgentChannel, ExecResult
-from ._argv import VmPaths, qemu_argv, qemu_binary
+from ._argv import CONSOLE_CHARDEV, CONSOLE_RING_BYTES, VmPaths, qemu_argv, qemu_binary
 from ._guest_files import GuestFiles
 from ._guest_processes import GuestProcesses
 from ._image import Image
@@ -62,31 +66,33 @@ class MicroVm:
     # -- start ------------------------------------------------------------------
 
     @classmethod
-    def boot(cls, image: Image, directory: Path, spec: VmSpec, *, timeout: float = 60.0) -> MicroVm:
-        """Cold-boot a VM whose disk is a fresh overlay on the image's root disk."""
+    def boot(
+        cls,
+        image: Image,
+        directory: Path,
+        spec: VmSpec,
+        *,
+        timeout: float = 60.0,
+        reuse_disk: bool = False,
+    ) -> MicroVm:
+        """Cold-boot a VM whose disk is a fresh overlay on the image's root disk.
+
+        ``reuse_disk``: boot from the overlay already in ``directory`` when there is
+        one (a VM that was killed: its files as a power cut left them).
+        """
         paths = _prepare(directory)
-        _run_host(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-F",
-                "raw",
-                "-b",
-                str(image.rootfs),
-                str(paths.disk),
-            ]
-        )
-        vm = cls._spawn(image, paths, spec, incoming=False)
+        with _discard_on_error(paths):
+            if not (reuse_disk and paths.disk.is_file()):
+                _create_overlay(image, paths)
+            vm = cls._spawn(image, paths, spec, incoming=False)
         deadline = time.monotonic() + timeout
         try:
             vm._connect(timeout)
             vm.agent.handshake(max(1.0, deadline - time.monotonic()))
         except (OSError, RuntimeError) as exc:
+            tail = vm._console_tail()  # while QEMU, which holds it, still runs
             vm.destroy()
-            raise VmError(f"boot failed: {exc}{vm._console_tail()}") from exc
+            raise VmError(f"boot failed: {exc}{tail}") from exc
         except BaseException:
             vm.destroy()
             raise
@@ -100,8 +106,9 @@ class MicroVm:
         shape = json.loads((snapshot / "vm.json").read_text())
         spec = VmSpec(vcpus=int(shape["vcpus"]), memory_mb=int(shape["memory_mb"]))
         paths = _prepare(directory)
-        shutil.copyfile(snapshot / "disk.qcow2", paths.disk)
-        vm = cls._spawn(image, paths, spec, incoming=True)
+        with _discard_on_error(paths):
+            shutil.copyfile(snapshot / "disk.qcow2", paths.disk)
+            vm = cls._spawn(image, paths, spec, incoming=True)
         try:
             vm._connect(timeout)
             uri = f"exec:cat {shlex.quote(str(snapshot / 'memory'))}"
@@ -112,8 +119,9 @@ class MicroVm:
             # The guest's wall clock stopped at snapshot time (MICROVM-NOTES).
             vm.agent.set_clock()
         except (OSError, RuntimeError) as exc:
+            tail = vm._console_tail()  # while QEMU, which holds it, still runs
             vm.destroy()
-            raise VmError(f"restore failed: {exc}{vm._console_tail()}") from exc
+            raise VmError(f"restore failed: {exc}{tail}") from exc
         except BaseException:
             vm.destroy()
             raise
@@ -148,9 +156,17 @@ class MicroVm:
         self._processes = GuestProcesses(self._agent)
 
     def _console_tail(self, lines: int = 15) -> str:
+        if self._qmp is None:
+            return ""
         try:
-            text = self.paths.console.read_text(errors="replace")
-        except OSError:
+            text = str(
+                self._qmp.execute(
+                    "ringbuf-read",
+                    {"device": CONSOLE_CHARDEV, "size": CONSOLE_RING_BYTES, "format": "utf8"},
+                    timeout=2.0,
+                )
+            )
+        except (QmpError, OSError, RuntimeError):
             return ""
         return "\nguest console (last lines):\n" + "\n".join(text.splitlines()[-lines:])
 
@@ -271,6 +287,8 @@ class MicroVm:
         self._qmp = None
         self._agent = None
         self._processes = None
+        if self.paths.sockets is not None:
+            shutil.rmtree(self.paths.sockets, ignore_errors=True)
 
     def __enter__(self) -> MicroVm:
         return self
@@ -282,11 +300,37 @@ class MicroVm:
 def _prepare(directory: Path) -> VmPaths:
     directory.mkdir(parents=True, exist_ok=True)
     paths = VmPaths(directory.resolve())
+    if not _sockets_fit(paths):
+        # A deep state dir: the sockets go to a private (0700) temporary dir,
+        # removed by destroy().
+        paths = VmPaths(paths.directory, Path(tempfile.mkdtemp(prefix="wrenn-vm-")))
+        if not _sockets_fit(paths):
+            shutil.rmtree(paths.sockets or "", ignore_errors=True)
+            raise VmError(f"socket path too long for a unix socket: {paths.agent}")
     for sock in (paths.qmp, paths.agent):
-        if len(str(sock).encode()) > _SOCKET_PATH_MAX:
-            raise VmError(f"socket path too long for a unix socket: {sock}")
         sock.unlink(missing_ok=True)
     return paths
+
+
+@contextlib.contextmanager
+def _discard_on_error(paths: VmPaths) -> Iterator[None]:
+    """Until a QEMU process exists (whose destroy() cleans up): remove a socket dir."""
+    try:
+        yield
+    except BaseException:
+        if paths.sockets is not None:
+            shutil.rmtree(paths.sockets, ignore_errors=True)
+        raise
+
+
+def _sockets_fit(paths: VmPaths) -> bool:
+    return all(len(str(sock).encode()) <= _SOCKET_PATH_MAX for sock in (paths.qmp, paths.agent))
+
+
+def _create_overlay(image: Image, paths: VmPaths) -> None:
+    """A fresh qcow2 overlay whose read-only backing file is the image's root disk."""
+    base = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw"]
+    _run_host([*base, "-b", str(image.rootfs), str(paths.disk)])
 
 
 def _run_host(argv: list[str]) -> None:

@@ -29,7 +29,7 @@ from . import _initramfs, _kernel
 
 log = logging.getLogger("wrenn.local.vm")
 
-FORMAT = 2  # bump when the layout of an image directory changes
+FORMAT = 3  # bump when the layout of an image directory changes
 GUEST_PACKAGES = ("python3", "iproute2", "procps")
 ROOTFS_SIZE_MB = 2048  # sparse; the guest's writes go to a per-VM qcow2 overlay
 _TRIM = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
@@ -88,6 +88,13 @@ def _image_at(directory: Path) -> Image:
         rootfs=directory / "rootfs.ext4",
         kernel_release=str(manifest["kernel_release"]),
     )
+
+
+def cached_image(cache_dir: Path | None = None) -> Image | None:
+    """The image for this host's kernel and the current agent if it is built, else None."""
+    kernel = _kernel.find_kernel()
+    final = (cache_dir or default_cache_dir()) / _version(kernel, host_suite())
+    return _image_at(final) if (final / "image.json").is_file() else None
 
 
 def build_image(cache_dir: Path | None = None, *, suite: str | None = None) -> Image:
@@ -156,6 +163,8 @@ def _build_into(work: Path, kernel: _kernel.HostKernel, suite: str) -> None:
     for module in GUEST_MODULES:
         shutil.copyfile(module, agent.with_name(module.name))
     (tree / "etc" / "hostname").write_text("wrenn\n")
+    # The working directory the API's examples use, as on the other backends.
+    (tree / "workspace").mkdir(exist_ok=True)
     for cache in ("var/cache/apt", "var/lib/apt/lists"):
         shutil.rmtree(tree / cache, ignore_errors=True)
         (tree / cache).mkdir(parents=True, exist_ok=True)
