@@ -23,7 +23,7 @@ SANDBOX_NAMES = {"sandbox", "_sandbox"}
 # The names a capsule process goes by outside the runtime (``tracked.proc``, ``self._proc``).
 PROCESS_NAMES = {"proc", "_proc"}
 # The backends themselves, and how one is picked; only the registry imports them.
-BACKEND_MODULES = ("_bwrap", "_plain", "_probe", "_base", "_host")
+BACKEND_MODULES = ("_bwrap", "_plain", "_probe", "_base", "_host", "_microvm")
 ANNOTATED = re.compile(r"\b(\w+)\s*:\s*(?:_runtime\.)?Sandbox\b")
 IMPORT = re.compile(r"^\s*(?:from|import)\s+[\w.]*_runtime\.(\w+)", re.M)
 PROCESS_ANNOTATED = re.compile(r"\b(\w+)\s*:\s*(?:_runtime\.)?CapsuleProcess\b")

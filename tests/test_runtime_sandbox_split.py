@@ -72,10 +72,10 @@ class _Minimal(Sandbox):
     async def usage(self) -> Usage:
         return Usage(0.0, 0, 0)
 
-    def freeze(self) -> None:
+    async def freeze(self) -> None:
         pass
 
-    def thaw(self) -> None:
+    async def thaw(self) -> None:
         pass
 
     @property
@@ -104,12 +104,16 @@ def test_sandbox_declares_no_host_pid_members(tmp_path: Path) -> None:
 def test_the_host_backends_get_the_host_machinery() -> None:
     from wrenn.local._runtime._bwrap import BwrapSandbox
     from wrenn.local._runtime._host import HostSandbox
+    from wrenn.local._runtime._microvm import VmSandbox
     from wrenn.local._runtime._plain import PlainSandbox
     from wrenn.local._runtime._registry import BACKENDS
 
-    assert set(BACKENDS.values()) == {BwrapSandbox, PlainSandbox}
-    for cls in BACKENDS.values():
+    assert set(BACKENDS.values()) == {VmSandbox, BwrapSandbox, PlainSandbox}
+    for cls in (BwrapSandbox, PlainSandbox):
         assert issubclass(cls, HostSandbox), cls
+    # The microVM's processes are the guest's: none of the host-pid machinery.
+    assert not issubclass(VmSandbox, HostSandbox)
+    assert [name for name in HOST_PID_MEMBERS if hasattr(VmSandbox, name)] == []
     assert {"launch", "visible_pid", "member_pids"} <= HostSandbox.__abstractmethods__
     # Every interface member a backend must decide is abstract on Sandbox or given there.
     assert all(_declared(Sandbox, name) for name in INTERFACE)

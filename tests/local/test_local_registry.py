@@ -7,6 +7,7 @@ registry of the test's own; the real bubblewrap probe is not run.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,6 +15,7 @@ import pytest
 
 from wrenn.local._runtime import Capabilities, Probe, Sandbox, Unsupported, _registry
 from wrenn.local._runtime._bwrap import BwrapSandbox
+from wrenn.local._runtime._microvm import VmSandbox
 from wrenn.local._runtime._plain import PlainSandbox
 
 
@@ -54,16 +56,23 @@ def _choose(isolation: str) -> _registry.Backend:
     return backend
 
 
-def test_the_real_registry_knows_both_backends_in_order() -> None:
-    assert dict(_registry.BACKENDS) == {"bwrap": BwrapSandbox, "none": PlainSandbox}
-    assert _registry.isolation_choices() == ("auto", "bwrap", "none")
+def test_the_real_registry_knows_every_backend_in_order() -> None:
+    assert dict(_registry.BACKENDS) == {
+        "microvm": VmSandbox,
+        "bwrap": BwrapSandbox,
+        "none": PlainSandbox,
+    }
+    assert _registry.isolation_choices() == ("auto", "microvm", "bwrap", "none")
     assert _registry.lookup("bwrap") is BwrapSandbox
     assert BwrapSandbox.CAPABILITIES.isolated and not PlainSandbox.CAPABILITIES.isolated
+    # The VM's limits are its own, whatever the host's cgroups allow.
+    assert VmSandbox.CAPABILITIES.limits and VmSandbox.CAPABILITIES.memory_snapshots
+    assert not VmSandbox.CAPABILITIES.host_filesystem
 
 
 def test_an_unknown_name_lists_the_registered_ones() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown isolation backend 'vm'.*'auto', 'bwrap', 'none'"
+        ValueError, match=r"unknown isolation backend 'vm'.*'auto', 'microvm', 'bwrap', 'none'"
     ):
         _registry.lookup("vm")
     with pytest.raises(ValueError, match="unknown isolation backend 'vm'"):
@@ -139,3 +148,51 @@ def test_the_fallback_names_every_backend_that_failed(
     assert _choose("auto").reason.endswith(
         "WITHOUT isolation: fake-isolated: no hypervisor; fake-other: no hypervisor"
     )
+
+
+class _OnRequest(_Fake):
+    """Works here, but only when asked for by name (as a microVM on the software CPU)."""
+
+    kind = "fake-slow"
+
+    @classmethod
+    def probe(cls) -> Probe:
+        return Probe(None, "the slow fake works, slowly", automatic=False)
+
+
+def test_auto_passes_over_a_backend_that_works_only_on_request(
+    backends: dict[str, type[Sandbox]], caplog: pytest.LogCaptureFixture
+) -> None:
+    _registry.register(_OnRequest)
+    _registry.register(_Fake)
+    _registry.register(PlainSandbox)
+    backend = _choose("auto")
+    assert backend.kind == "fake-isolated"
+    assert backend.reason == (
+        "the fake works; not fake-slow: only on request (the slow fake works, slowly)"
+    )
+    _Fake.problem = "no hypervisor"
+    assert _choose("auto").reason.endswith(
+        "WITHOUT isolation: fake-slow: only on request (the slow fake works, slowly); "
+        "fake-isolated: no hypervisor"
+    )
+    # Asked for by name it is used, with its caveat logged as a warning.
+    with caplog.at_level("WARNING", logger="wrenn.local"):
+        backend = _choose("fake-slow")
+    assert (backend.kind, backend.reason) == ("fake-slow", "the slow fake works, slowly")
+    assert "isolation='fake-slow': the slow fake works, slowly" in caplog.text
+
+
+def test_declared_limits_hold_without_cgroups(
+    backends: dict[str, type[Sandbox]], tmp_path: Path
+) -> None:
+    class OwnLimits(_Fake):
+        kind = "fake-limits"
+        CAPABILITIES = replace(_Fake.CAPABILITIES, limits=True)
+
+    _registry.register(OwnLimits)
+    backend = _choose("fake-limits")
+    assert backend.capabilities.limits
+    assert backend.sandbox("cl-y", tmp_path).capabilities.limits
+    # An undeclared backend's limits are its cgroups' (none here).
+    assert not _Fake("cl-z", tmp_path, None).capabilities.limits

@@ -107,6 +107,7 @@ class Api:
                 "status": "ok",
                 "version": _version.__version__,
                 "isolation": b.kind,
+                "isolation_reason": b.reason,
                 "freeze": b.freeze_mode,
                 "disk_quota": self.m.disks.enabled,
             }

@@ -31,7 +31,7 @@ from ._live import Live, Tracked
 from ._metrics import METRIC_RANGES, Metrics
 from ._proc import OutputBuffer
 from ._pty import PtySession
-from ._runtime import Backend, BootError, CapsuleProcess, _procfs
+from ._runtime import Backend, BootError, CapsuleProcess, Unsupported, _procfs
 from ._runtime._cgroup import Limits
 from ._runtime._disk import DEFAULT_DISK_SIZE_MB, Disks
 from ._runtime._ids import SERVER_IDS, Ids, allow_search, capsule_uid, unreachable
@@ -39,7 +39,7 @@ from ._shapes import capsule_json, template_json
 from ._store import CapsuleRow, ProcessRow, Store, TemplateRow
 from ._validate import env_map, field, integer, str_list
 from ._validate import selector as parse_selector
-from ._wire import ApiError, agent_error, bad_request, invalid_state, not_found
+from ._wire import ApiError, agent_error, bad_request, invalid_state, not_found, unsupported
 
 log = logging.getLogger("wrenn.local")
 
@@ -232,9 +232,11 @@ class Manager:
         live = self.live.pop(capsule_id, None)
         if live is None:
             return
-        if live.sandbox.is_frozen:
+        # A frozen host capsule is thawed so that the kill lands; a frozen capsule
+        # whose pause is a memory snapshot keeps it, for its next boot.
+        if live.sandbox.is_frozen and not live.sandbox.capabilities.memory_snapshots:
             with contextlib.suppress(OSError):
-                live.sandbox.thaw()
+                await live.sandbox.thaw()
         await live.sandbox.destroy()
         for kernel in live.kernels.values():
             kernel.close_fds()
@@ -406,6 +408,8 @@ class Manager:
         self._precheck(live, argv[0], env, cwd)
         try:
             return live.sandbox.start_process(argv, env, cwd, want_pid=want_pid)
+        except Unsupported as exc:
+            raise unsupported(f"start process: {exc}") from None
         except OSError as exc:
             raise agent_error(f"start process: {exc}") from None
 
@@ -528,6 +532,8 @@ class Manager:
         self._precheck(live, argv[0], env, cwd)
         try:
             session = PtySession(live.sandbox, tag, argv, env, cwd, cols, rows)
+        except Unsupported as exc:
+            raise unsupported(f"start pty: {exc}") from None
         except OSError as exc:
             limit = live.sandbox.pty_max
             if exc.errno == errno.ENOSPC and limit is not None:

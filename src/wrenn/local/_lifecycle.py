@@ -325,7 +325,7 @@ class Lifecycle:
         try:
             if live is None:
                 raise OSError("the sandbox is gone")
-            live.sandbox.freeze()
+            await live.sandbox.freeze()
         except Exception as exc:
             await self._hold(began)
             self._settle(
@@ -356,7 +356,7 @@ class Lifecycle:
         live = self.m.live.get(capsule_id)
         try:
             if live is not None and live.sandbox.alive:
-                live.sandbox.thaw()
+                await live.sandbox.thaw()
             else:
                 # Paused before a server restart: the processes are gone, boot cold.
                 await self.m.teardown(capsule_id)
@@ -448,7 +448,7 @@ class Lifecycle:
                 if before == "running":
                     if live is None:
                         raise OSError("the sandbox is gone")
-                    live.sandbox.freeze()
+                    await live.sandbox.freeze()
                     frozen_here = True
                 size = await self.m.write_snapshot_files(capsule_id, name)
             except Exception as exc:
@@ -456,7 +456,7 @@ class Lifecycle:
             finally:
                 if frozen_here and live is not None:
                     try:
-                        live.sandbox.thaw()
+                        await live.sandbox.thaw()
                     except Exception as exc:
                         log.error("capsule %s: thaw after snapshot failed: %s", capsule_id, exc)
                         after = "paused"  # still frozen: a resume thaws it

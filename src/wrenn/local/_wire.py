@@ -91,6 +91,11 @@ def agent_error(message: str) -> ApiError:
     return ApiError(502, "agent_error", message)
 
 
+def unsupported(message: str) -> ApiError:
+    # What this server's isolation backend cannot do (a terminal in a microVM, ...).
+    return ApiError(501, "not_implemented", message)
+
+
 def new_capsule_id() -> str:
     n = uuid.uuid4().int
     digits = []

@@ -139,7 +139,10 @@ class Sandbox(abc.ABC):
 
     @property
     def capabilities(self) -> Capabilities:
-        return replace(self.CAPABILITIES, limits=self.cgroup is not None)
+        # A host backend's limits are its cgroups; a VM's are its own by construction.
+        return replace(
+            self.CAPABILITIES, limits=self.CAPABILITIES.limits or self.cgroup is not None
+        )
 
     def host_paths(self) -> HostPaths:
         self._require_host_filesystem()
@@ -275,11 +278,16 @@ class Sandbox(abc.ABC):
         """CPU seconds and RSS of every capsule process, and its writable layer's size."""
 
     @abc.abstractmethod
-    def freeze(self) -> None:
-        """Pause every process of the capsule (``thaw`` resumes them)."""
+    async def freeze(self) -> None:
+        """Pause every process of the capsule (``thaw`` resumes them).
+
+        With ``capabilities.memory_snapshots`` the pause is also written to disk:
+        a frozen capsule destroyed by a server's shutdown comes back, processes and
+        all, from its next ``boot``.
+        """
 
     @abc.abstractmethod
-    def thaw(self) -> None: ...
+    async def thaw(self) -> None: ...
 
     @property
     @abc.abstractmethod

@@ -78,3 +78,6 @@ class Probe:
     options: Mapping[str, Any] = field(default_factory=dict)
     # The capsule's root can be a host uid of its own (see ``_ids``).
     maps_root: bool = False
+    # ``isolation="auto"`` may pick it; False for a backend that works here but
+    # only on request (a microVM on the software CPU: isolated, but slow).
+    automatic: bool = True

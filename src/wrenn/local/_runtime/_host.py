@@ -129,10 +129,10 @@ class HostSandbox(Sandbox):
         """A host pty pair."""
         return os.openpty()
 
-    def freeze(self) -> None:
+    async def freeze(self) -> None:
         self.freezer.freeze()
 
-    def thaw(self) -> None:
+    async def thaw(self) -> None:
         self.freezer.thaw()
 
     @property

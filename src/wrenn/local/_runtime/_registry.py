@@ -9,6 +9,7 @@ isolation, and says so.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,10 @@ from ._bwrap import BwrapSandbox
 from ._cgroup import CgroupTree, Limits
 from ._contract import Capabilities, Probe
 from ._ids import SERVER_IDS, Ids
+from ._microvm import VmSandbox
 from ._plain import PlainSandbox
+
+log = logging.getLogger("wrenn.local")
 
 FREEZER_CHOICES = ("auto", "cgroup", "sigstop")
 
@@ -49,6 +53,7 @@ def isolation_choices() -> tuple[str, ...]:
     return ("auto", *BACKENDS)
 
 
+register(VmSandbox)
 register(BwrapSandbox)
 register(PlainSandbox)
 
@@ -73,7 +78,8 @@ class Backend:
 
     @property
     def capabilities(self) -> Capabilities:
-        return replace(self.sandbox_class.CAPABILITIES, limits=bool(self.enforced_limits))
+        declared = self.sandbox_class.CAPABILITIES
+        return replace(declared, limits=declared.limits or bool(self.enforced_limits))
 
     def sandbox(
         self,
@@ -107,6 +113,8 @@ class Backend:
 
     @property
     def freeze_mode(self) -> str:
+        if self.capabilities.memory_snapshots:
+            return "memory_snapshot"
         return "cgroup" if self.freeze_by_cgroup else "sigstop"
 
     @property
@@ -150,14 +158,17 @@ def choose_backend(isolation: str, tag: str, freezer: str = "auto") -> Backend:
             raise RuntimeError(
                 f"isolation={isolation!r} requested but the {cls.kind} backend is unusable: {probe.problem}"
             )
+        if not probe.automatic:
+            log.warning("wrenn.local: isolation=%r: %s", isolation, probe.reason)
         return _backend(cls, probe.reason, probe, freezer, tag)
     problems: dict[str, str] = {}
     for cls in BACKENDS.values():
         if cls.CAPABILITIES.isolated:
             probe = cls.probe()
-            if probe.problem is None:
-                return _backend(cls, probe.reason, probe, freezer, tag)
-            problems[cls.kind] = probe.problem
+            if probe.problem is None and probe.automatic:
+                passed_over = "".join(f"; not {kind}: {why}" for kind, why in problems.items())
+                return _backend(cls, probe.reason + passed_over, probe, freezer, tag)
+            problems[cls.kind] = probe.problem or f"only on request ({probe.reason})"
     if len(problems) == 1:
         (problem,) = problems.values()
     else:
