@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/bootstrap.sh
+# QEMU, a guest kernel and the guest image for the microVM backend's tests (root + apt only).
+bash scripts/install_vm_host.sh
 
 # pyenv keeps the other interpreters off PATH unless asked; expose the ones installed.
 if command -v pyenv >/dev/null 2>&1; then
