@@ -57,11 +57,19 @@ class Metrics:
         running = [c for c in self.store.list_capsules(("running",)) if c.id in self.live]
         cpu_total = 0.0
         for c in running:
-            live = self.live[c.id]
+            # Each usage() below awaits: a capsule torn down meanwhile is skipped,
+            # and one that fails to measure loses its own sample, not the fleet's.
+            live = self.live.get(c.id)
+            if live is None:
+                continue
             live.sandbox.reap_orphans()
             if live.sandbox.is_frozen:
                 continue
-            usage = await live.sandbox.usage()
+            try:
+                usage = await live.sandbox.usage()
+            except OSError as exc:
+                log.debug("capsule %s: no usage sample: %s", c.id, exc)
+                continue
             cpu, rss, disk = usage.cpu_seconds, usage.rss_bytes, usage.disk_bytes
             mono = time.monotonic()
             pct = 0.0
