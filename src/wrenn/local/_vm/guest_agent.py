@@ -16,18 +16,25 @@ max_output; output base64, cut at the cap with ``truncated``), ``set_clock``
 offset, length; base64 ``data``, ``size``, ``eof``), ``write_file`` (path,
 offset, base64 data, truncate, mode), ``stat``, ``list_dir`` (path, offset,
 limit; ``entries``, ``total``), ``remove`` (path, recursive), ``mkdir`` (path,
-parents); and long-running processes: ``start`` (argv, env, cwd, pty, rows,
+parents, mode), ``resolve`` (path, follow, create_parents; ``path``, ``entry``
+or null: the server's path rules, see ``_resolve``), ``rename`` (path, target,
+mode); and long-running processes: ``start`` (argv, env, cwd, pty, rows,
 cols, window, chunk; ``proc``, ``pid``), ``stdin`` (proc, base64 data),
 ``close_stdin``, ``signal`` (to its process group), ``resize``, ``detach``,
 whose output and exit come as events (``guest_processes.py``).
 A line without an answer, ``{"op": "ack", ...}``, returns output credit.
+A failure caused by an ``OSError`` also carries its ``errno``, so the host can
+answer as the server does for host files (no parsing of messages).
 """
 
 from __future__ import annotations
 
 import base64
+import errno
+import grp
 import json
 import os
+import pwd
 import selectors
 import shutil
 import signal
@@ -36,6 +43,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,6 +59,7 @@ PORT_NAME = "wrenn.agent"
 MAX_OUTPUT_BYTES = 1024 * 1024  # of stdout, and of stderr, of one exec
 MAX_CHUNK_BYTES = 1024 * 1024  # of a file per read_file answer
 MAX_LIST_PAGE = 1000  # entries per list_dir answer
+MAX_SYMLINKS = 40  # links followed by one resolve, as the server's CapsuleFS
 KILL_GRACE = 2.0  # seconds the pipes are still read after a timeout's kill
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -147,7 +156,10 @@ class Agent:
             answer = self._dispatch(request)
             self.send({"id": request_id, "ok": True, **answer})
         except Exception as exc:  # every failure is answered, never fatal to the agent
-            self.send({"id": request_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            failure = {"id": request_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            if isinstance(exc, OSError) and isinstance(exc.errno, int):
+                failure["errno"] = exc.errno
+            self.send(failure)
 
     def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -297,11 +309,22 @@ def _describe(path: str, name: str) -> dict[str, Any]:
         "type": kind,
         "size": info.st_size,
         "mode": stat.S_IMODE(info.st_mode),
+        "st_mode": info.st_mode,  # with the file type bits (a FIFO, a device)
         "mtime_ns": info.st_mtime_ns,
+        # Names as this guest knows them (its own /etc/passwd and /etc/group).
+        "owner": _name_of(pwd.getpwuid, info.st_uid),
+        "group": _name_of(grp.getgrgid, info.st_gid),
     }
     if kind == "symlink":
         entry["target"] = os.readlink(path)
     return entry
+
+
+def _name_of(lookup: Any, number: int) -> str:
+    try:
+        return str(lookup(number)[0])
+    except KeyError:
+        return str(number)
 
 
 def _stat(request: dict[str, Any]) -> dict[str, Any]:
@@ -335,10 +358,73 @@ def _remove(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mkdir(request: dict[str, Any]) -> dict[str, Any]:
+    mode = int(request.get("mode") or 0o777)
     if request.get("parents"):
-        os.makedirs(request["path"], exist_ok=True)
+        os.makedirs(request["path"], mode, exist_ok=True)
     else:
-        os.mkdir(request["path"])
+        os.mkdir(request["path"], mode)
+    return {}
+
+
+def _resolve(request: dict[str, Any]) -> dict[str, Any]:
+    """Resolve an absolute path one component at a time, as the server's
+    ``CapsuleFS.resolve`` does on a host root: ``..`` pops, links are followed
+    (the final one only with ``follow``) at most MAX_SYMLINKS times; only the
+    final component may be missing (``entry`` null), a missing parent is made
+    with ``create_parents``.  The answer's ``path`` is the resolved path.  There is
+    no host root to escape from here, so plain paths are enough.
+    """
+    path = request["path"]
+    follow = request.get("follow", True) is not False
+    create_parents = request.get("create_parents") is True
+    todo = deque(c for c in path.split("/") if c not in ("", "."))
+    stack: list[str] = []
+    budget = MAX_SYMLINKS
+    while todo:
+        comp = todo.popleft()
+        if comp == "..":
+            if stack:
+                stack.pop()
+            continue
+        last = not todo
+        here = "/" + "/".join([*stack, comp])
+        try:
+            info = os.lstat(here)
+        except FileNotFoundError:
+            if last:
+                return {"path": here, "entry": None}
+            if not create_parents:
+                raise
+            try:
+                os.mkdir(here, 0o755)
+            except FileExistsError:
+                pass
+            todo.appendleft(comp)
+            continue
+        if stat.S_ISLNK(info.st_mode) and (follow or not last):
+            budget -= 1
+            if budget < 0:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(here)
+            if target.startswith("/"):
+                stack.clear()
+            todo.extendleft(reversed([c for c in target.split("/") if c not in ("", ".")]))
+            continue
+        if last:
+            return {"path": here, "entry": _describe(here, comp)}
+        if not stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        stack.append(comp)
+    here = "/" + "/".join(stack)  # the path named a directory ("/", "/root/..")
+    return {"path": here, "entry": _describe(here, stack[-1] if stack else "/")}
+
+
+def _rename(request: dict[str, Any]) -> dict[str, Any]:
+    """Move ``path`` over ``target`` (an upload's temp file into place), after
+    giving it ``mode`` when one is sent."""
+    if request.get("mode") is not None:
+        os.chmod(request["path"], int(request["mode"]))
+    os.rename(request["path"], request["target"])
     return {}
 
 
@@ -349,6 +435,8 @@ _FILE_OPS = {
     "list_dir": _list_dir,
     "remove": _remove,
     "mkdir": _mkdir,
+    "resolve": _resolve,
+    "rename": _rename,
 }
 
 
