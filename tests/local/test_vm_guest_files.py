@@ -8,30 +8,14 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from wrenn.local._vm import _guest_files, guest_agent
+from wrenn.local._vm import _guest_files
 from wrenn.local._vm._agent import AgentChannel, AgentError
 from wrenn.local._vm._guest_files import CHUNK_BYTES, GuestFiles
-
-
-@pytest.fixture
-def files() -> Iterator[GuestFiles]:
-    host, guest = socket.socketpair()
-    agent = guest_agent.Agent(guest.fileno())
-    thread = threading.Thread(target=agent.serve, kwargs={"return_on_eof": True}, daemon=True)
-    thread.start()
-    channel = AgentChannel(host)
-    try:
-        yield GuestFiles(channel)
-    finally:
-        host.shutdown(socket.SHUT_WR)
-        thread.join(timeout=10.0)
-        channel.close()
-        guest.close()
 
 
 def test_write_read_stat_list_remove(files: GuestFiles, tmp_path: Path) -> None:
