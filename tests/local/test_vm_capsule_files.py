@@ -105,6 +105,7 @@ def build_tree(root: Path) -> None:
     (root / "dir/run.sh").write_bytes(b"#!/bin/sh\n")
     (root / "dir/run.sh").chmod(0o4755)
     (root / "empty").mkdir()
+    (root / "deep" / "/".join(["d"] * 70)).mkdir(parents=True)  # past the 64-level stop
     (root / "etc").mkdir()
     for name in ("passwd", "group"):  # owner names, for both sides alike
         shutil.copyfile(f"/etc/{name}", root / "etc" / name)
@@ -255,6 +256,8 @@ def test_the_table_reaches_every_kind_of_entry_and_error(capsule: Capsule) -> No
     assert (entry["permissions"], entry["mode"]) == ("-rwsr-xr-x", 0o4755)
     assert (entry["owner"], entry["group"]) == ("root", "root")
     assert entry["modified_at"] == MTIME_NS // 10**9 + 1  # the float's rounding
+    (deepest, _), _ = run_both(capsule, CASES["list depth beyond 64"])
+    assert max(e["path"].count("/") for e in deepest[1]) == 64
     statuses = set()
     for case in ("empty path", "read a missing file", "read /proc", "read over the limit",
                  "mkdir the root"):  # fmt: skip
