@@ -11,6 +11,7 @@ case (a remove of "/") inside the temp dir.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import socket
@@ -29,9 +30,9 @@ from wrenn.local._files import CapsuleFiles, FsError
 from wrenn.local._fs import CapsuleFS
 from wrenn.local._live import Live
 from wrenn.local._runtime import Capabilities, Unsupported
-from wrenn.local._vm._agent import AgentChannel
+from wrenn.local._vm._agent import AgentChannel, AgentError
 from wrenn.local._vm._capsule_files import VmCapsuleFiles
-from wrenn.local._vm._guest_files import CHUNK_BYTES, GuestFiles
+from wrenn.local._vm._guest_files import CHUNK_BYTES, GuestEntry, GuestFiles
 
 from ..test_runtime_sandbox_split import _Minimal
 
@@ -416,3 +417,31 @@ def test_the_exec_precheck_refuses_a_backend_without_host_files(tmp_path: Path) 
     live = Live(sandbox, sandbox.guest_files())
     with pytest.raises(TypeError, match="precheck_exec without a host filesystem"):
         Manager._precheck(live, "sh", {}, "/")
+
+
+class VanishingFiles(GuestFiles):
+    """Directories named ``gone`` vanish between the resolve and their listing."""
+
+    def __init__(self, files: GuestFiles) -> None:
+        super().__init__(files._channel)
+
+    def list_dir(self, path: str) -> list[GuestEntry]:
+        if path.endswith("/gone"):
+            raise AgentError("agent list_dir: FileNotFoundError", errno.ENOENT)
+        return super().list_dir(path)
+
+
+def test_a_directory_that_vanishes_fails_at_the_top_and_is_skipped_below(
+    files: GuestFiles, tmp_path: Path
+) -> None:
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "kept").mkdir()
+    vm = VmCapsuleFiles(VanishingFiles(files))
+    with pytest.raises(FsError) as caught:
+        vm.list_dir(f"{tmp_path}/gone", 1)
+    assert (caught.value.message, caught.value.status) == (
+        f"list {tmp_path}/gone: no such file or directory",
+        502,
+    )
+    listing = vm.list_dir(str(tmp_path), 2)
+    assert [e["name"] for e in listing] == ["gone", "kept"]

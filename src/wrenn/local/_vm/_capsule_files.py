@@ -175,9 +175,12 @@ class VmCapsuleFiles:
         try:
             entries = self._files.list_dir(base or "/")
         except AgentError as exc:
-            if exc.errno is None:  # the channel, not the directory
+            # The listed directory itself fails like the host's open of it; one
+            # below it (gone or unreadable) is skipped, as the host's walk does.
+            # Without an errno it is the channel, never skipped.
+            if level == 1 or exc.errno is None:
                 raise _failed("list", asked, exc) from None
-            return  # gone or unreadable, skipped as on a host
+            return
         for item in entries:
             child = f"{base}/{item.name}"
             shown, target = item, None
