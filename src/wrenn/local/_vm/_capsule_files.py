@@ -21,9 +21,9 @@ import errno
 import os
 import secrets
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._files import PSEUDO_TOP, FsError, capsule_path, entry_json
+from .._files import PSEUDO_TOP, CapsuleFiles, FsError, capsule_path, entry_json
 from .._fs import MAX_LIST_DEPTH, MAX_READ_BYTES
 from ._agent import AgentError
 from ._guest_files import CHUNK_BYTES, GuestEntry, GuestFiles, GuestResolved
@@ -289,3 +289,8 @@ class _GuestWriter:
             tmp, self._tmp = self._tmp, ""
             with contextlib.suppress(AgentError):
                 self._files.remove(tmp)
+
+
+if TYPE_CHECKING:
+    # Sandbox.guest_files() is typed Any, so mypy checks the protocol here.
+    _IMPLEMENTS: type[CapsuleFiles] = VmCapsuleFiles
