@@ -6,6 +6,7 @@ missing trio fails loudly instead of silently dropping half of the runs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -22,8 +23,11 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def local_server() -> Iterator[LocalServer]:
-    """One embedded Wrenn server for the session's end-to-end tests, always stopped."""
-    with LocalServer() as server:
+    """One embedded Wrenn server for the session's end-to-end tests, always stopped.
+
+    ``WRENN_TEST_ISOLATION`` picks its backend (default ``auto``): the CI runs a
+    subset of the suite again with ``microvm``."""
+    with LocalServer(isolation=os.environ.get("WRENN_TEST_ISOLATION", "auto")) as server:
         yield server
 
 

@@ -7,12 +7,17 @@ test that creates a capsule destroys it, and the server is always stopped.
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from wrenn.local import LocalServer
+from wrenn.local._vm import guest_agent
+from wrenn.local._vm._agent import AgentChannel
+from wrenn.local._vm._guest_files import GuestFiles
 
 from .helpers import create, destroy
 
@@ -62,3 +67,21 @@ def capsule(http: httpx.Client) -> Iterator[str]:
         yield capsule_id
     finally:
         destroy(http, capsule_id)
+
+
+@pytest.fixture
+def files() -> Iterator[GuestFiles]:
+    """GuestFiles against the real guest agent, run on this host over a socketpair
+    (its "guest filesystem" is this host's: tests use paths in a temp dir)."""
+    host, guest = socket.socketpair()
+    agent = guest_agent.Agent(guest.fileno())
+    thread = threading.Thread(target=agent.serve, kwargs={"return_on_eof": True}, daemon=True)
+    thread.start()
+    channel = AgentChannel(host)
+    try:
+        yield GuestFiles(channel)
+    finally:
+        host.shutdown(socket.SHUT_WR)
+        thread.join(timeout=10.0)
+        channel.close()
+        guest.close()

@@ -230,6 +230,19 @@ def test_the_blocking_sdk_runs_a_vm_capsule(server: LocalServer) -> None:
         capsule.pause()
         capsule.resume()
         assert capsule.commands.run(["cat", "/etc/hostname"]).stdout == "wrenn\n"
+        # Files are the guest's, through its agent.
+        capsule.files.write("/workspace/notes.txt", "from the host")
+        assert capsule.commands.run("cat /workspace/notes.txt").stdout == "from the host"
+        capsule.commands.run("mkdir -p /workspace/out && echo made > /workspace/out/a")
+        assert capsule.files.read("/workspace/out/a") == "made\n"
+        names = {entry.name for entry in capsule.files.list("/workspace")}
+        assert {"notes.txt", "out"} <= names
+        big = bytes(range(256)) * 12_000  # 3 MiB: more than one agent chunk each way
+        capsule.files.upload_stream("/root/big.bin", [big[:1_000_000], big[1_000_000:]])
+        with capsule.files.download_stream("/root/big.bin") as chunks:
+            assert b"".join(chunks) == big
+        capsule.files.remove("/workspace/out")
+        assert capsule.commands.run("test -e /workspace/out || echo gone").stdout == "gone\n"
         # A terminal over the guest agent is not done: a clear error, not a hang.
         with pytest.raises(WrennError, match="terminal"), capsule.pty() as terminal:
             terminal.write(b"exit\n")
@@ -245,5 +258,7 @@ async def test_the_async_sdk_runs_a_vm_capsule(server: LocalServer, anyio_backen
             await capsule.pause()
             await capsule.resume()
             assert (await capsule.commands.run("echo $HOME")).stdout == "/root\n"
+            await capsule.files.write("/root/x.txt", "async write")
+            assert await capsule.files.read("/root/x.txt") == "async write"
         finally:
             await capsule.destroy()

@@ -4,34 +4,19 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from wrenn.local._vm import _guest_files, guest_agent
+from wrenn.local._vm import _guest_files
 from wrenn.local._vm._agent import AgentChannel, AgentError
 from wrenn.local._vm._guest_files import CHUNK_BYTES, GuestFiles
-
-
-@pytest.fixture
-def files() -> Iterator[GuestFiles]:
-    host, guest = socket.socketpair()
-    agent = guest_agent.Agent(guest.fileno())
-    thread = threading.Thread(target=agent.serve, kwargs={"return_on_eof": True}, daemon=True)
-    thread.start()
-    channel = AgentChannel(host)
-    try:
-        yield GuestFiles(channel)
-    finally:
-        host.shutdown(socket.SHUT_WR)
-        thread.join(timeout=10.0)
-        channel.close()
-        guest.close()
 
 
 def test_write_read_stat_list_remove(files: GuestFiles, tmp_path: Path) -> None:
@@ -93,6 +78,9 @@ def test_paths_are_checked_not_resolved_on_the_host(files: GuestFiles) -> None:
             files.stat(bad)
 
 
+_FILE = {"name": "f", "type": "file", "size": 0, "mode": 0, "mtime_ns": 0}
+
+
 def _hostile_files(answer: dict[str, object]) -> tuple[GuestFiles, Callable[[], None]]:
     """Files over an agent that answers every request with ``answer``; and a closer."""
     host, guest = socket.socketpair()
@@ -142,6 +130,16 @@ def _hostile_files(answer: dict[str, object]) -> tuple[GuestFiles, Callable[[], 
         ("list", {"entries": [1], "total": 1}, "an entry is not an object"),
         ("list", {"entries": {}, "total": 1}, "'entries' is not a list"),
         ("list", {"entries": [], "total": 10**9}, "over 100000 entries"),
+        ("stat", {**_FILE, "st_mode": -1}, "'st_mode' is not a file mode"),
+        ("stat", {**_FILE, "st_mode": 1 << 40}, "'st_mode' is not a file mode"),
+        ("stat", {**_FILE, "st_mode": True}, "'st_mode' is not a file mode"),
+        ("stat", {**_FILE, "owner": "x" * 257}, "'owner' is not a name"),
+        ("stat", {**_FILE, "group": 0}, "'group' is not a name"),
+        ("resolve", {"path": 5, "entry": None}, "'path' is not a str"),
+        ("resolve", {"path": "etc/passwd", "entry": None}, "not an absolute guest path"),
+        ("resolve", {"path": "/a\0b", "entry": None}, "not an absolute guest path"),
+        ("resolve", {"path": "/" + "x" * 5000, "entry": None}, "not an absolute guest path"),
+        ("resolve", {"path": "/f", "entry": 3}, "an entry is not an object"),
     ],
 )
 def test_a_hostile_files_answer_is_an_agent_error(
@@ -156,6 +154,8 @@ def test_a_hostile_files_answer_is_an_agent_error(
                 files.write_bytes("/f", b"abc")
             elif op == "stat":
                 files.stat("/f")
+            elif op == "resolve":
+                files.resolve("/f")
             else:
                 files.list_dir("/")
     finally:
@@ -171,3 +171,53 @@ def test_a_guest_that_never_ends_a_file_is_stopped_by_the_read_limit() -> None:
             files.read_bytes("/dev/zero", limit=3 * CHUNK_BYTES)
     finally:
         close()
+
+
+def test_an_oserror_in_the_guest_carries_its_errno(files: GuestFiles, tmp_path: Path) -> None:
+    with pytest.raises(AgentError) as caught:
+        files.stat(str(tmp_path / "missing"))
+    assert caught.value.errno == errno.ENOENT
+    with pytest.raises(AgentError) as caught:
+        files.resolve(f"{tmp_path}/missing/deeper")
+    assert caught.value.errno == errno.ENOENT
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(AgentError) as caught:
+        files.resolve(f"{tmp_path}/f/x")
+    assert caught.value.errno == errno.ENOTDIR
+    os.symlink("self", tmp_path / "self")
+    with pytest.raises(AgentError) as caught:
+        files.resolve(f"{tmp_path}/self")
+    assert caught.value.errno == errno.ELOOP
+    with pytest.raises(AgentError) as caught:  # no OSError: no errno
+        files.read_bytes(str(tmp_path))
+    assert caught.value.errno is None
+
+
+@pytest.mark.parametrize("sent", [True, -2, 0, 4096, 10**30, "2", 2.0, None])
+def test_an_implausible_errno_is_not_believed(sent: object) -> None:
+    files, close = _hostile_files({"ok": False, "error": "OSError: no", "errno": sent})
+    try:
+        with pytest.raises(AgentError, match="OSError: no") as caught:
+            files.stat("/f")
+        assert caught.value.errno is None
+    finally:
+        close()
+
+
+def test_resolve_follows_the_server_rules_and_rename_moves_with_a_mode(
+    files: GuestFiles, tmp_path: Path
+) -> None:
+    (tmp_path / "d").mkdir()
+    os.symlink("d", tmp_path / "link")
+    resolved = files.resolve(f"{tmp_path}/link/../link/./new")
+    assert (resolved.path, resolved.entry) == (f"{tmp_path}/d/new", None)
+    kept = files.resolve(f"{tmp_path}/link", follow=False)
+    assert kept.entry is not None and kept.entry.type == "symlink"
+    made = files.resolve(f"{tmp_path}/p/q/r", create_parents=True)
+    assert made.entry is None and (tmp_path / "p/q").is_dir()
+    assert files.resolve("/../..").path == "/"
+    files.write_at(f"{tmp_path}/d/tmp", 0, b"data")
+    files.rename(f"{tmp_path}/d/tmp", f"{tmp_path}/d/final", mode=0o600)
+    assert (tmp_path / "d/final").read_bytes() == b"data"
+    assert (tmp_path / "d/final").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "d/tmp").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,7 +27,7 @@ from ._capsules import Manager
 from ._events import API_KEY_ACTOR
 from ._faultmw import FaultMiddleware, TransportOf
 from ._faults import Faults
-from ._fs import CapsuleFS, FsError
+from ._files import CapsuleFiles, FsError
 from ._wire import ApiError, GoJSONResponse, bad_request, go_json, rfc3339
 
 log = logging.getLogger("wrenn.local")
@@ -231,7 +230,7 @@ class Api:
         return Response(status_code=204)
 
     # files --------------------------------------------------------------------
-    def _fs(self, request: Request) -> CapsuleFS:
+    def _fs(self, request: Request) -> CapsuleFiles:
         return self.m.files(request.path_params["id"])
 
     async def _form(self, request: Request, limit: int | None) -> Any:
@@ -297,7 +296,9 @@ class Api:
                     await _fs_call(writer.write, chunk)
                 await _fs_call(writer.commit)
             finally:
-                writer.abort()
+                # In a thread: a guest's abort is a request to its agent.  If this
+                # await is cancelled the thread still finishes the cleanup.
+                await asyncio.to_thread(writer.abort)
         finally:
             await form.close()
         return Response(status_code=204)
@@ -311,14 +312,14 @@ class Api:
     async def files_stream_read(self, request: Request) -> Response:
         fs = self._fs(request)
         path = _path_field(await _json_body(request))
-        fd = await _fs_call(fs.open_read, path)
+        reader = await _fs_call(fs.open_read, path)
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                while chunk := await asyncio.to_thread(os.read, fd, READ_CHUNK):
+                while chunk := await asyncio.to_thread(reader.read, READ_CHUNK):
                     yield chunk
             finally:
-                os.close(fd)
+                reader.close()
 
         return StreamingResponse(chunks(), media_type="application/octet-stream")
 

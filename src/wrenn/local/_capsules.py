@@ -25,7 +25,8 @@ from typing import Any
 
 from . import _fdtree, _kernels, _wire
 from ._events import SYSTEM_ACTOR, EventBus
-from ._fs import CapsuleFS, FsError
+from ._files import CapsuleFiles, FsError
+from ._fs import CapsuleFS
 from ._lifecycle import LISTED, Lifecycle, settled_after_restart
 from ._live import Live, Tracked
 from ._metrics import METRIC_RANGES, Metrics
@@ -224,7 +225,12 @@ class Manager:
         # A new capsule's disk is made and mounted while the sandbox starts
         # (Sandbox.boot); a mounted one is left as it is.
         await sandbox.boot(lambda: asyncio.to_thread(self.disks.attach, capsule_dir))
-        live = Live(sandbox, CapsuleFS(sandbox.open_root, ids=ids))
+        fs: CapsuleFiles
+        if sandbox.capabilities.host_filesystem:
+            fs = CapsuleFS(sandbox.open_root, ids=ids)
+        else:
+            fs = sandbox.guest_files()
+        live = Live(sandbox, fs)
         self.live[capsule_id] = live
         return live
 
@@ -381,10 +387,16 @@ class Manager:
         report a missing cwd or command as an ordinary exit status."""
         if not live.sandbox.capabilities.precheck_exec:
             return  # the launch itself raises for these
+        fs = live.fs
+        if not isinstance(fs, CapsuleFS):
+            # Only host backends need the precheck, and only they have host files.
+            raise TypeError(
+                f"the {live.sandbox.kind} backend claims precheck_exec without a host filesystem"
+            )
 
         def kind(path: str) -> int | None:
             try:
-                with live.fs.resolve(path) as r:
+                with fs.resolve(path) as r:
                     return r.st.st_mode if r.st is not None else None
             except FsError:
                 return None
@@ -555,7 +567,7 @@ class Manager:
         return session, pid, remove
 
     # files --------------------------------------------------------------------
-    def files(self, capsule_id: str) -> CapsuleFS:
+    def files(self, capsule_id: str) -> CapsuleFiles:
         _, live = self.require_running(capsule_id, with_status=False)
         return live.fs
 

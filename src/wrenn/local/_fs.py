@@ -35,14 +35,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _fdtree
+from ._files import PSEUDO_TOP, capsule_path, entry_json
+from ._files import FsError as FsError  # its old home: still importable from here
 from ._runtime._ids import SERVER_IDS, Ids
 
 _O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
 _DIR_FLAGS = _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_SYMLINKS = 40
-# Pseudo filesystems: the server must neither write there (it would act on the
-# host kernel) nor read (procfs files such as kmsg are host-wide, and block).
-_PSEUDO_TOP = frozenset({"proc", "sys", "dev"})
+# Pseudo filesystems (PSEUDO_TOP, in _files): the server must neither write there
+# (it would act on the host kernel) nor read (procfs files such as kmsg are
+# host-wide, and block).
 # files/read holds the whole file in memory; larger files go through stream/read.
 MAX_READ_BYTES = 100 * 1024 * 1024
 # files/list depth beyond this is cut off (every level holds a directory fd).
@@ -95,14 +97,6 @@ def fs_type(fd: int) -> int | None:
         return None
     # f_type is the first member, a C long, on every Linux ABI.
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
-
-
-class FsError(Exception):
-    def __init__(self, message: str, status: int = 502, code: str = "agent_error") -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
 
 
 def _oserror(op: str, path: str, exc: OSError) -> FsError:
@@ -161,16 +155,6 @@ def _group(gid: int) -> str:
         return str(gid)
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    return "unknown"
-
-
 class CapsuleFS:
     def __init__(
         self, open_root: Callable[[], int], home: str = "/root", *, ids: Ids = SERVER_IDS
@@ -186,11 +170,7 @@ class CapsuleFS:
 
     # resolution ---------------------------------------------------------------
     def _absolute(self, path: str) -> str:
-        if not path:
-            raise FsError("path is required", 400, "invalid_request")
-        if "\0" in path:
-            raise FsError("path contains a NUL byte", 400, "invalid_request")
-        return path if path.startswith("/") else f"{self._home}/{path}"
+        return capsule_path(path, self._home)
 
     def resolve(
         self, path: str, *, follow_final: bool = True, create_parents: bool = False
@@ -264,11 +244,15 @@ class CapsuleFS:
 
     @staticmethod
     def _check_writable(r: _Resolved, op: str, path: str) -> None:
-        if r.top in _PSEUDO_TOP:
+        if r.top in PSEUDO_TOP:
             raise FsError(f"{op} {path}: permission denied")
 
     # reading ------------------------------------------------------------------
-    def open_read(self, path: str) -> int:
+    def open_read(self, path: str) -> _FdReader:
+        """A reader of the regular file at ``path``; the caller closes it."""
+        return _FdReader(self._open_fd(path))
+
+    def _open_fd(self, path: str) -> int:
         """An fd of the regular file at ``path``; the caller closes it."""
         with self.resolve(path) as r:
             if r.st is None:
@@ -277,7 +261,7 @@ class CapsuleFS:
                 raise FsError(f"read {path}: is a directory")
             # Checked on the resolved path, so a link planted anywhere in the
             # capsule that leads into /proc, /sys or /dev is refused too.
-            if r.top in _PSEUDO_TOP:
+            if r.top in PSEUDO_TOP:
                 raise FsError(
                     f"read {path}: files under /proc, /sys and /dev cannot be read",
                     403,
@@ -310,7 +294,7 @@ class CapsuleFS:
 
     def read_bytes(self, path: str, limit: int = MAX_READ_BYTES) -> bytes:
         """The whole file, refused with 413 when larger than ``limit`` bytes."""
-        fd = self.open_read(path)
+        fd = self._open_fd(path)
         try:
             too_large = FsError(
                 f"file exceeds {limit // (1024 * 1024)} MB limit (use files/stream/read)",
@@ -448,24 +432,33 @@ class CapsuleFS:
     def _entry(
         self, name: str, path: str, st: os.stat_result, target: str | None
     ) -> dict[str, Any]:
-        perms = stat.filemode(st.st_mode)
-        if stat.S_ISLNK(st.st_mode):
-            perms = "L" + perms[1:]
-        entry: dict[str, Any] = {
-            "name": name,
-            "path": path,
-            "type": _kind(st.st_mode),
-            "size": st.st_size,
-            "mode": st.st_mode & 0o7777,
-            "permissions": perms,
+        return entry_json(
+            name,
+            path,
+            st_mode=st.st_mode,
+            size=st.st_size,
             # As the capsule sees them: its root is a host uid of its own.
-            "owner": _owner(self.ids.inside(st.st_uid)),
-            "group": _group(self.ids.inside(st.st_gid)),
-            "modified_at": int(st.st_mtime),
-        }
-        if target is not None:
-            entry["symlink_target"] = target
-        return entry
+            owner=_owner(self.ids.inside(st.st_uid)),
+            group=_group(self.ids.inside(st.st_gid)),
+            modified_at=int(st.st_mtime),
+            target=target,
+        )
+
+
+class _FdReader:
+    """Reads an open fd (the file was checked when it was opened)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def read(self, size: int) -> bytes:
+        assert self._fd is not None, "read after close"
+        return os.read(self._fd, size)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class _Writer:

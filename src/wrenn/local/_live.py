@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from ._fs import CapsuleFS
+from ._files import CapsuleFiles
 from ._kernels import Kernel
 from ._pty import PtySession
 from ._runtime import CapsuleProcess, Sandbox
@@ -23,7 +23,7 @@ class Tracked:
 @dataclass
 class Live:
     sandbox: Sandbox
-    fs: CapsuleFS
+    fs: CapsuleFiles
     procs: dict[int, Tracked] = field(default_factory=dict)
     ptys: dict[str, PtySession] = field(default_factory=dict)
     kernels: dict[str, Kernel] = field(default_factory=dict)  # code runner, by kernel id

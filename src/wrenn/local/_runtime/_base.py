@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .. import _fdtree
 from . import _procfs
@@ -76,6 +76,8 @@ INTERFACE = frozenset(
         # host filesystem (``capabilities.host_filesystem``)
         "open_root",
         "host_paths",
+        # the capsule's files otherwise
+        "guest_files",
         # the writable layer at rest (class methods, by capsule directory)
         "save_layer",
         "load_layer",
@@ -253,6 +255,15 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     def open_root(self) -> int:
         """A directory fd of ``/`` as the capsule sees it; the caller closes it."""
+
+    # Any, not ``wrenn.local._files.CapsuleFiles``: the runtime must not import the
+    # server's modules (tests/test_runtime_boundary.py).  The manager stores the
+    # result as a CapsuleFiles, so mypy checks a backend's override there.
+    def guest_files(self) -> Any:
+        """The capsule's files when ``capabilities.host_filesystem`` is False: a
+        ``wrenn.local._files.CapsuleFiles`` (reached without host paths, e.g.
+        through a guest agent).  Backends with host files use ``open_root``."""
+        raise Unsupported(f"the {self.kind} backend has no files of its own")
 
     @abc.abstractmethod
     async def destroy(self) -> None: ...

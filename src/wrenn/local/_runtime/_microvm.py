@@ -13,6 +13,8 @@
   paused, or seeded from a template and not yet booted: a boot consumes it.
 - A snapshot template is that state (``save_layer``); a capsule created from one
   restores it, so it finds the source's processes running.
+- Files go through the guest agent (``_vm._capsule_files``), answering as the
+  host backends' files API does.
 - ``vcpus`` and ``memory_mb`` are the VM's own; the guest has no network
   (``-nic none``) and no host directory at all, so code that needs host paths
   (the code runner's interpreter binds) is refused at boot.
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from .._vm import AgentError, ImageError, MicroVm, VmError, VmSpec
 from .._vm._base_snapshot import base_snapshot
+from .._vm._capsule_files import VmCapsuleFiles
 from .._vm._image import Image, cached_image
 from .._vm._kernel import KernelError
 from .._vm._process import start_vm_process
@@ -189,6 +192,10 @@ class VmSandbox(Sandbox):
 
     def open_root(self) -> int:
         raise Unsupported("a microVM capsule has no host filesystem")
+
+    def guest_files(self) -> VmCapsuleFiles:
+        """The guest's own files, through its agent (the files API's answers and errors)."""
+        return VmCapsuleFiles(self._require_vm().files)
 
     def open_pty(self) -> tuple[int, int]:
         raise Unsupported("a terminal in a microVM capsule is not supported yet")

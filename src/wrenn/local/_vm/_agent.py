@@ -50,7 +50,11 @@ EXIT_CODE_RANGE = range(-255, 256)
 
 
 class AgentError(RuntimeError):
-    pass
+    """A failed request; ``errno`` when the guest says an OSError caused it."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 class EventSink(Protocol):
@@ -199,7 +203,11 @@ class AgentChannel:
         answer = waiter.answer
         assert answer is not None
         if answer.get("ok") is not True:
-            raise AgentError(f"agent {op}: {str(answer.get('error'))[:1000]}")
+            code = answer.get("errno")
+            # Only a plausible errno is believed (Linux's are below 4096); else none.
+            if not isinstance(code, int) or isinstance(code, bool) or not 0 < code < 4096:
+                code = None
+            raise AgentError(f"agent {op}: {str(answer.get('error'))[:1000]}", code)
         return answer
 
     def _submit(self, message: dict[str, Any], deadline: float, waiter: _Waiter) -> int:

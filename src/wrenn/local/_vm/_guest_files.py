@@ -1,4 +1,5 @@
-"""Files inside a microVM, through its agent: read, write, stat, list, mkdir, remove.
+"""Files inside a microVM, through its agent: read, write, stat, list, mkdir, remove,
+resolve and rename.
 
 Paths are the guest's own: they are sent as given and resolved by the guest
 agent in the guest's filesystem, never looked at against the host's (no
@@ -27,6 +28,8 @@ LIST_PAGE = 1000
 MAX_LIST_ENTRIES = 100_000
 # A guest path, in characters (Linux's PATH_MAX is 4096 bytes).
 _MAX_PATH = 4096
+# An owner or group name from the guest, in characters.
+_MAX_NAME = 256
 _KINDS = frozenset({"file", "dir", "symlink", "other"})
 
 
@@ -38,6 +41,16 @@ class GuestEntry:
     mode: int  # permission bits
     mtime_ns: int
     target: str | None = None  # a symlink's
+    # Whole st_mode (type bits too) and owner names: None from an older agent.
+    st_mode: int | None = None
+    owner: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class GuestResolved:
+    path: str  # absolute, resolved in the guest
+    entry: GuestEntry | None  # None: the final component is missing
 
 
 class GuestFiles:
@@ -83,18 +96,27 @@ class GuestFiles:
         for chunk in chunks:
             if not chunk and not first:
                 continue
-            answer = self._call(
-                "write_file",
-                path,
-                offset=offset,
-                data=base64.b64encode(chunk).decode(),
-                truncate=first,
-                mode=mode,
-            )
-            size = field(answer, "size", int, "write_file")
+            size = self.write_at(path, offset, chunk, truncate=first, mode=mode)
             offset += len(chunk)
             first = False
         return size
+
+    def write_at(
+        self, path: str, offset: int, data: bytes, *, truncate: bool = False, mode: int = 0o644
+    ) -> int:
+        """Write ``data`` (at most CHUNK_BYTES) at ``offset``, creating the file
+        with ``mode`` if needed (``truncate``: emptied first); its size in the guest."""
+        if len(data) > CHUNK_BYTES:
+            raise ValueError(f"write_at takes at most {CHUNK_BYTES} bytes")
+        answer = self._call(
+            "write_file",
+            path,
+            offset=offset,
+            data=base64.b64encode(data).decode(),
+            truncate=truncate,
+            mode=mode,
+        )
+        return int(field(answer, "size", int, "write_file"))
 
     def stat(self, path: str) -> GuestEntry:
         return _entry(self._call("stat", path), "stat")
@@ -112,16 +134,38 @@ class GuestFiles:
             if not page or len(entries) >= total:
                 return entries
 
-    def mkdir(self, path: str, *, parents: bool = False) -> None:
-        self._call("mkdir", path, parents=parents)
+    def mkdir(self, path: str, *, parents: bool = False, mode: int = 0o777) -> None:
+        self._call("mkdir", path, parents=parents, mode=mode)
+
+    def resolve(
+        self, path: str, *, follow: bool = True, create_parents: bool = False
+    ) -> GuestResolved:
+        """Where an absolute ``path`` leads, by the server's rules (the agent's
+        ``_resolve``); an error with ``errno`` when a parent is missing or no
+        directory, or there are too many links."""
+        answer = self._call("resolve", path, follow=follow, create_parents=create_parents)
+        resolved = field(answer, "path", str, "resolve")
+        if not resolved.startswith("/") or "\0" in resolved or len(resolved) > _MAX_PATH:
+            raise AgentError("agent resolve: bad answer, not an absolute guest path")
+        item = answer.get("entry")
+        return GuestResolved(resolved, None if item is None else _entry(item, "resolve"))
+
+    def rename(self, path: str, target: str, *, mode: int | None = None) -> None:
+        """Move ``path`` over ``target`` (same directory), first chmod'ed to ``mode``."""
+        _check_path("rename", target)
+        self._call("rename", path, target=target, mode=mode)
 
     def remove(self, path: str, *, recursive: bool = False) -> None:
         self._call("remove", path, recursive=recursive)
 
     def _call(self, op: str, path: str, **fields: Any) -> dict[str, Any]:
-        if not isinstance(path, str) or not path or "\0" in path or len(path) > _MAX_PATH:
-            raise AgentError(f"agent {op}: not a guest path: {str(path)[:100]!r}")
+        _check_path(op, path)
         return self._channel.request({"op": op, "path": path, **fields}, self._timeout)
+
+
+def _check_path(op: str, path: str) -> None:
+    if not isinstance(path, str) or not path or "\0" in path or len(path) > _MAX_PATH:
+        raise AgentError(f"agent {op}: not a guest path: {str(path)[:100]!r}")
 
 
 def _rechunk(parts: Iterable[bytes]) -> Iterator[bytes]:
@@ -145,6 +189,15 @@ def _entry(item: Any, op: str) -> GuestEntry:
     target = item.get("target")
     if target is not None and not isinstance(target, str):
         raise AgentError(f"agent {op}: bad answer, 'target' is not a str")
+    st_mode = item.get("st_mode")
+    if st_mode is not None and (
+        not isinstance(st_mode, int) or isinstance(st_mode, bool) or not 0 <= st_mode <= 0o177777
+    ):
+        raise AgentError(f"agent {op}: bad answer, 'st_mode' is not a file mode")
+    names = {key: item.get(key) for key in ("owner", "group")}
+    for key, name in names.items():
+        if name is not None and (not isinstance(name, str) or len(name) > _MAX_NAME):
+            raise AgentError(f"agent {op}: bad answer, {key!r} is not a name")
     return GuestEntry(
         name=field(item, "name", str, op),
         type=kind,
@@ -152,4 +205,7 @@ def _entry(item: Any, op: str) -> GuestEntry:
         mode=field(item, "mode", int, op),
         mtime_ns=field(item, "mtime_ns", int, op),
         target=target,
+        st_mode=st_mode,
+        owner=names["owner"],
+        group=names["group"],
     )

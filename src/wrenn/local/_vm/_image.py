@@ -36,7 +36,9 @@ _TRIM = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/sh
 BUSYBOX = Path("/bin/busybox")
 SOURCE = Path(__file__).with_name("guest_agent.py")
 # Modules the agent imports, copied next to it in the guest under the same names.
-GUEST_MODULES = (Path(__file__).with_name("guest_processes.py"),)
+GUEST_MODULES = tuple(
+    Path(__file__).with_name(name) for name in ("guest_processes.py", "guest_files.py")
+)
 
 
 class ImageError(RuntimeError):

@@ -16,11 +16,16 @@ max_output; output base64, cut at the cap with ``truncated``), ``set_clock``
 offset, length; base64 ``data``, ``size``, ``eof``), ``write_file`` (path,
 offset, base64 data, truncate, mode), ``stat``, ``list_dir`` (path, offset,
 limit; ``entries``, ``total``), ``remove`` (path, recursive), ``mkdir`` (path,
-parents); and long-running processes: ``start`` (argv, env, cwd, pty, rows,
+parents, mode), ``resolve`` (path, follow, create_parents; ``path``, ``entry``
+or null: the server's path rules, see ``_resolve``), ``rename`` (path, target,
+mode); and long-running processes: ``start`` (argv, env, cwd, pty, rows,
 cols, window, chunk; ``proc``, ``pid``), ``stdin`` (proc, base64 data),
 ``close_stdin``, ``signal`` (to its process group), ``resize``, ``detach``,
-whose output and exit come as events (``guest_processes.py``).
+whose output and exit come as events (``guest_processes.py``).  The file ops
+are in ``guest_files.py``.
 A line without an answer, ``{"op": "ack", ...}``, returns output credit.
+A failure caused by an ``OSError`` also carries its ``errno``, so the host can
+answer as the server does for host files (no parsing of messages).
 """
 
 from __future__ import annotations
@@ -29,9 +34,7 @@ import base64
 import json
 import os
 import selectors
-import shutil
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -40,17 +43,16 @@ from pathlib import Path
 from typing import IO, Any
 
 if __package__:  # imported on the host, by tests
-    from . import guest_processes
+    from . import guest_files, guest_processes
 else:  # the guest runs this file as a script (``python3 -I``: its directory is not on the path)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import guest_files  # type: ignore[import-not-found,no-redef]
     import guest_processes  # type: ignore[import-not-found,no-redef]
 
 PORT_NAME = "wrenn.agent"
 # The host's caps (``_agent.py``), kept here too: this file runs alone in the guest.
 # The host asks for them in each request and enforces them again on the answers.
 MAX_OUTPUT_BYTES = 1024 * 1024  # of stdout, and of stderr, of one exec
-MAX_CHUNK_BYTES = 1024 * 1024  # of a file per read_file answer
-MAX_LIST_PAGE = 1000  # entries per list_dir answer
 KILL_GRACE = 2.0  # seconds the pipes are still read after a timeout's kill
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -147,7 +149,10 @@ class Agent:
             answer = self._dispatch(request)
             self.send({"id": request_id, "ok": True, **answer})
         except Exception as exc:  # every failure is answered, never fatal to the agent
-            self.send({"id": request_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            failure = {"id": request_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            if isinstance(exc, OSError) and isinstance(exc.errno, int):
+                failure["errno"] = exc.errno
+            self.send(failure)
 
     def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -160,8 +165,8 @@ class Agent:
             return {}
         if op == "exec":
             return _run(request)
-        if op in _FILE_OPS:
-            return _FILE_OPS[op](request)
+        if op in guest_files.OPS:
+            return guest_files.OPS[op](request)
         raise ValueError(f"unknown op {op!r}")
 
 
@@ -237,119 +242,6 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-def _read_file(request: dict[str, Any]) -> dict[str, Any]:
-    length = min(int(request["length"]), MAX_CHUNK_BYTES)
-    offset = int(request.get("offset") or 0)
-    # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
-    fd = os.open(request["path"], os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{request['path']!r} is not a regular file")
-        size = info.st_size
-        parts: list[bytes] = []
-        got = 0
-        while got < length:
-            part = os.pread(fd, length - got, offset + got)
-            if not part:
-                break
-            parts.append(part)
-            got += len(part)
-    finally:
-        os.close(fd)
-    data = b"".join(parts)
-    return {"data": base64.b64encode(data).decode(), "size": size, "eof": got < length}
-
-
-def _write_file(request: dict[str, Any]) -> dict[str, Any]:
-    data = base64.b64decode(request["data"], validate=True)
-    # O_NONBLOCK: a FIFO without a reader fails (ENXIO) instead of hanging.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
-    if request.get("truncate"):
-        flags |= os.O_TRUNC
-    fd = os.open(request["path"], flags, int(request.get("mode") or 0o644))
-    try:
-        view, offset = memoryview(data), int(request.get("offset") or 0)
-        while view:
-            written = os.pwrite(fd, view, offset)
-            view, offset = view[written:], offset + written
-        size = os.fstat(fd).st_size
-    finally:
-        os.close(fd)
-    return {"size": size}
-
-
-def _describe(path: str, name: str) -> dict[str, Any]:
-    info = os.lstat(path)
-    kind = (
-        "dir"
-        if stat.S_ISDIR(info.st_mode)
-        else "file"
-        if stat.S_ISREG(info.st_mode)
-        else "symlink"
-        if stat.S_ISLNK(info.st_mode)
-        else "other"
-    )
-    entry = {
-        "name": name,
-        "type": kind,
-        "size": info.st_size,
-        "mode": stat.S_IMODE(info.st_mode),
-        "mtime_ns": info.st_mtime_ns,
-    }
-    if kind == "symlink":
-        entry["target"] = os.readlink(path)
-    return entry
-
-
-def _stat(request: dict[str, Any]) -> dict[str, Any]:
-    return _describe(request["path"], os.path.basename(request["path"]))
-
-
-def _list_dir(request: dict[str, Any]) -> dict[str, Any]:
-    path = request["path"]
-    names = sorted(os.listdir(path))
-    offset = int(request.get("offset") or 0)
-    limit = min(int(request.get("limit") or MAX_LIST_PAGE), MAX_LIST_PAGE)
-    entries = []
-    for name in names[offset : offset + limit]:
-        try:
-            entries.append(_describe(os.path.join(path, name), name))
-        except FileNotFoundError:
-            continue  # removed since the listing
-    return {"entries": entries, "total": len(names)}
-
-
-def _remove(request: dict[str, Any]) -> dict[str, Any]:
-    path = request["path"]
-    if os.path.isdir(path) and not os.path.islink(path):
-        if request.get("recursive"):
-            shutil.rmtree(path)
-        else:
-            os.rmdir(path)
-    else:
-        os.unlink(path)
-    return {}
-
-
-def _mkdir(request: dict[str, Any]) -> dict[str, Any]:
-    if request.get("parents"):
-        os.makedirs(request["path"], exist_ok=True)
-    else:
-        os.mkdir(request["path"])
-    return {}
-
-
-_FILE_OPS = {
-    "read_file": _read_file,
-    "write_file": _write_file,
-    "stat": _stat,
-    "list_dir": _list_dir,
-    "remove": _remove,
-    "mkdir": _mkdir,
-}
 
 
 def _serve_forever() -> None:
