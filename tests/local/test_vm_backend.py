@@ -148,6 +148,20 @@ def test_the_guest_console_fills_no_host_file(http: httpx.Client, server: LocalS
         destroy(http, capsule_id)
 
 
+def test_capsules_restored_from_one_snapshot_have_their_own_random_numbers(
+    http: httpx.Client,
+) -> None:
+    # Both restore the same base snapshot, kernel generator state included: the
+    # restore reseeds it with the host's bytes, or both would read the same ones.
+    first, second = create(http, memory_mb=MEMORY_MB), create(http, memory_mb=MEMORY_MB)
+    try:
+        read = "head -c 16 /dev/urandom | od -An -tx1"
+        assert sh(http, first, read)["stdout"] != sh(http, second, read)["stdout"]
+    finally:
+        destroy(http, first)
+        destroy(http, second)
+
+
 def test_memory_mb_is_the_guests_limit(http: httpx.Client) -> None:
     capsule_id = create(http, memory_mb=MEMORY_MB)
     try:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import select
 import socket
 import threading
@@ -271,6 +272,12 @@ class AgentChannel:
 
     def set_clock(self, unix_ns: int | None = None, timeout: float = 5.0) -> None:
         self.request({"op": "set_clock", "unix_ns": unix_ns or time.time_ns()}, timeout)
+
+    def reseed(self, timeout: float = 5.0) -> None:
+        """Give the guest's kernel generator 64 fresh bytes from the host and reseed it
+        (a restored clone otherwise repeats its snapshot's random numbers)."""
+        seed = base64.b64encode(os.urandom(64)).decode()
+        self.request({"op": "reseed", "seed": seed}, timeout)
 
     def _send(self, message: dict[str, Any], deadline: float, op: str) -> None:
         data = memoryview(json.dumps(message).encode() + b"\n")

@@ -116,8 +116,10 @@ class MicroVm:
             vm._wait_migration(timeout, incoming=True)
             vm.qmp.execute("cont")
             vm.agent.handshake(timeout)
-            # The guest's wall clock stopped at snapshot time (MICROVM-NOTES).
+            # The guest's wall clock stopped at snapshot time (MICROVM-NOTES), and its
+            # random generator is the snapshot's, shared with every other restore.
             vm.agent.set_clock()
+            vm.agent.reseed()
         except (OSError, RuntimeError) as exc:
             tail = vm._console_tail()  # while QEMU, which holds it, still runs
             vm.destroy()

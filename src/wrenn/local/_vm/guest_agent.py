@@ -12,7 +12,8 @@ is ``{"id": N, "op": ..., ...}``; each answer ``{"id": N, "ok": true, ...}`` or
 ``{"id": N, "ok": false, "error": "..."}``.  Requests run in threads, so a long
 exec does not block a ping.  Ops: ``ping``, ``exec`` (argv, env, cwd, timeout,
 max_output; output base64, cut at the cap with ``truncated``), ``set_clock``
-(``unix_ns``), and files in the guest's own filesystem: ``read_file`` (path,
+(``unix_ns``), ``reseed`` (base64 ``seed``: mixed into the kernel's entropy pool,
+then the kernel's random generator is reseeded), and files in the guest's own filesystem: ``read_file`` (path,
 offset, length; base64 ``data``, ``size``, ``eof``), ``write_file`` (path,
 offset, base64 data, truncate, mode), ``stat``, ``list_dir`` (path, offset,
 limit; ``entries``, ``total``), ``remove`` (path, recursive), ``mkdir`` (path,
@@ -31,6 +32,7 @@ answer as the server does for host files (no parsing of messages).
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import selectors
@@ -163,11 +165,36 @@ class Agent:
         if op == "set_clock":
             time.clock_settime_ns(time.CLOCK_REALTIME, int(request["unix_ns"]))
             return {}
+        if op == "reseed":
+            _reseed(base64.b64decode(request["seed"], validate=True))
+            return {}
         if op == "exec":
             return _run(request)
         if op in guest_files.OPS:
             return guest_files.OPS[op](request)
         raise ValueError(f"unknown op {op!r}")
+
+
+# _IO('R', 0x07): reseed the kernel's generator from its input pool now (root only).
+RNDRESEEDCRNG = 0x5207
+
+
+def _reseed(seed: bytes) -> None:
+    """Make this guest's random numbers its own after a restore.
+
+    Every VM restored from one snapshot starts with the same kernel generator
+    state, so two capsules would read the same bytes from /dev/urandom.  Writing
+    the host's fresh bytes mixes them into the input pool; the ioctl makes the
+    generator take them at once, not at its next scheduled reseed.
+    """
+    if not 32 <= len(seed) <= 256:
+        raise ValueError("a seed is 32 to 256 bytes")
+    fd = os.open("/dev/urandom", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, seed)
+        fcntl.ioctl(fd, RNDRESEEDCRNG)
+    finally:
+        os.close(fd)
 
 
 def _run(request: dict[str, Any]) -> dict[str, Any]:
