@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import nox
 
@@ -29,6 +30,18 @@ DEV = [
 ]
 
 
+# What runs again on the microVM backend: the data plane (commands, streams, files) and the
+# lifecycle, on asyncio, trio and the blocking client.
+MICROVM_SUITES = (
+    "tests/_async/test_data_plane.py",
+    "tests/_sync/test_data_plane.py",
+    "tests/_async/test_lifecycle_local.py",
+    "tests/_sync/test_lifecycle_local.py",
+    "-k",
+    "not terminal",  # terminals in a microVM: not yet
+)
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The whole suite on one Python: unit, sync/async parity, end-to-end on wrenn.local,
@@ -45,6 +58,14 @@ def tests(session: nox.Session) -> None:
         # VM engine is the same code on every Python, and its unit tests still run.
         coverage = ["-m", "not vm"]
     session.run("pytest", "-q", *coverage, *session.posargs)
+    if (
+        session.python == GENERATOR_PYTHON
+        and not session.posargs
+        and shutil.which("qemu-system-x86_64")
+    ):
+        # The SDK's end-to-end suites once more, with every capsule a microVM guest
+        # (tests/conftest.py's local_server reads WRENN_TEST_ISOLATION).
+        session.run("pytest", "-q", *MICROVM_SUITES, env={"WRENN_TEST_ISOLATION": "microvm"})
 
 
 @nox.session(python=GENERATOR_PYTHON)
