@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -276,3 +278,25 @@ async def test_the_async_sdk_runs_a_vm_capsule(server: LocalServer, anyio_backen
             assert await capsule.files.read("/root/x.txt") == "async write"
         finally:
             await capsule.destroy()
+
+
+def test_the_quick_start_runs_on_microvms() -> None:
+    """The README's quick start, with every capsule a VM: create, exec, files, pause,
+    resume, snapshot, a capsule from the snapshot, destroy."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WRENN_")}
+    if "WRENN_VM_CACHE" in os.environ:  # where this run's image is
+        env["WRENN_VM_CACHE"] = os.environ["WRENN_VM_CACHE"]
+    env["WRENN_LOCAL_ISOLATION"] = "microvm"
+    done = subprocess.run(
+        [sys.executable, str(example)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "(isolation: microvm)" in done.stdout
+    assert "it sees: 'written before the snapshot'" in done.stdout
+    assert "done" in done.stdout.splitlines()[-1]
