@@ -217,6 +217,20 @@ def test_a_paused_capsule_survives_a_server_restart(tmp_path: Path) -> None:
         destroy(http, capsule_id)
 
 
+def test_a_running_capsule_keeps_its_files_across_a_server_restart(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    with _server(state_dir) as first, _client(first) as http:
+        capsule_id = create(http, memory_mb=MEMORY_MB)
+        # Written just before the stop: still in the guest's page cache, unless the
+        # stop flushes it to the VM's disk.
+        sh(http, capsule_id, "echo kept > /root/kept.txt")
+    with _server(state_dir) as second, _client(second) as http:
+        # Running when its server stopped: booted cold from its own disk.
+        assert http.get(f"/v1/capsules/{capsule_id}").json()["status"] == "running"
+        assert sh(http, capsule_id, "cat /root/kept.txt")["stdout"] == "kept\n"
+        destroy(http, capsule_id)
+
+
 def test_a_capsule_from_a_snapshot_finds_its_sources_process_running(http: httpx.Client) -> None:
     source = create(http, memory_mb=MEMORY_MB)
     clone = None
