@@ -3,8 +3,9 @@
 - Boot restores a snapshot rather than booting cold: the capsule's own paused
   state when it has one (a pause before a server restart, or the snapshot
   template it was created from), else the pre-booted base snapshot of its shape
-  (``_vm._base_snapshot``).  A capsule that was running when its VM died boots
-  cold from its own disk overlay (its files as a power cut left them).
+  (``_vm._base_snapshot``).  A capsule that was running when its VM stopped boots
+  cold from its own disk overlay (synced by ``destroy``; as a power cut left it
+  when the VM was killed).
 - Pause is a memory snapshot written to ``<capsule>/state`` (memory, disk, shape)
   while the guest is stopped; the QEMU process stays, stopped, so a resume in the
   same server is a ``cont`` and the server keeps its processes.  A server that
