@@ -9,6 +9,7 @@ once (about 20 s) and each capsule shape's base snapshot once (a 4 s cold boot).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ import pytest
 
 from wrenn import AsyncCapsule, Capsule, WrennError
 from wrenn.local import LocalServer
+from wrenn.local._runtime._cgroup import Limits
+from wrenn.local._runtime._microvm import VmSandbox
 from wrenn.local._vm import build_image
 
 from .helpers import create, destroy, error_of, pause, resume, sh, snapshot, wait_for
@@ -217,18 +220,39 @@ def test_a_paused_capsule_survives_a_server_restart(tmp_path: Path) -> None:
         destroy(http, capsule_id)
 
 
-def test_a_running_capsule_keeps_its_files_across_a_server_restart(tmp_path: Path) -> None:
+def test_a_running_capsule_keeps_its_processes_across_a_server_restart(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     with _server(state_dir) as first, _client(first) as http:
         capsule_id = create(http, memory_mb=MEMORY_MB)
-        # Written just before the stop: still in the guest's page cache, unless the
-        # stop flushes it to the VM's disk.
-        sh(http, capsule_id, "echo kept > /root/kept.txt")
+        pid = _start_counter(http, capsule_id)
+        seen = _count(http, capsule_id)
+        assert seen is not None
     with _server(state_dir) as second, _client(second) as http:
-        # Running when its server stopped: booted cold from its own disk.
         assert http.get(f"/v1/capsules/{capsule_id}").json()["status"] == "running"
-        assert sh(http, capsule_id, "cat /root/kept.txt")["stdout"] == "kept\n"
+        _counts_on(http, capsule_id, pid, seen[1])
         destroy(http, capsule_id)
+
+
+def test_a_destroyed_running_vm_boots_cold_from_its_synced_disk(tmp_path: Path) -> None:
+    """What a capsule whose memory could not be kept at a stop gets: its next boot is
+    cold from its own disk, and what it wrote just before is there (synced)."""
+    image = build_image()
+    limits = Limits(vcpus=1, memory_mb=MEMORY_MB)
+
+    async def run(argv: list[str]) -> tuple[int, bytes]:
+        sandbox = VmSandbox("cl-sync", tmp_path, None, limits=limits, image=image)
+        await sandbox.boot()
+        try:
+            proc = sandbox.start_process(argv, {"PATH": "/usr/bin:/bin"}, "/root")
+            out = bytearray()
+            proc.listen(lambda kind, data: out.extend(data) if kind == "stdout" else None)
+            return await asyncio.wait_for(proc.wait(), 30), bytes(out)
+        finally:
+            await sandbox.destroy()  # running, not frozen: syncs, then quits
+
+    assert asyncio.run(run(["sh", "-c", "echo kept > /root/kept.txt"]))[0] == 0
+    assert not (tmp_path / "state").exists()
+    assert asyncio.run(run(["cat", "/root/kept.txt"])) == (0, b"kept\n")
 
 
 def test_a_capsule_from_a_snapshot_finds_its_sources_process_running(http: httpx.Client) -> None:

@@ -10,7 +10,8 @@
   while the guest is stopped; the QEMU process stays, stopped, so a resume in the
   same server is a ``cont`` and the server keeps its processes.  A server that
   stops destroys the VM and keeps the state, and the capsule's next boot restores
-  it, running processes and all.  ``state`` exists only while the capsule is
+  it, running processes and all (the manager freezes running capsules of this
+  backend before its stop, so they come back the same way).  ``state`` exists only while the capsule is
   paused, or seeded from a template and not yet booted: a boot consumes it.
 - A snapshot template is that state (``save_layer``); a capsule created from one
   restores it, so it finds the source's processes running.
