@@ -35,6 +35,7 @@ import shutil
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from .._vm import AgentError, ImageError, MicroVm, VmError, VmSpec
 from .._vm._base_snapshot import base_snapshot
@@ -44,9 +45,7 @@ from .._vm._kernel import KernelError
 from .._vm._process import start_vm_process
 from . import _procfs
 from ._base import Sandbox
-from ._cgroup import CapsuleCgroup, Limits
 from ._contract import BootError, Capabilities, Probe, Unsupported, Usage
-from ._ids import SERVER_IDS, Ids
 from ._process import CapsuleProcess
 
 log = logging.getLogger("wrenn.local")
@@ -69,27 +68,9 @@ class VmSandbox(Sandbox):
         precheck_exec=False,  # the guest agent reports a missing program or cwd itself
     )
 
-    def __init__(
-        self,
-        capsule_id: str,
-        capsule_dir: Path,
-        cgroup: CapsuleCgroup | None,
-        ro_binds: tuple[str, ...] = (),
-        limits: Limits | None = None,
-        *,
-        freeze_by_cgroup: bool = True,
-        ids: Ids = SERVER_IDS,
-        image: Image,
-    ) -> None:
-        super().__init__(
-            capsule_id,
-            capsule_dir,
-            cgroup,
-            ro_binds,
-            limits,
-            freeze_by_cgroup=freeze_by_cgroup,
-            ids=ids,
-        )
+    def __init__(self, *args: Any, image: Image, **kwargs: Any) -> None:
+        # ``Sandbox``'s arguments, plus the guest image the probe found.
+        super().__init__(*args, **kwargs)
         self.image = image
         self.vm: MicroVm | None = None
         self._frozen = False
