@@ -42,6 +42,7 @@ from .._vm._base_snapshot import base_snapshot
 from .._vm._capsule_files import VmCapsuleFiles
 from .._vm._image import Image, cached_image
 from .._vm._kernel import KernelError
+from .._vm._kvm import kvm_problem
 from .._vm._process import start_vm_process
 from . import _procfs
 from ._base import Sandbox
@@ -56,6 +57,7 @@ _SPEED_CAVEAT = (
     "QEMU -M microvm on the software CPU (TCG): guest code runs several times "
     "slower than on a host CPU; KVM is not used"
 )
+_WITH_KVM = "QEMU -M microvm with KVM: a guest booted under KVM here"
 
 
 class VmSandbox(Sandbox):
@@ -68,10 +70,11 @@ class VmSandbox(Sandbox):
         precheck_exec=False,  # the guest agent reports a missing program or cwd itself
     )
 
-    def __init__(self, *args: Any, image: Image, **kwargs: Any) -> None:
-        # ``Sandbox``'s arguments, plus the guest image the probe found.
+    def __init__(self, *args: Any, image: Image, accel: str = "tcg", **kwargs: Any) -> None:
+        # ``Sandbox``'s arguments, plus the guest image and accelerator the probe found.
         super().__init__(*args, **kwargs)
         self.image = image
+        self.accel = accel
         self.vm: MicroVm | None = None
         self._frozen = False
 
@@ -89,8 +92,16 @@ class VmSandbox(Sandbox):
                 "the microVM image is not built: run `python -m wrenn.local build-image` "
                 "once (about 30 s; needs mmdebstrap, busybox-static and linux-image-amd64)"
             )
+        kvm = kvm_problem(image)
+        if kvm is None:
+            return Probe(None, _WITH_KVM, options={"image": image, "accel": "kvm"})
         # Not for "auto": without KVM a guest is isolated but slow.
-        return Probe(None, _SPEED_CAVEAT, options={"image": image}, automatic=False)
+        return Probe(
+            None,
+            f"{_SPEED_CAVEAT}: {kvm}",
+            options={"image": image, "accel": "tcg"},
+            automatic=False,
+        )
 
     # -- paths ------------------------------------------------------------------
 
@@ -117,7 +128,7 @@ class VmSandbox(Sandbox):
                 "a microVM capsule sees no host directory (the code runner's template "
                 "needs the bubblewrap or plain backend)"
             )
-        spec = VmSpec(vcpus=self.limits.vcpus, memory_mb=self.limits.memory_mb)
+        spec = VmSpec(vcpus=self.limits.vcpus, memory_mb=self.limits.memory_mb, accel=self.accel)
         started = asyncio.ensure_future(asyncio.to_thread(self._start, spec))
         try:
             self.vm = await asyncio.shield(started)

@@ -43,6 +43,8 @@ class VmError(RuntimeError):
 class VmSpec:
     vcpus: int = 1
     memory_mb: int = 256
+    # "tcg" (the software CPU) or "kvm"; a snapshot restores only under its own.
+    accel: str = "tcg"
 
 
 class MicroVm:
@@ -104,7 +106,11 @@ class MicroVm:
     ) -> MicroVm:
         """Start a new QEMU from a snapshot directory, resume it and set its clock."""
         shape = json.loads((snapshot / "vm.json").read_text())
-        spec = VmSpec(vcpus=int(shape["vcpus"]), memory_mb=int(shape["memory_mb"]))
+        spec = VmSpec(
+            vcpus=int(shape["vcpus"]),
+            memory_mb=int(shape["memory_mb"]),
+            accel=str(shape.get("accel", "tcg")),
+        )
         paths = _prepare(directory)
         with _discard_on_error(paths):
             shutil.copyfile(snapshot / "disk.qcow2", paths.disk)
@@ -138,6 +144,7 @@ class MicroVm:
             paths=paths,
             vcpus=spec.vcpus,
             memory_mb=spec.memory_mb,
+            accel=spec.accel,
             incoming=incoming,
         )
         with open(paths.directory / "qemu.log", "ab") as log:
@@ -239,7 +246,11 @@ class MicroVm:
         # QEMU flushed and released the disk at the end of the migration, so the
         # overlay is consistent with the memory stream while the guest stays stopped.
         shutil.copyfile(self.paths.disk, destination / "disk.qcow2")
-        shape = {"vcpus": self.spec.vcpus, "memory_mb": self.spec.memory_mb}
+        shape = {
+            "vcpus": self.spec.vcpus,
+            "memory_mb": self.spec.memory_mb,
+            "accel": self.spec.accel,
+        }
         (destination / "vm.json").write_text(json.dumps(shape) + "\n")
         return destination
 
