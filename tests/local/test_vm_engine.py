@@ -65,6 +65,14 @@ def test_boot_and_exec_with_env_and_cwd(vm: MicroVm) -> None:
     assert result.stderr == b""
 
 
+def test_qemu_runs_under_its_seccomp_filter(vm: MicroVm) -> None:
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{vm.pid}/status").read_text().splitlines()
+    )
+    assert status["Seccomp"].strip() == "2"  # filtered
+    assert status["NoNewPrivs"].strip() == "1"
+
+
 def test_exit_code_and_stderr(vm: MicroVm) -> None:
     result = vm.exec(["sh", "-c", "echo oops >&2; exit 3"])
     assert (result.exit_code, result.stdout, result.stderr) == (3, b"", b"oops\n")

@@ -129,6 +129,8 @@ def test_the_qemu_argv_carries_the_shape_and_the_tsc_fix(tmp_path: Path) -> None
     assert argv[argv.index("-serial") + 1] == "chardev:console"
     assert "ringbuf,id=console,size=65536" in argv
     assert not [arg for arg in argv if "file:" in arg]
+    sandbox = argv[argv.index("-sandbox") + 1].split(",")
+    assert sandbox[0] == "on" and {"elevateprivileges=deny", "resourcecontrol=deny"} <= set(sandbox)
     # A restore must match the booted VM's machine exactly, plus the incoming options.
     assert argv_for(incoming=True) == [*argv, "-incoming", "defer", "-S"]
 

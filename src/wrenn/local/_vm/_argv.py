@@ -101,6 +101,10 @@ def qemu_argv(
         "-m", f"{memory_mb}M",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-nic", "none",
+        # QEMU's seccomp filter: no privilege changes and no resource-control calls
+        # from a QEMU a guest may have subverted; spawning stays allowed, since
+        # snapshots stream through ``exec:cat``.
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny",
         "-kernel", str(vmlinux),
         "-initrd", str(initramfs),
         "-append", kernel_cmdline(),
