@@ -46,6 +46,7 @@ from ._cgroup import CapsuleCgroup, Limits
 from ._contract import BootError, Capabilities, Probe, Unsupported, Usage
 from ._ids import SERVER_IDS, Ids
 from ._process import CapsuleProcess
+from ._terminal import CapsuleTerminal
 
 log = logging.getLogger("wrenn.local")
 
@@ -181,14 +182,16 @@ class VmSandbox(Sandbox):
         env: dict[str, str],
         cwd: str,
         *,
-        tty_slave: int | None = None,
         want_pid: bool = True,
     ) -> CapsuleProcess:
         """A process of the guest (see ``Sandbox.start_process`` and ``_vm._process``)."""
         vm = self._require_vm()
-        return start_vm_process(
-            vm.processes, argv, env, cwd, tty_slave=tty_slave, want_pid=want_pid
-        )
+        return start_vm_process(vm.processes, argv, env, cwd, want_pid=want_pid)
+
+    def open_terminal(
+        self, argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int
+    ) -> CapsuleTerminal:
+        raise Unsupported("a terminal in a microVM capsule is not supported yet")
 
     def open_root(self) -> int:
         raise Unsupported("a microVM capsule has no host filesystem")
@@ -196,9 +199,6 @@ class VmSandbox(Sandbox):
     def guest_files(self) -> VmCapsuleFiles:
         """The guest's own files, through its agent (the files API's answers and errors)."""
         return VmCapsuleFiles(self._require_vm().files)
-
-    def open_pty(self) -> tuple[int, int]:
-        raise Unsupported("a terminal in a microVM capsule is not supported yet")
 
     async def usage(self) -> Usage:
         """The QEMU process's CPU time and RSS (the guest's touched memory), and its disk."""

@@ -27,8 +27,8 @@
   forget it (``detach``: it keeps running there, its output dropped).
 
 Every wait in the pump is bounded (``READ_SLICE``) and it ends on the exit, on a
-failure and on ``close()``.  Not covered yet: a terminal (``tty_slave`` is a host
-pty fd; a pty over the agent is later work) and stdin.
+failure and on ``close()``.  Not covered yet: a terminal (a pty over the agent is
+later work) and stdin.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import itertools
 import threading
 from typing import TYPE_CHECKING
 
-from .._runtime._contract import Unsupported
 from .._runtime._process import CapsuleProcess, Listener
 from ._agent import AgentError
 
@@ -62,19 +61,15 @@ def start_vm_process(
     env: dict[str, str],
     cwd: str,
     *,
-    tty_slave: int | None = None,
     want_pid: bool = True,
 ) -> VmProcess:
     """``Sandbox.start_process`` for a microVM (call it on the loop thread).
 
     The start is one agent round trip, blocking for at most the channel's request
-    timeout.  ``tty_slave`` raises ``Unsupported``: it is a host pty, and the guest
-    needs a pty of its own over the agent (not done yet).  ``want_pid`` changes
-    nothing: the guest pid comes with the start.  A refused start raises ``OSError``.
+    timeout.  ``want_pid`` changes nothing: the guest pid comes with the start.
+    A refused start raises ``OSError``.
     """
     del want_pid
-    if tty_slave is not None:
-        raise Unsupported("a terminal for a microVM process (a pty over the agent) is not done yet")
     try:
         guest = processes.start(argv, env, cwd)
     except AgentError as exc:
