@@ -141,8 +141,9 @@ def test_code_outside_the_runtime_uses_terminals_only_through_their_interface() 
 
 def test_the_terminal_interface_is_declared_and_implemented() -> None:
     from wrenn.local._runtime._host_terminal import HostTerminal
+    from wrenn.local._vm._terminal import VmTerminal
 
-    for cls in (CapsuleTerminal, HostTerminal):
+    for cls in (CapsuleTerminal, HostTerminal, VmTerminal):
         missing = sorted(name for name in TERMINAL_INTERFACE if not _declared(cls, name))
         assert missing == [], cls
         assert cls is CapsuleTerminal or cls.__abstractmethods__ == frozenset()

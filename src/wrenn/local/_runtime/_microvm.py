@@ -15,6 +15,8 @@
   restores it, so it finds the source's processes running.
 - Files go through the guest agent (``_vm._capsule_files``), answering as the
   host backends' files API does.
+- A terminal is a pty in the guest, its program a guest process on it, driven
+  through the agent (``_vm._terminal``).
 - ``vcpus`` and ``memory_mb`` are the VM's own; the guest has no network
   (``-nic none``) and no host directory at all, so code that needs host paths
   (the code runner's interpreter binds) is refused at boot.
@@ -40,6 +42,7 @@ from .._vm._capsule_files import VmCapsuleFiles
 from .._vm._image import Image, cached_image
 from .._vm._kernel import KernelError
 from .._vm._process import start_vm_process
+from .._vm._terminal import open_vm_terminal
 from . import _procfs
 from ._base import Sandbox
 from ._cgroup import CapsuleCgroup, Limits
@@ -191,7 +194,9 @@ class VmSandbox(Sandbox):
     def open_terminal(
         self, argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int
     ) -> CapsuleTerminal:
-        raise Unsupported("a terminal in a microVM capsule is not supported yet")
+        """A guest process on a pty of the guest (see ``Sandbox.open_terminal`` and
+        ``_vm._terminal``)."""
+        return open_vm_terminal(self._require_vm().processes, argv, env, cwd, cols, rows)
 
     def open_root(self) -> int:
         raise Unsupported("a microVM capsule has no host filesystem")
