@@ -140,6 +140,29 @@ def test_a_hold_stops_reading_and_the_program_blocks_until_released(
     run(scenario, timeout=90.0)
 
 
+def test_input_a_program_does_not_read_is_dropped_not_a_hang(
+    processes: GuestProcesses,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """In raw mode a full terminal does not discard input by itself: the guest drops
+    it, so the agent's request, later sizes and the program's exit do not wait."""
+    script = "stty raw -echo; sleep 1; stty size; exit 5"
+
+    async def scenario() -> None:
+        terminal = open_vm_terminal(processes, ["sh", "-c", script], ENV, str(tmp_path), 80, 24)
+        events = record(terminal)
+        await asyncio.sleep(0.3)  # raw mode is on
+        for _ in range(8):
+            terminal.write(b"k" * 30_000)
+        terminal.resize(70, 21)
+        assert await asyncio.wait_for(terminal.proc.wait(), 10.0) == 5
+        assert b"21 70" in output(events)
+        terminal.close()
+        assert isinstance(terminal, VmTerminal) and terminal.join(5.0)
+
+    run(scenario)
+
+
 def test_close_ends_the_terminal_and_its_process_as_lost(
     processes: GuestProcesses,  # noqa: F811
     tmp_path: Path,
@@ -167,6 +190,7 @@ def test_input_for_an_agent_that_does_not_answer_is_bounded() -> None:
     the loop never waits."""
     host, guest = socket.socketpair()
     received: list[int] = []
+    sizes: list[tuple[int, int]] = []
 
     def answer_only_the_start() -> None:
         with guest.makefile("rb") as lines:
@@ -177,6 +201,8 @@ def test_input_for_an_agent_that_does_not_answer_is_bounded() -> None:
                     guest.sendall(json.dumps(answer).encode() + b"\n")
                 elif request.get("op") == "stdin":
                     received.append(len(base64.b64decode(request["data"])))
+                elif request.get("op") == "resize":
+                    sizes.append((request["rows"], request["cols"]))
 
     thread = threading.Thread(target=answer_only_the_start, daemon=True)
     thread.start()
@@ -190,10 +216,11 @@ def test_input_for_an_agent_that_does_not_answer_is_bounded() -> None:
             terminal.write(b"k" * 40_000)
             terminal.resize(81, 25)
         assert time.monotonic() - started < 0.2
-        await until(lambda: sum(received) >= INPUT_LIMIT - 64, timeout=10.0)
+        await until(lambda: sum(received) >= INPUT_LIMIT, timeout=10.0)
         await asyncio.sleep(1.0)  # the worker has nothing more to send
-        # 40 000 bytes, then what fitted beside them and one size (64 bytes).
-        assert sum(received) == INPUT_LIMIT - 64
+        # 40 000 bytes, then what fitted beside them; the sizes do not count.
+        assert sum(received) == INPUT_LIMIT
+        assert sizes == [(25, 81)] * 2  # after each piece of input; later ones merged
         terminal.close()
         assert await asyncio.wait_for(terminal.proc.wait(), 5.0) == -1
         assert isinstance(terminal, VmTerminal) and terminal.join(5.0)

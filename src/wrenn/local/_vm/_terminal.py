@@ -5,9 +5,10 @@ The program is a guest process started with ``pty=True``; its output comes throu
 Input and resizes are agent requests, which block for up to the channel's request
 timeout, so they never run on the loop thread: ``write`` and ``resize`` queue them
 for one worker thread per terminal, which sends them in order.  The queue is
-bounded (``INPUT_LIMIT`` bytes of input waiting, a size counting ``RESIZE_COST`` and
-consecutive sizes merged): a terminal whose agent is slow or gone drops further
-input, as a host pty drops what its full buffer does not take.
+bounded (``INPUT_LIMIT`` bytes of input waiting, consecutive sizes merged and at
+most ``SIZES_LIMIT`` of them): a terminal whose agent is slow or gone drops further
+input, as a host pty drops what its full buffer does not take.  Sizes have a bound
+of their own, so input that filled the queue does not cost the terminal its size.
 A refused request (the program has exited, the channel broke) is dropped too.
 
 ``close()`` (after the program's exit, or on the server's shutdown) stops the
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from ._guest_processes import GuestProcesses
 
 INPUT_LIMIT = 64 * 1024  # bytes of input queued and not yet sent to the guest
-RESIZE_COST = 64  # what a queued size counts for against INPUT_LIMIT
+SIZES_LIMIT = 16  # sizes queued between pieces of input and not yet sent
 IDLE_SLICE = 0.2  # seconds the worker waits for work before it checks for close
 _worker_names = itertools.count(1)
 
@@ -60,6 +61,7 @@ class VmTerminal(CapsuleTerminal):
         # Requests waiting for the worker, in order: input (bytes) or a size (cols, rows).
         self._requests: collections.deque[bytes | tuple[int, int]] = collections.deque()
         self._queued_bytes = 0
+        self._queued_sizes = 0
         self._closed = False
         self._worker = threading.Thread(
             target=self._run_worker, name=f"wrenn-vm-terminal-{next(_worker_names)}", daemon=True
@@ -99,8 +101,8 @@ class VmTerminal(CapsuleTerminal):
                 return
             if self._requests and isinstance(self._requests[-1], tuple):
                 self._requests[-1] = (cols, rows)  # only the last of consecutive sizes counts
-            elif self._queued_bytes + RESIZE_COST <= INPUT_LIMIT:
-                self._queued_bytes += RESIZE_COST
+            elif self._queued_sizes < SIZES_LIMIT:
+                self._queued_sizes += 1
                 self._requests.append((cols, rows))
             self._changed.notify_all()
 
@@ -126,14 +128,18 @@ class VmTerminal(CapsuleTerminal):
                         self._guest.resize(rows, cols)
             finally:
                 with self._changed:
-                    if not self._closed:
-                        self._queued_bytes -= _cost(value)
+                    if self._closed:
+                        pass
+                    elif isinstance(value, bytes):
+                        self._queued_bytes -= len(value)
+                    else:
+                        self._queued_sizes -= 1
 
     def close(self) -> None:
         with self._changed:
             self._closed = True
             self._requests.clear()
-            self._queued_bytes = 0
+            self._queued_bytes = self._queued_sizes = 0
             self._changed.notify_all()
         self._vm_process.close()
 
@@ -141,7 +147,3 @@ class VmTerminal(CapsuleTerminal):
         """Wait up to ``timeout`` for the worker and the pump to end; whether they did."""
         self._worker.join(timeout)
         return not self._worker.is_alive() and self._vm_process.join(timeout)
-
-
-def _cost(request: bytes | tuple[int, int]) -> int:
-    return len(request) if isinstance(request, bytes) else RESIZE_COST
