@@ -59,7 +59,7 @@ class VmTerminal(CapsuleTerminal):
         self._guest = proc.guest
         self._changed = threading.Condition()
         # Requests waiting for the worker, in order: input (bytes) or a size (cols, rows).
-        self._requests: collections.deque[bytes | tuple[int, int]] = collections.deque()
+        self._outbox: collections.deque[bytes | tuple[int, int]] = collections.deque()
         self._queued_bytes = 0
         self._queued_sizes = 0
         self._closed = False
@@ -90,7 +90,7 @@ class VmTerminal(CapsuleTerminal):
                 return  # the guest is not taking input: drop it
             data = data[:room]
             self._queued_bytes += len(data)
-            self._requests.append(data)
+            self._outbox.append(data)
             self._changed.notify_all()
 
     def resize(self, cols: int, rows: int) -> None:
@@ -99,21 +99,21 @@ class VmTerminal(CapsuleTerminal):
         with self._changed:
             if self._closed:
                 return
-            if self._requests and isinstance(self._requests[-1], tuple):
-                self._requests[-1] = (cols, rows)  # only the last of consecutive sizes counts
+            if self._outbox and isinstance(self._outbox[-1], tuple):
+                self._outbox[-1] = (cols, rows)  # only the last of consecutive sizes counts
             elif self._queued_sizes < SIZES_LIMIT:
                 self._queued_sizes += 1
-                self._requests.append((cols, rows))
+                self._outbox.append((cols, rows))
             self._changed.notify_all()
 
     def _next_request(self) -> bytes | tuple[int, int] | None:
         """The next request, waiting a slice at a time; None once closed."""
         with self._changed:
-            while not self._requests and not self._closed:
+            while not self._outbox and not self._closed:
                 self._changed.wait(IDLE_SLICE)
             if self._closed:
                 return None
-            return self._requests.popleft()
+            return self._outbox.popleft()
 
     def _run_worker(self) -> None:
         while (value := self._next_request()) is not None:
@@ -138,7 +138,7 @@ class VmTerminal(CapsuleTerminal):
     def close(self) -> None:
         with self._changed:
             self._closed = True
-            self._requests.clear()
+            self._outbox.clear()
             self._queued_bytes = self._queued_sizes = 0
             self._changed.notify_all()
         self._vm_process.close()
