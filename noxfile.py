@@ -30,15 +30,13 @@ DEV = [
 ]
 
 
-# What runs again on the microVM backend: the data plane (commands, streams, files) and the
+# What runs again on the microVM backend: the data plane (commands, streams, files, terminals) and the
 # lifecycle, on asyncio, trio and the blocking client.
 MICROVM_SUITES = (
     "tests/_async/test_data_plane.py",
     "tests/_sync/test_data_plane.py",
     "tests/_async/test_lifecycle_local.py",
     "tests/_sync/test_lifecycle_local.py",
-    "-k",
-    "not terminal",  # terminals in a microVM: not yet
 )
 
 

@@ -15,15 +15,24 @@ import re
 import tokenize
 from pathlib import Path
 
-from wrenn.local._runtime import INTERFACE, PROCESS_INTERFACE, CapsuleProcess, Sandbox
+from wrenn.local._runtime import (
+    INTERFACE,
+    PROCESS_INTERFACE,
+    TERMINAL_INTERFACE,
+    CapsuleProcess,
+    CapsuleTerminal,
+    Sandbox,
+)
 
 LOCAL = Path(__file__).resolve().parents[1] / "src" / "wrenn" / "local"
 # The names a sandbox goes by outside the runtime.
 SANDBOX_NAMES = {"sandbox", "_sandbox"}
 # The names a capsule process goes by outside the runtime (``tracked.proc``, ``self._proc``).
 PROCESS_NAMES = {"proc", "_proc"}
+# The names a terminal goes by outside the runtime (``self._terminal`` in a PTY session).
+TERMINAL_NAMES = {"terminal", "_terminal"}
 # The backends themselves, and how one is picked; only the registry imports them.
-BACKEND_MODULES = ("_bwrap", "_plain", "_probe", "_base", "_host", "_microvm")
+BACKEND_MODULES = ("_bwrap", "_plain", "_probe", "_base", "_host", "_host_terminal", "_microvm")
 ANNOTATED = re.compile(r"\b(\w+)\s*:\s*(?:_runtime\.)?Sandbox\b")
 IMPORT = re.compile(r"^\s*(?:from|import)\s+[\w.]*_runtime\.(\w+)", re.M)
 PROCESS_ANNOTATED = re.compile(r"\b(\w+)\s*:\s*(?:_runtime\.)?CapsuleProcess\b")
@@ -118,6 +127,26 @@ def test_code_outside_the_runtime_uses_processes_only_through_their_interface() 
         if member not in PROCESS_INTERFACE
     ]
     assert offenders == []
+
+
+def test_code_outside_the_runtime_uses_terminals_only_through_their_interface() -> None:
+    offenders = [
+        f"{path.name}:{line}: terminal.{member}"
+        for path in _modules()
+        for line, member in members_of(path.read_text(), TERMINAL_NAMES)
+        if member not in TERMINAL_INTERFACE
+    ]
+    assert offenders == []
+
+
+def test_the_terminal_interface_is_declared_and_implemented() -> None:
+    from wrenn.local._runtime._host_terminal import HostTerminal
+    from wrenn.local._vm._terminal import VmTerminal
+
+    for cls in (CapsuleTerminal, HostTerminal, VmTerminal):
+        missing = sorted(name for name in TERMINAL_INTERFACE if not _declared(cls, name))
+        assert missing == [], cls
+        assert cls is CapsuleTerminal or cls.__abstractmethods__ == frozenset()
 
 
 def test_only_the_runtime_runs_host_processes() -> None:

@@ -14,6 +14,7 @@ from wrenn.local._runtime import (
     INTERFACE,
     Capabilities,
     CapsuleProcess,
+    CapsuleTerminal,
     Probe,
     Sandbox,
     Unsupported,
@@ -61,12 +62,13 @@ class _Minimal(Sandbox):
         env: dict[str, str],
         cwd: str,
         *,
-        tty_slave: int | None = None,
         want_pid: bool = True,
     ) -> CapsuleProcess:
         raise OSError("no processes")
 
-    def open_pty(self) -> tuple[int, int]:
+    def open_terminal(
+        self, argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int
+    ) -> CapsuleTerminal:
         raise Unsupported("no terminals")
 
     async def usage(self) -> Usage:
@@ -114,6 +116,9 @@ def test_the_host_backends_get_the_host_machinery() -> None:
     # The microVM's processes are the guest's: none of the host-pid machinery.
     assert not issubclass(VmSandbox, HostSandbox)
     assert [name for name in HOST_PID_MEMBERS if hasattr(VmSandbox, name)] == []
+    # A host pty is the host backends' own: terminals in general are ``open_terminal``.
+    assert not hasattr(Sandbox, "open_pty") and not hasattr(VmSandbox, "open_pty")
+    assert hasattr(HostSandbox, "open_pty") and "open_pty" not in INTERFACE
     assert {"launch", "visible_pid", "member_pids"} <= HostSandbox.__abstractmethods__
     # Every interface member a backend must decide is abstract on Sandbox or given there.
     assert all(_declared(Sandbox, name) for name in INTERFACE)

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wrenn import AsyncCapsule, Capsule, WrennError
+from wrenn import AsyncCapsule, Capsule
 from wrenn.local import LocalServer
 from wrenn.local._runtime._cgroup import Limits
 from wrenn.local._runtime._microvm import VmSandbox
@@ -297,9 +297,19 @@ def test_the_blocking_sdk_runs_a_vm_capsule(server: LocalServer) -> None:
             assert b"".join(chunks) == big
         capsule.files.remove("/workspace/out")
         assert capsule.commands.run("test -e /workspace/out || echo gone").stdout == "gone\n"
-        # A terminal over the guest agent is not done: a clear error, not a hang.
-        with pytest.raises(WrennError, match="terminal"), capsule.pty() as terminal:
-            terminal.write(b"exit\n")
+        # A terminal is a pty of the guest, through its agent.
+        with capsule.pty(cols=90, rows=20) as terminal:
+            terminal.write("stty size; cat /etc/hostname; exit 3\n")
+            output, codes = b"", []
+            for event in terminal:
+                if event.type == "output" and isinstance(event.data, bytes):
+                    output += event.data
+                elif event.type == "exit":
+                    codes.append(event.exit_code)
+                    break
+                assert len(output) < 100_000
+        assert codes == [3]
+        assert b"20 90\r\nwrenn\r\n" in output
 
 
 @pytest.mark.anyio

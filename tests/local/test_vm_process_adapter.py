@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import pytest
 
-from wrenn.local._runtime import PROCESS_INTERFACE, CapsuleProcess, Unsupported
+from wrenn.local._runtime import PROCESS_INTERFACE, CapsuleProcess
 from wrenn.local._vm._agent import AgentChannel
 from wrenn.local._vm._guest_processes import CREDIT_WINDOW, GuestProcesses
 from wrenn.local._vm._process import POSTED_LIMIT, VmProcess, start_vm_process
@@ -202,10 +202,8 @@ def test_close_ends_the_pump_and_the_process_as_failed(processes: GuestProcesses
     run(scenario)
 
 
-def test_a_tty_is_unsupported_and_a_bad_start_is_an_oserror(processes: GuestProcesses) -> None:  # noqa: F811
+def test_a_bad_start_is_an_oserror(processes: GuestProcesses) -> None:  # noqa: F811
     async def scenario() -> None:
-        with pytest.raises(Unsupported, match="pty over the agent"):
-            start_vm_process(processes, ["sh"], {}, "/tmp", tty_slave=5)
         with pytest.raises(OSError, match="FileNotFoundError"):
             start_vm_process(processes, ["/no/such/program"], {}, "/tmp")
 

@@ -31,6 +31,7 @@ from ._contract import (
 )
 from ._ids import SERVER_IDS, Ids
 from ._process import CapsuleProcess
+from ._terminal import CapsuleTerminal
 
 # Directories a capsule may write; each is a per-capsule host directory.
 WRITABLE_DIRS = ("root", "tmp", "home", "workspace")
@@ -70,7 +71,8 @@ INTERFACE = frozenset(
         "start_process",
         "home_env",
         "run_dir_for_processes",
-        "open_pty",
+        # terminals (a ``CapsuleTerminal``, used through ``TERMINAL_INTERFACE``)
+        "open_terminal",
         # metrics
         "usage",
         # host filesystem (``capabilities.host_filesystem``)
@@ -222,12 +224,10 @@ class Sandbox(abc.ABC):
         env: dict[str, str],
         cwd: str,
         *,
-        tty_slave: int | None = None,
         want_pid: bool = True,
     ) -> CapsuleProcess:
         """Start ``argv`` in the capsule (``env`` is its whole environment, ``cwd`` a
-        capsule path).  ``tty_slave``: the terminal (from ``open_pty``) that is its
-        stdin, stdout and stderr; the caller closes its own copy.  ``want_pid``: the
+        capsule path), without a terminal (see ``open_terminal``).  ``want_pid``: the
         caller will ask ``resolve()`` for its pid.  A failed start raises ``OSError``.
         """
 
@@ -280,9 +280,13 @@ class Sandbox(abc.ABC):
         return RUN_DIR_IN_CAPSULE
 
     @abc.abstractmethod
-    def open_pty(self) -> tuple[int, int]:
-        """A terminal pair (master, slave) for ``start_process(tty_slave=)``; at
-        most ``pty_max`` at once when that is set."""
+    def open_terminal(
+        self, argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int
+    ) -> CapsuleTerminal:
+        """Start ``argv`` (as ``start_process``) on a new terminal of ``cols`` x
+        ``rows``; call it on the loop thread.  At most ``pty_max`` at once when that
+        is set (beyond it: ``OSError`` ENOSPC); a failed start raises ``OSError``,
+        a backend without terminals ``Unsupported``."""
 
     @abc.abstractmethod
     async def usage(self) -> Usage:

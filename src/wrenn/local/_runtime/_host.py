@@ -25,8 +25,10 @@ from ._cgroup import CapsuleCgroup, Limits
 from ._contract import Launch, Usage
 from ._freeze import Freezer
 from ._host_process import HostProcess
+from ._host_terminal import HostTerminal
 from ._ids import SERVER_IDS, Ids
 from ._process import CapsuleProcess
+from ._terminal import CapsuleTerminal
 
 
 def _measure(pids: list[int], rw_dir: str) -> Usage:
@@ -38,7 +40,8 @@ class HostSandbox(Sandbox):
 
     A subclass implements ``launch``, ``visible_pid`` and ``member_pids`` (and
     the general abstract methods of ``Sandbox``); it gets ``start_process``,
-    pause, ``kill_now``, ``usage`` and ``open_pty`` from here.
+    pause, ``kill_now``, ``usage`` and terminals (``open_terminal`` over
+    ``open_pty``, a host pty pair unless the backend has its own) from here.
     """
 
     def __init__(
@@ -98,11 +101,16 @@ class HostSandbox(Sandbox):
         env: dict[str, str],
         cwd: str,
         *,
-        tty_slave: int | None = None,
         want_pid: bool = True,
     ) -> CapsuleProcess:
         """A host process run from ``launch()`` (see ``Sandbox.start_process``)."""
-        return HostProcess(self, argv, env, cwd, tty_slave=tty_slave, want_pid=want_pid)
+        return HostProcess(self, argv, env, cwd, want_pid=want_pid)
+
+    def open_terminal(
+        self, argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int
+    ) -> CapsuleTerminal:
+        """A host process on a pty from ``open_pty`` (see ``Sandbox.open_terminal``)."""
+        return HostTerminal(self, argv, env, cwd, cols, rows)
 
     def on_spawn(self, host_pid: int) -> None:
         """Called (by its ``HostProcess``) for every process launched for this capsule."""
@@ -126,7 +134,8 @@ class HostSandbox(Sandbox):
         return await asyncio.to_thread(_measure, pids, str(self.rw_dir))
 
     def open_pty(self) -> tuple[int, int]:
-        """A host pty pair."""
+        """A pty pair (master, slave) for a terminal: a host one here; a backend
+        with its own devpts overrides it (and bounds it by ``pty_max``)."""
         return os.openpty()
 
     async def freeze(self) -> None:

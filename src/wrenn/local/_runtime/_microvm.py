@@ -17,6 +17,8 @@
   restores it, so it finds the source's processes running.
 - Files go through the guest agent (``_vm._capsule_files``), answering as the
   host backends' files API does.
+- A terminal is a pty in the guest, its program a guest process on it, driven
+  through the agent (``_vm._terminal``).
 - ``vcpus`` and ``memory_mb`` are the VM's own; the guest has no network
   (``-nic none``) and no host directory at all, so code that needs host paths
   (the code runner's interpreter binds) is refused at boot.
@@ -44,10 +46,12 @@ from .._vm._image import Image, cached_image
 from .._vm._kernel import KernelError
 from .._vm._kvm import kvm_problem
 from .._vm._process import start_vm_process
+from .._vm._terminal import open_vm_terminal
 from . import _procfs
 from ._base import Sandbox
 from ._contract import BootError, Capabilities, Probe, Unsupported, Usage
 from ._process import CapsuleProcess
+from ._terminal import CapsuleTerminal
 
 log = logging.getLogger("wrenn.local")
 
@@ -187,14 +191,18 @@ class VmSandbox(Sandbox):
         env: dict[str, str],
         cwd: str,
         *,
-        tty_slave: int | None = None,
         want_pid: bool = True,
     ) -> CapsuleProcess:
         """A process of the guest (see ``Sandbox.start_process`` and ``_vm._process``)."""
         vm = self._require_vm()
-        return start_vm_process(
-            vm.processes, argv, env, cwd, tty_slave=tty_slave, want_pid=want_pid
-        )
+        return start_vm_process(vm.processes, argv, env, cwd, want_pid=want_pid)
+
+    def open_terminal(
+        self, argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int
+    ) -> CapsuleTerminal:
+        """A guest process on a pty of the guest (see ``Sandbox.open_terminal`` and
+        ``_vm._terminal``)."""
+        return open_vm_terminal(self._require_vm().processes, argv, env, cwd, cols, rows)
 
     def open_root(self) -> int:
         raise Unsupported("a microVM capsule has no host filesystem")
@@ -202,9 +210,6 @@ class VmSandbox(Sandbox):
     def guest_files(self) -> VmCapsuleFiles:
         """The guest's own files, through its agent (the files API's answers and errors)."""
         return VmCapsuleFiles(self._require_vm().files)
-
-    def open_pty(self) -> tuple[int, int]:
-        raise Unsupported("a terminal in a microVM capsule is not supported yet")
 
     async def usage(self) -> Usage:
         """The QEMU process's CPU time and RSS (the guest's touched memory), and its disk."""

@@ -26,9 +26,14 @@
   process the same way (failure "closed") if it had not ended; the guest is told to
   forget it (``detach``: it keeps running there, its output dropped).
 
+- Terminal mode (``terminal=True``, a guest process started with ``pty=True``, for
+  ``_vm._terminal``): the output is the terminal's, not the process's.  The same
+  pump, holds and order, but the chunks go to ``listen_terminal`` listeners as
+  ("output", data), with one ("end", b"") right before the exit; the process's own
+  listeners get only the exit, as for a host process on a pty.
+
 Every wait in the pump is bounded (``READ_SLICE``) and it ends on the exit, on a
-failure and on ``close()``.  Not covered yet: a terminal (``tty_slave`` is a host
-pty fd; a pty over the agent is later work) and stdin.
+failure and on ``close()``.  Not covered: stdin of a process without a terminal.
 """
 
 from __future__ import annotations
@@ -40,8 +45,8 @@ import itertools
 import threading
 from typing import TYPE_CHECKING
 
-from .._runtime._contract import Unsupported
 from .._runtime._process import CapsuleProcess, Listener
+from .._runtime._terminal import TerminalListener
 from ._agent import AgentError
 
 if TYPE_CHECKING:
@@ -62,31 +67,36 @@ def start_vm_process(
     env: dict[str, str],
     cwd: str,
     *,
-    tty_slave: int | None = None,
     want_pid: bool = True,
+    terminal: tuple[int, int] | None = None,
 ) -> VmProcess:
     """``Sandbox.start_process`` for a microVM (call it on the loop thread).
 
     The start is one agent round trip, blocking for at most the channel's request
-    timeout.  ``tty_slave`` raises ``Unsupported``: it is a host pty, and the guest
-    needs a pty of its own over the agent (not done yet).  ``want_pid`` changes
-    nothing: the guest pid comes with the start.  A refused start raises ``OSError``.
+    timeout.  ``want_pid`` changes nothing: the guest pid comes with the start.
+    ``terminal``: (cols, rows) of a guest pty to run it on, in terminal mode (see
+    above).  A refused start raises ``OSError``.
     """
     del want_pid
-    if tty_slave is not None:
-        raise Unsupported("a terminal for a microVM process (a pty over the agent) is not done yet")
     try:
-        guest = processes.start(argv, env, cwd)
+        if terminal is None:
+            guest = processes.start(argv, env, cwd)
+        else:
+            cols, rows = terminal
+            guest = processes.start(argv, env, cwd, pty=True, rows=rows, cols=cols)
     except AgentError as exc:
         raise OSError(f"the guest agent did not start {argv[:1]!r}: {exc}") from exc
-    return VmProcess(guest)
+    return VmProcess(guest, terminal=terminal is not None)
 
 
 class VmProcess(CapsuleProcess):
-    def __init__(self, guest: GuestProcess) -> None:
+    def __init__(self, guest: GuestProcess, *, terminal: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
         self._guest = guest
         self._listeners: list[Listener] = []
+        # Terminal mode: where the output goes instead (see the module's docstring).
+        self._terminal = terminal
+        self._terminal_listeners: list[TerminalListener] = []
         self.exited = asyncio.Event()
         self.exit_code: int | None = None
         self.death_signal: int | None = None
@@ -168,25 +178,25 @@ class VmProcess(CapsuleProcess):
             with self._gate:
                 self._posted -= len(data)
                 self._gate.notify_all()
-            self._emit(kind, data)
+            if self._terminal:
+                _call_all(self._terminal_listeners, "output", data)
+            else:
+                _call_all(self._listeners, kind, data)
         if self._end is None or self._pending or self.exited.is_set():
             return
         self.exit_code, self.death_signal, self.failure = self._end
+        if self._terminal:
+            _call_all(self._terminal_listeners, "end", b"")
         self.exited.set()
-        self._emit("exit", b"")
-
-    def _emit(self, kind: str, data: bytes) -> None:
-        for listener in list(self._listeners):
-            listener(kind, data)
+        _call_all(self._listeners, "exit", b"")
 
     def listen(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
+        return _add(self._listeners, listener)
 
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return remove
+    def listen_terminal(self, listener: TerminalListener) -> Callable[[], None]:
+        """In terminal mode: add a listener of the terminal's output (see
+        ``CapsuleTerminal.listen``); returns the call that removes it."""
+        return _add(self._terminal_listeners, listener)
 
     def hold_output(self) -> None:
         with self._gate:
@@ -200,6 +210,11 @@ class VmProcess(CapsuleProcess):
             self._gate.notify_all()
         if not self._holds:
             self._deliver()
+
+    @property
+    def guest(self) -> GuestProcess:
+        """The guest process it drives (a terminal sends its input and size there)."""
+        return self._guest
 
     # identity, signals and the end ------------------------------------------------------
     async def resolve(self, timeout: float = 2.0) -> int:
@@ -241,3 +256,18 @@ class VmProcess(CapsuleProcess):
         """Wait up to ``timeout`` for the pump thread to end; whether it did."""
         self._pump.join(timeout)
         return not self._pump.is_alive()
+
+
+def _add(listeners: list[Listener], listener: Listener) -> Callable[[], None]:
+    listeners.append(listener)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            listeners.remove(listener)
+
+    return remove
+
+
+def _call_all(listeners: list[Listener], kind: str, data: bytes) -> None:
+    for listener in list(listeners):
+        listener(kind, data)

@@ -19,6 +19,7 @@ and chunk cap on its side.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import os
 import pty
@@ -67,6 +68,10 @@ class GuestProcess:
                 raise
             finally:
                 os.close(slave)  # only the child holds it: its exit gives EOF (EIO)
+            # Non-blocking, as a host pty's master is on the server: input the
+            # terminal does not take (a raw-mode program that is not reading) is
+            # dropped, not a write that blocks this request and the process's exit.
+            os.set_blocking(master, False)
             self.master = self.stdin = master
             self.outputs = {master: "pty"}
         else:
@@ -108,6 +113,8 @@ class GuestProcess:
                 for key, _ in ready:
                     try:
                         data = os.read(key.fd, room)
+                    except BlockingIOError:  # a pty master is non-blocking
+                        continue
                     except OSError:  # EIO: a pty whose other end is gone
                         data = b""
                     if not data:
@@ -147,12 +154,16 @@ class GuestProcess:
                 raise ValueError(f"process {self.id}: stdin is closed")
             view = memoryview(data)
             while view:
-                view = view[os.write(self.stdin, view) :]
+                try:
+                    view = view[os.write(self.stdin, view) :]
+                except BlockingIOError:
+                    return  # a full terminal: the rest is dropped (see __init__)
 
     def close_stdin(self) -> None:
         with self.stdin_lock:
             if self.stdin is not None and self.master is not None:
-                os.write(self.stdin, b"\x04")  # a terminal has no EOF of its own: ^D
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self.stdin, b"\x04")  # a terminal has no EOF of its own: ^D
             elif self.stdin is not None:
                 os.close(self.stdin)
                 self.stdin = None
