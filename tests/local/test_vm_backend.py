@@ -180,6 +180,24 @@ def test_memory_mb_is_the_guests_limit(http: httpx.Client) -> None:
         destroy(http, capsule_id)
 
 
+def test_disk_size_mb_is_the_guests_disk(tmp_path: Path) -> None:
+    with (
+        LocalServer(isolation="microvm", state_dir=tmp_path / "state", disk_size_mb=1536) as srv,
+        _client(srv) as http,
+    ):
+        capsule_id = create(http, memory_mb=MEMORY_MB)
+        try:
+            total_mb = int(sh(http, capsule_id, "df -m / | tail -1")["stdout"].split()[1])
+            assert 1300 < total_mb <= 1536  # less the filesystem's own overhead
+            too_big = sh(http, capsule_id, "fallocate -l 1600M /root/big; echo $?; rm -f /root/big")
+            assert too_big["stdout"] != "0\n" and "No space left" in too_big["stderr"]
+            fits = sh(http, capsule_id, "fallocate -l 200M /root/ok && echo fits")
+            assert fits["stdout"] == "fits\n"
+            assert http.get(f"/v1/capsules/{capsule_id}").json()["disk_size_mb"] == 1536
+        finally:
+            destroy(http, capsule_id)
+
+
 def test_a_missing_program_is_a_start_failure(http: httpx.Client) -> None:
     capsule_id = create(http, memory_mb=MEMORY_MB)
     try:

@@ -228,7 +228,11 @@ class Manager:
         row = self.store.get_capsule(capsule_id)
         binds = self._binds_for(capsule_id)
         # The capsule's cgroup enforces its own request's vcpus and memory_mb.
-        limits = Limits(vcpus=row.vcpus, memory_mb=row.memory_mb) if row is not None else None
+        limits = (
+            Limits(vcpus=row.vcpus, memory_mb=row.memory_mb, disk_mb=self.disks.size_mb)
+            if row is not None
+            else None
+        )
         capsule_dir = self._capsule_dir(capsule_id)
         if self.disks.has_image(capsule_dir):
             # Its root's uid is read from its files (ids_for): mounted first.

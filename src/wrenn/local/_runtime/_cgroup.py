@@ -62,6 +62,9 @@ class Limits:
     vcpus: int = 1
     memory_mb: int = 512
     pids_max: int = DEFAULT_PIDS_MAX
+    # The capsule's disk, for a backend whose disk is its own (a VM's); host
+    # backends get theirs from the server's disk images instead.
+    disk_mb: int | None = None
 
 
 def _mounts() -> list[tuple[str, Path, set[str]]]:

@@ -132,7 +132,12 @@ class VmSandbox(Sandbox):
                 "a microVM capsule sees no host directory (the code runner's template "
                 "needs the bubblewrap or plain backend)"
             )
-        spec = VmSpec(vcpus=self.limits.vcpus, memory_mb=self.limits.memory_mb, accel=self.accel)
+        spec = VmSpec(
+            vcpus=self.limits.vcpus,
+            memory_mb=self.limits.memory_mb,
+            accel=self.accel,
+            disk_mb=self.limits.disk_mb,
+        )
         started = asyncio.ensure_future(asyncio.to_thread(self._start, spec))
         try:
             self.vm = await asyncio.shield(started)

@@ -1,8 +1,8 @@
 """Pre-booted base snapshots: a new capsule is a restore (~0.3 s), not a cold boot (~4 s).
 
 A memory snapshot can only be restored into a VM of the same shape, so there is
-one base snapshot per (accelerator, vcpus, memory_mb), kept beside the image it
-was booted from (``<image>/base/<accel>-<vcpus>x<memory_mb>/``).  The first capsule of a shape pays
+one base snapshot per (accelerator, vcpus, memory_mb, disk size), kept beside the
+image it was booted from (``<image>/base/<accel>-<vcpus>x<memory_mb>-<disk>M/``).  The first capsule of a shape pays
 the cold boot; every later one, in this server or another, restores.  Built in a
 temporary sibling directory and renamed into place, as the image is, so a
 half-written snapshot is never used; a lock file serializes builders of the same
@@ -30,7 +30,8 @@ _locks_guard = threading.Lock()
 
 def base_snapshot(image: Image, spec: VmSpec, *, boot_timeout: float = 120.0) -> Path:
     """The snapshot directory of a freshly booted VM of shape ``spec``, built if missing."""
-    final = image.directory / "base" / f"{spec.accel}-{spec.vcpus}x{spec.memory_mb}"
+    disk = "" if spec.disk_mb is None else f"-{spec.disk_mb}M"
+    final = image.directory / "base" / f"{spec.accel}-{spec.vcpus}x{spec.memory_mb}{disk}"
     if (final / "vm.json").is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,8 @@ class VmSpec:
     memory_mb: int = 256
     # "tcg" (the software CPU) or "kvm"; a snapshot restores only under its own.
     accel: str = "tcg"
+    # The root disk's size; None or less than the image's root filesystem: that size.
+    disk_mb: int | None = None
 
 
 class MicroVm:
@@ -85,7 +87,7 @@ class MicroVm:
         paths = _prepare(directory)
         with _discard_on_error(paths):
             if not (reuse_disk and paths.disk.is_file()):
-                _create_overlay(image, paths)
+                _create_overlay(image, paths, spec.disk_mb)
             vm = cls._spawn(image, paths, spec, incoming=False)
         deadline = time.monotonic() + timeout
         try:
@@ -340,10 +342,13 @@ def _sockets_fit(paths: VmPaths) -> bool:
     return all(len(str(sock).encode()) <= _SOCKET_PATH_MAX for sock in (paths.qmp, paths.agent))
 
 
-def _create_overlay(image: Image, paths: VmPaths) -> None:
-    """A fresh qcow2 overlay whose read-only backing file is the image's root disk."""
+def _create_overlay(image: Image, paths: VmPaths, disk_mb: int | None) -> None:
+    """A fresh qcow2 overlay whose read-only backing file is the image's root disk,
+    ``disk_mb`` large when that is more than the image's (the guest grows its
+    filesystem to the device at boot)."""
     base = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw"]
-    _run_host([*base, "-b", str(image.rootfs), str(paths.disk)])
+    size = [] if disk_mb is None else [f"{max(disk_mb, image.rootfs.stat().st_size >> 20)}M"]
+    _run_host([*base, "-b", str(image.rootfs), str(paths.disk), *size])
 
 
 def _run_host(argv: list[str]) -> None:

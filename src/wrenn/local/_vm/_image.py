@@ -29,9 +29,11 @@ from . import _initramfs, _kernel
 
 log = logging.getLogger("wrenn.local.vm")
 
-FORMAT = 3  # bump when the layout of an image directory changes
+FORMAT = 4  # bump when the layout of an image directory changes
 GUEST_PACKAGES = ("python3", "iproute2", "procps")
-ROOTFS_SIZE_MB = 2048  # sparse; the guest's writes go to a per-VM qcow2 overlay
+# Sparse; each VM's qcow2 overlay is its disk_size_mb (never less than this), and the
+# guest grows the filesystem to it at boot.
+ROOTFS_SIZE_MB = 1024
 _TRIM = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 BUSYBOX = Path("/bin/busybox")
 SOURCE = Path(__file__).with_name("guest_agent.py")

@@ -82,6 +82,15 @@ def _mount_basics() -> None:
             stdin=subprocess.DEVNULL,
         )
     subprocess.run(["hostname", "wrenn"], check=False, stdin=subprocess.DEVNULL)
+    # The root disk may be larger than the image's filesystem (the capsule's
+    # disk_size_mb): grow it to the whole device, online; nothing to do once grown.
+    subprocess.run(
+        ["resize2fs", "/dev/vda"],
+        check=False,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     subprocess.run(["ip", "link", "set", "lo", "up"], check=False, stderr=subprocess.DEVNULL)
 
 
