@@ -14,9 +14,11 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v mmdebstrap >/
     || ! [ -x /bin/busybox ] || ! ls /boot/vmlinuz-* >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "install_vm_host: installing $packages" >&2
-        apt-get update -qq
         # shellcheck disable=SC2086
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null; }; then
+            echo "install_vm_host: WARNING: the install failed: the microVM tests will be SKIPPED" >&2
+            exit 0
+        fi
     else
         echo "install_vm_host: not root with apt: the microVM backend and its tests are unavailable" >&2
         exit 0
