@@ -12,7 +12,7 @@ import contextlib
 import signal
 from collections.abc import Callable
 
-from ._runtime import Sandbox
+from ._runtime import Sandbox, add_listener
 
 Listener = Callable[[str, bytes], None]  # ("output", data) | ("exit", b"")
 
@@ -46,13 +46,7 @@ class PtySession:
         self._finisher = self._loop.create_task(self._finish())
 
     def listen(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return remove
+        return add_listener(self._listeners, listener)
 
     def hold_output(self) -> None:
         """Stop reading the terminal (a slow client): the program blocks on output."""

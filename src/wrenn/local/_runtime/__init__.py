@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._base import INTERFACE, Sandbox
 from ._contract import BootError, Capabilities, HostPaths, Launch, Probe, Unsupported, Usage
-from ._process import PROCESS_INTERFACE, CapsuleProcess
+from ._process import PROCESS_INTERFACE, CapsuleProcess, add_listener
 from ._registry import Backend, choose_backend, isolation_choices, lookup, register
 from ._terminal import TERMINAL_INTERFACE, CapsuleTerminal
 
@@ -30,6 +30,7 @@ __all__ = [
     "Sandbox",
     "Unsupported",
     "Usage",
+    "add_listener",
     "choose_backend",
     "isolation_choices",
     "lookup",

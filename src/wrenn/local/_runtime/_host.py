@@ -17,16 +17,14 @@ import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+from typing import Any
 
 from . import _procfs
 from ._base import Sandbox, ensure_rw_skeleton
-from ._cgroup import CapsuleCgroup, Limits
 from ._contract import Launch, Usage
 from ._freeze import Freezer
 from ._host_process import HostProcess
 from ._host_terminal import HostTerminal
-from ._ids import SERVER_IDS, Ids
 from ._process import CapsuleProcess
 from ._terminal import CapsuleTerminal
 
@@ -44,32 +42,17 @@ class HostSandbox(Sandbox):
     ``open_pty``, a host pty pair unless the backend has its own) from here.
     """
 
-    def __init__(
-        self,
-        capsule_id: str,
-        capsule_dir: Path,
-        cgroup: CapsuleCgroup | None,
-        ro_binds: tuple[str, ...] = (),
-        limits: Limits | None = None,
-        *,
-        freeze_by_cgroup: bool = True,
-        ids: Ids = SERVER_IDS,
-    ) -> None:
-        super().__init__(
-            capsule_id,
-            capsule_dir,
-            cgroup,
-            ro_binds,
-            limits,
-            freeze_by_cgroup=freeze_by_cgroup,
-            ids=ids,
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # ``Sandbox``'s arguments, as they are.
+        super().__init__(*args, **kwargs)
         # Host pids of the processes the server launched for the capsule (the
         # host-side wrappers: nsenter, setsid, ...), added and removed by their
         # HostProcess.
         self.wrappers: set[int] = set()
         self.freezer = Freezer(
-            self.member_pids, cgroup if freeze_by_cgroup else None, lambda: list(self.wrappers)
+            self.member_pids,
+            self.cgroup if self.freeze_by_cgroup else None,
+            lambda: list(self.wrappers),
         )
 
     async def _ready_layer(self, prepare: Callable[[], Awaitable[None]] | None) -> None:

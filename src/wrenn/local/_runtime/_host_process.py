@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _procfs
-from ._process import CapsuleProcess, Listener
+from ._process import CapsuleProcess, Listener, add_listener
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -117,13 +117,7 @@ class HostProcess(CapsuleProcess):
     # output -------------------------------------------------------------------
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Get ("stdout"|"stderr", bytes) and finally ("exit", b"") calls."""
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return remove
+        return add_listener(self._listeners, listener)
 
     def _emit(self, kind: str, data: bytes) -> None:
         for listener in list(self._listeners):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._host_process import HostProcess
+from ._process import add_listener
 from ._terminal import CapsuleTerminal, TerminalListener
 
 if TYPE_CHECKING:
@@ -56,13 +57,7 @@ class HostTerminal(CapsuleTerminal):
         self._loop.add_reader(master, self._on_output)
 
     def listen(self, listener: TerminalListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return remove
+        return add_listener(self._listeners, listener)
 
     def _reading(self) -> bool:
         return self._master is not None and not self._ended

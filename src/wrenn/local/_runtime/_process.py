@@ -18,7 +18,22 @@ from collections.abc import Callable
 # Gets ("stdout"|"stderr", bytes) for output, then ("exit", b"") once.
 Listener = Callable[[str, bytes], None]
 
+
 # Every member of a process that code outside ``_runtime`` may use.
+def add_listener(
+    listeners: list[Callable[[str, bytes], None]], listener: Callable[[str, bytes], None]
+) -> Callable[[], None]:
+    """Append ``listener`` to ``listeners``; returns the call that removes it (once or
+    more: a second removal does nothing)."""
+    listeners.append(listener)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            listeners.remove(listener)
+
+    return remove
+
+
 PROCESS_INTERFACE = frozenset(
     {
         "exited",

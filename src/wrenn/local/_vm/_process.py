@@ -45,7 +45,7 @@ import itertools
 import threading
 from typing import TYPE_CHECKING
 
-from .._runtime._process import CapsuleProcess, Listener
+from .._runtime._process import CapsuleProcess, Listener, add_listener
 from .._runtime._terminal import TerminalListener
 from ._agent import AgentError
 
@@ -191,12 +191,12 @@ class VmProcess(CapsuleProcess):
         _call_all(self._listeners, "exit", b"")
 
     def listen(self, listener: Listener) -> Callable[[], None]:
-        return _add(self._listeners, listener)
+        return add_listener(self._listeners, listener)
 
     def listen_terminal(self, listener: TerminalListener) -> Callable[[], None]:
         """In terminal mode: add a listener of the terminal's output (see
         ``CapsuleTerminal.listen``); returns the call that removes it."""
-        return _add(self._terminal_listeners, listener)
+        return add_listener(self._terminal_listeners, listener)
 
     def hold_output(self) -> None:
         with self._gate:
@@ -256,16 +256,6 @@ class VmProcess(CapsuleProcess):
         """Wait up to ``timeout`` for the pump thread to end; whether it did."""
         self._pump.join(timeout)
         return not self._pump.is_alive()
-
-
-def _add(listeners: list[Listener], listener: Listener) -> Callable[[], None]:
-    listeners.append(listener)
-
-    def remove() -> None:
-        with contextlib.suppress(ValueError):
-            listeners.remove(listener)
-
-    return remove
 
 
 def _call_all(listeners: list[Listener], kind: str, data: bytes) -> None:
