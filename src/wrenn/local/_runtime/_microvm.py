@@ -49,12 +49,15 @@ from .._vm._process import start_vm_process
 from .._vm._terminal import open_vm_terminal
 from . import _procfs
 from ._base import Sandbox
+from ._cgroup import Limits
 from ._contract import BootError, Capabilities, Probe, Unsupported, Usage
 from ._process import CapsuleProcess
 from ._terminal import CapsuleTerminal
 
 log = logging.getLogger("wrenn.local")
 
+# Guest vCPUs per host CPU at most: more only adds threads that wait for a core.
+MAX_VCPUS_PER_HOST_CPU = 4
 _SYNC_TIMEOUT = 3.0  # seconds a stopping guest gets to write its page cache out
 _HOST_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils"}
 _SPEED_CAVEAT = (
@@ -132,6 +135,7 @@ class VmSandbox(Sandbox):
                 "a microVM capsule sees no host directory (the code runner's template "
                 "needs the bubblewrap or plain backend)"
             )
+        _check_shape(self.limits)
         spec = VmSpec(
             vcpus=self.limits.vcpus,
             memory_mb=self.limits.memory_mb,
@@ -290,6 +294,20 @@ class VmSandbox(Sandbox):
     @classmethod
     def layer_bytes(cls, capsule_dir: Path) -> int:
         return _procfs.disk_usage(str(capsule_dir))
+
+
+def _check_shape(limits: Limits) -> None:
+    """Refuse a guest this host cannot hold.  The API takes up to 256 vCPUs and 4 TiB
+    (the platform's bounds), and a VM's memory is real: a guest kernel sets up its
+    page tables for all of it at boot, so one hostile create could take the host's."""
+    host_mb = _procfs.mem_total_mb()
+    if host_mb is not None and limits.memory_mb > host_mb // 2:
+        raise BootError(
+            f"memory_mb={limits.memory_mb} is more than half of this host's {host_mb} MiB"
+        )
+    most_vcpus = MAX_VCPUS_PER_HOST_CPU * (os.cpu_count() or 1)
+    if limits.vcpus > most_vcpus:
+        raise BootError(f"vcpus={limits.vcpus} is more than this host runs ({most_vcpus})")
 
 
 def _copy_state(src: Path, dest: Path) -> None:

@@ -129,3 +129,15 @@ def disk_usage(path: str, limit: int = 200_000) -> int:
         st = os.statvfs(path)
         return (st.f_blocks - st.f_bfree) * st.f_frsize
     return _fdtree.disk_usage(path, limit)
+
+
+def mem_total_mb() -> int | None:
+    """The host's RAM in MiB (``MemTotal``), or None where /proc cannot say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
